@@ -1,0 +1,47 @@
+# gear's build. `make run` starts a local cluster with the example app;
+# `make test` runs every test (installing and starting what they need).
+SHELL := /bin/bash
+GO ?= go
+export GOFLAGS ?= -mod=mod
+
+.PHONY: build examples test unit race integ fuzz lint run bench deps clean
+
+build:
+	$(GO) build -o .build/gear .
+
+examples:
+	./scripts/build-examples.sh
+
+# Everything CI runs: dependencies, vet, gofmt, all tests with the race detector.
+test: deps examples lint
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+race:
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+integ: examples build
+	$(GO) test -race -count=1 -timeout 30m -v ./test/...
+
+fuzz:
+	./scripts/fuzz.sh
+
+lint:
+	$(GO) vet ./...
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Installs the external programs the tests use (redis-server, java) if missing.
+deps:
+	./scripts/deps.sh
+
+run: build examples
+	./scripts/run-example.sh
+
+bench: build examples
+	./scripts/bench/run-all.sh
+
+clean:
+	rm -rf .build data conf/examples/*.tar.gz conf/examples/*.jar

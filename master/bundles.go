@@ -1,0 +1,126 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gear-run/gear/jarstore"
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// kindOf tells the bundle kind from its file name.
+func kindOf(name string) (cluster.BundleKind, error) {
+	lower := strings.ToLower(name)
+	switch {
+	case strings.HasSuffix(lower, ".jar"):
+		return cluster.KindJar, nil
+	case strings.HasSuffix(lower, ".tar.gz"), strings.HasSuffix(lower, ".tgz"):
+		return cluster.KindTarGz, nil
+	case strings.HasSuffix(lower, ".zip"):
+		return cluster.KindZip, nil
+	}
+	return "", fmt.Errorf("%w: unknown bundle type %q: a bundle is a .jar, or a .tar.gz/.tgz/.zip with gear-app.conf at its root", ErrBadRequest, name)
+}
+
+// handleUpload streams a bundle into the jar store. Memory use is bounded
+// by the copy buffer whatever the bundle's size; the object becomes
+// visible only once complete and hashed.
+func (m *Master) handleUpload(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	kind, err := kindOf(name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	max := m.opts.MaxBundleSize
+	if max > 0 && r.ContentLength > max {
+		writeError(w, fmt.Errorf("%w: bundle %s is %d bytes, over gear.jarstore.max-bundle-size (%d bytes)", jarstore.ErrTooLarge, name, r.ContentLength, max))
+		return
+	}
+	start := time.Now()
+	digest, size, err := m.blobs.Put(r.Context(), r.Body, max)
+	if err != nil {
+		m.log.Warn("bundle upload failed", "name", name, "err", err)
+		writeError(w, err)
+		return
+	}
+	m.log.Info("bundle stored", "name", name, "digest", digest, "size", size, "took", time.Since(start).Round(time.Millisecond))
+	writeJSON(w, cluster.Bundle{Digest: digest, Size: size, Kind: kind, Name: name})
+}
+
+// handleGetBundle serves a bundle by digest from this master's store (a
+// shared store serves from any master), else from the leader.
+func (m *Master) handleGetBundle(w http.ResponseWriter, r *http.Request) {
+	digest := r.PathValue("digest")
+	rc, size, err := m.blobs.Open(r.Context(), digest)
+	if errors.Is(err, jarstore.ErrNotFound) && !m.isLeader() && r.Header.Get(forwardedHeader) == "" {
+		m.lead(func(http.ResponseWriter, *http.Request) {})(w, r)
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.Header().Set("X-Gear-Digest", digest)
+	if _, err := io.Copy(w, rc); err != nil {
+		m.log.Error("serving bundle failed; the reader sees a cut stream", "digest", digest, "err", err)
+		panic(http.ErrAbortHandler) // never let a corrupt bundle end cleanly
+	}
+}
+
+func (m *Master) handleListBundles(w http.ResponseWriter, r *http.Request) {
+	infos, err := m.blobs.List(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	refs := map[string][]string{}
+	m.fsm.read(func(s *State) {
+		for _, a := range s.Apps {
+			if a.State != cluster.AppKilled {
+				refs[a.Bundle.Digest] = append(refs[a.Bundle.Digest], a.ID)
+			}
+		}
+	})
+	type entry struct {
+		Digest  string    `json:"digest"`
+		Size    int64     `json:"size"`
+		ModTime time.Time `json:"mod_time"`
+		Apps    []string  `json:"apps"`
+	}
+	out := []entry{}
+	for _, in := range infos {
+		d := jarstore.DigestOf(in.Name)
+		out = append(out, entry{Digest: d, Size: in.Size, ModTime: in.ModTime, Apps: append([]string{}, refs[d]...)})
+	}
+	writeJSON(w, out)
+}
+
+func (m *Master) handleGC(w http.ResponseWriter, r *http.Request) {
+	grace := m.opts.GCGrace
+	if g := r.URL.Query().Get("grace"); g != "" {
+		d, err := time.ParseDuration(g)
+		if err != nil || d < 0 {
+			writeError(w, fmt.Errorf("%w: grace %q is not a duration like 10m", ErrBadRequest, g))
+			return
+		}
+		grace = d
+	}
+	deleted, err := m.gc(r.Context(), grace)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if deleted == nil {
+		deleted = []string{}
+	}
+	writeJSON(w, map[string]any{"deleted": deleted})
+}

@@ -1,0 +1,22 @@
+// Package master is gear's master daemon: the highly available control
+// plane that operators start with `bin/master -ip node1 -port 3000` on every
+// host listed in gear.cluster.masters.
+//
+// The masters form a raft group (github.com/hashicorp/raft, logs in
+// raft-wal under the data dir) whose voters are the configured masters; the
+// replicated State holds every application, its desired executors, bundle
+// digests, restart counts, worker assignments and id counters, so a restart
+// of every master at once loses nothing. One leader serves: it places
+// executors on workers, answers their heartbeats with their assignments and
+// reschedules the executors of a worker that stayed unreachable past the
+// failover timeout. Any master accepts API calls and forwards them to the
+// leader; a master without quorum refuses writes with an error that says
+// which masters it can and cannot reach.
+//
+// Everything runs on the one port the operator typed: HTTP (API, /ecv,
+// /metrics), raft and gossip streams are told apart by netmux, and gossip
+// packets use UDP on the same port number.
+//
+// The package does not run processes (that is worker/) and never imports
+// worker/; the two meet in pkg/cluster.
+package master

@@ -1,0 +1,334 @@
+package master
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// State is the authoritative cluster state that raft replicates. Every
+// field changes only through apply, so every master that applied the same
+// log holds the same State. Times come from the command (stamped by the
+// leader), never from the local clock.
+type State struct {
+	Apps      map[string]*cluster.App    `json:"apps"`
+	Workers   map[string]*cluster.Worker `json:"workers"`
+	NextAppID int                        `json:"next_app_id"`
+}
+
+func newState() *State {
+	return &State{Apps: map[string]*cluster.App{}, Workers: map[string]*cluster.Worker{}}
+}
+
+// Operations of the replicated log.
+const (
+	opSubmit   = "submit"
+	opKill     = "kill"
+	opScale    = "scale"
+	opRestart  = "restart"
+	opAssign   = "assign"
+	opUnassign = "unassign"
+	opStatus   = "status"
+	opWorker   = "worker"
+	opBump     = "bump"
+)
+
+// command is one entry of the replicated log.
+type command struct {
+	Op      string                   `json:"op"`
+	Now     time.Time                `json:"now"`
+	App     string                   `json:"app,omitempty"`
+	Submit  *cluster.SubmitRequest   `json:"submit,omitempty"`
+	Scale   *cluster.ScaleRequest    `json:"scale,omitempty"`
+	Restart *cluster.RestartRequest  `json:"restart,omitempty"`
+	Assign  []assignment             `json:"assign,omitempty"`
+	Lost    []string                 `json:"lost,omitempty"` // executor ids
+	Worker  *cluster.Worker          `json:"worker,omitempty"`
+	Reports []cluster.ExecutorReport `json:"reports,omitempty"`
+	Gone    []string                 `json:"gone,omitempty"` // executor ids the worker no longer runs
+	Bump    string                   `json:"bump,omitempty"` // executor id
+}
+
+type assignment struct {
+	Executor   string `json:"executor"`
+	Worker     string `json:"worker"`
+	WorkerAddr string `json:"worker_addr"`
+	CPUs       []int  `json:"cpus"`
+	Ports      []int  `json:"ports,omitempty"`
+	Error      string `json:"error,omitempty"` // set when it could not be placed
+}
+
+// result is what apply returns to the caller of raft.Apply.
+type result struct {
+	ID  string
+	Err error
+}
+
+// apply mutates the state; it must be deterministic.
+func (s *State) apply(c *command) result {
+	switch c.Op {
+	case opSubmit:
+		s.NextAppID++
+		id := strconv.Itoa(s.NextAppID)
+		app := &cluster.App{
+			ID: id, Name: c.Submit.Name, State: cluster.AppPending, Bundle: c.Submit.Bundle,
+			Processes: c.Submit.Processes, Submitted: c.Now, Args: c.Submit.Args,
+		}
+		for _, p := range app.Processes {
+			for i := 0; i < p.Instances; i++ {
+				app.Executors = append(app.Executors, newExecutor(id, p.Name, i))
+			}
+		}
+		s.Apps[id] = app
+		return result{ID: id}
+	case opKill:
+		app, ok := s.Apps[c.App]
+		if !ok {
+			return result{Err: fmt.Errorf("%w: %s", ErrNoSuchApp, c.App)}
+		}
+		if app.State != cluster.AppKilled {
+			app.State = cluster.AppKilled
+			app.Killed = c.Now
+			for i := range app.Executors {
+				e := &app.Executors[i]
+				if e.Worker == "" {
+					e.State = cluster.Stopped
+				} else if e.State != cluster.Stopped {
+					e.State = cluster.Stopping
+				}
+			}
+		}
+		return result{ID: app.ID}
+	case opScale:
+		app, ok := s.Apps[c.App]
+		if !ok {
+			return result{Err: fmt.Errorf("%w: %s", ErrNoSuchApp, c.App)}
+		}
+		return result{ID: app.ID, Err: scaleApp(app, c.Scale)}
+	case opRestart:
+		app, ok := s.Apps[c.App]
+		if !ok {
+			return result{Err: fmt.Errorf("%w: %s", ErrNoSuchApp, c.App)}
+		}
+		app.Generation++
+		app.RestartEnv = c.Restart.Env
+		return result{ID: app.ID}
+	case opBump:
+		if e := s.executor(c.Bump); e != nil {
+			if app := s.Apps[e.App]; app != nil {
+				e.Generation = app.Generation
+			}
+		}
+	case opAssign:
+		for _, a := range c.Assign {
+			e := s.executor(a.Executor)
+			if e == nil {
+				continue
+			}
+			if a.Error != "" {
+				e.LastError = a.Error
+				continue
+			}
+			e.Worker, e.WorkerAddr, e.CPUs, e.Ports = a.Worker, a.WorkerAddr, a.CPUs, a.Ports
+			e.State, e.PID, e.LastError = cluster.Starting, 0, ""
+		}
+	case opUnassign:
+		for _, id := range c.Lost {
+			if e := s.executor(id); e != nil {
+				e.Worker, e.WorkerAddr, e.PID, e.CPUs = "", "", 0, nil
+				if s.Apps[e.App].State == cluster.AppKilled {
+					e.State = cluster.Stopped
+				} else {
+					e.State = cluster.Lost
+				}
+			}
+		}
+	case opWorker:
+		w := *c.Worker
+		w.Alive, w.LastSeen, w.Executors, w.FreeCPUs = false, time.Time{}, nil, nil
+		s.Workers[w.ID] = &w
+	case opStatus:
+		for _, r := range c.Reports {
+			e := s.executor(r.ID)
+			if e == nil || e.Worker != c.Worker.ID {
+				continue // a stale report from a worker it no longer belongs to
+			}
+			e.PID, e.State, e.Restarts = r.PID, r.State, r.Restarts
+			e.LastExit, e.LastError, e.LogTail = r.LastExit, r.LastError, r.LogTail
+			e.Observed, e.StartedAt = r.Generation, r.StartedAt
+			if len(r.CPUs) > 0 {
+				e.CPUs = r.CPUs
+			}
+		}
+		for _, id := range c.Gone {
+			e := s.executor(id)
+			if e == nil || e.Worker != c.Worker.ID {
+				continue
+			}
+			if s.Apps[e.App].State == cluster.AppKilled {
+				e.Worker, e.WorkerAddr, e.PID, e.State = "", "", 0, cluster.Stopped
+			}
+		}
+	default:
+		return result{Err: fmt.Errorf("unknown operation %q in the replicated log (is this master older than the others?)", c.Op)}
+	}
+	for _, app := range s.Apps {
+		app.State = app.DeriveState()
+	}
+	return result{}
+}
+
+func newExecutor(app, process string, index int) cluster.Executor {
+	return cluster.Executor{
+		ID: fmt.Sprintf("%s.%s.%d", app, process, index), App: app, Process: process,
+		Index: index, State: cluster.Pending, CPUs: []int{},
+	}
+}
+
+func scaleApp(app *cluster.App, req *cluster.ScaleRequest) error {
+	if app.State == cluster.AppKilled {
+		return fmt.Errorf("%w: app %s was killed; submit it again", ErrBadRequest, app.ID)
+	}
+	if req.Instances < 0 {
+		return fmt.Errorf("%w: instances must be >= 0, got %d", ErrBadRequest, req.Instances)
+	}
+	name := req.Process
+	if name == "" {
+		if len(app.Processes) != 1 {
+			var names []string
+			for _, p := range app.Processes {
+				names = append(names, p.Name)
+			}
+			return fmt.Errorf("%w: app %s has several process groups %v; say which with -process", ErrBadRequest, app.ID, names)
+		}
+		name = app.Processes[0].Name
+	}
+	pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == name })
+	if pi < 0 {
+		return fmt.Errorf("%w: app %s has no process group %q", ErrBadRequest, app.ID, name)
+	}
+	app.Processes[pi].Instances = req.Instances
+	var kept []cluster.Executor
+	have := map[int]bool{}
+	for _, e := range app.Executors {
+		if e.Process == name && e.Index >= req.Instances {
+			continue // dropped: its worker stops it when it is no longer assigned
+		}
+		if e.Process == name {
+			have[e.Index] = true
+		}
+		kept = append(kept, e)
+	}
+	for i := 0; i < req.Instances; i++ {
+		if !have[i] {
+			e := newExecutor(app.ID, name, i)
+			e.Generation = app.Generation
+			kept = append(kept, e)
+		}
+	}
+	sort.SliceStable(kept, func(a, b int) bool {
+		if kept[a].Process != kept[b].Process {
+			return kept[a].Process < kept[b].Process
+		}
+		return kept[a].Index < kept[b].Index
+	})
+	app.Executors = kept
+	return nil
+}
+
+// executor finds an executor by id ("<app>.<process>.<index>").
+func (s *State) executor(id string) *cluster.Executor {
+	for _, app := range s.Apps {
+		for i := range app.Executors {
+			if app.Executors[i].ID == id {
+				return &app.Executors[i]
+			}
+		}
+	}
+	return nil
+}
+
+// fsm adapts State to raft.FSM and guards it for concurrent readers.
+type fsm struct {
+	mu    sync.RWMutex
+	state *State
+}
+
+func (f *fsm) Apply(l *raft.Log) any {
+	var c command
+	if err := json.Unmarshal(l.Data, &c); err != nil {
+		return result{Err: fmt.Errorf("corrupt log entry %d: %w", l.Index, err)}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state.apply(&c)
+}
+
+// read runs fn with the state read-locked.
+func (f *fsm) read(fn func(s *State)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.state)
+}
+
+// snapshotState returns a deep copy of the state.
+func (f *fsm) snapshotState() *State {
+	f.mu.RLock()
+	b, err := json.Marshal(f.state)
+	f.mu.RUnlock()
+	if err != nil {
+		panic(err) // State is plain data; Marshal cannot fail
+	}
+	s := newState()
+	_ = json.Unmarshal(b, s)
+	return s
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(f.state)
+	if err != nil {
+		return nil, err
+	}
+	return snapshot(b), nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s := newState()
+	if err := json.NewDecoder(rc).Decode(s); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if s.Apps == nil {
+		s.Apps = map[string]*cluster.App{}
+	}
+	if s.Workers == nil {
+		s.Workers = map[string]*cluster.Worker{}
+	}
+	f.mu.Lock()
+	f.state = s
+	f.mu.Unlock()
+	return nil
+}
+
+type snapshot []byte
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s snapshot) Release() {}

@@ -1,0 +1,382 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/gear-run/gear/master"
+	"github.com/gear-run/gear/pkg/config"
+	"github.com/gear-run/gear/pkg/procs"
+	"github.com/gear-run/gear/worker"
+)
+
+// daemonFlags are the flags bin/master and bin/worker share.
+type daemonFlags struct {
+	ip, conf, datadir string
+	port              int
+}
+
+func (d *daemonFlags) register(fs *flag.FlagSet, defaultPortHelp string) {
+	fs.StringVar(&d.ip, "ip", "", "address to bind and advertise (default: gear.hostname)")
+	fs.IntVar(&d.port, "port", 0, "the one port for API, raft and gossip ("+defaultPortHelp+")")
+	fs.StringVar(&d.conf, "conf", "", "gear.conf (default: GEAR_CONF or conf/gear.conf)")
+	fs.StringVar(&d.datadir, "datadir", "", "data directory (default: <install>/data/<role>-<ip>-<port>)")
+}
+
+func (d *daemonFlags) overrides() map[string]any {
+	o := map[string]any{}
+	if d.ip != "" {
+		o["gear.hostname"] = d.ip
+	}
+	if d.datadir != "" {
+		o["gear.datadir"] = d.datadir
+	}
+	return o
+}
+
+func gossipKey(cfg *config.Config) ([]byte, error) {
+	if cfg.Gossip.Key == "" {
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(cfg.Gossip.Key)
+	if err != nil {
+		return nil, fmt.Errorf("gear.gossip.key is not base64: %w", err)
+	}
+	return k, nil
+}
+
+func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log *slog.Logger) (master.Options, error) {
+	key, err := gossipKey(cfg)
+	if err != nil {
+		return master.Options{}, err
+	}
+	return master.Options{
+		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token,
+		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
+		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace,
+		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
+	}, nil
+}
+
+func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log *slog.Logger) (worker.Options, error) {
+	key, err := gossipKey(cfg)
+	if err != nil {
+		return worker.Options{}, err
+	}
+	return worker.Options{
+		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token,
+		FailoverTimeout: cfg.FailoverTimeout, HeartbeatInterval: cfg.Worker.HeartbeatInterval,
+		StopAfterDisconnect: cfg.EffectiveStopAfterDisconnect(), OnExit: cfg.Worker.OnExit,
+		CPUs: cfg.Worker.CPUs,
+		Policy: procs.Policy{
+			Restart: cfg.Executor.Restart, BackoffMin: cfg.Executor.BackoffMin, BackoffMax: cfg.Executor.BackoffMax,
+			MinUptime: cfg.Executor.MinUptime, Window: cfg.Executor.RestartWindow, MaxRestarts: cfg.Executor.MaxRestarts,
+		},
+		StopTimeout: cfg.Executor.StopTimeout, LogMaxSize: cfg.Executor.LogMaxSize, LogMaxFiles: cfg.Executor.LogMaxFiles,
+		AdminSocket: cfg.Worker.AdminSocket, ExtraEnv: channelEnv(cfg),
+		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
+	}, nil
+}
+
+// channelEnv hands the Redis global channel settings to executors.
+func channelEnv(cfg *config.Config) []string {
+	c := cfg.Channel
+	if c.Redis == "" && len(c.SentinelAddrs) == 0 && len(c.ClusterAddrs) == 0 {
+		return nil
+	}
+	env := []string{
+		"GEAR_CHANNEL_REDIS=" + c.Redis,
+		"GEAR_CHANNEL_DB=" + strconv.Itoa(c.DB),
+		"GEAR_CHANNEL_TLS=" + strconv.FormatBool(c.TLS),
+		"GEAR_CHANNEL_MEMBER_TTL=" + c.MemberTTL.String(),
+	}
+	if c.Password != "" {
+		env = append(env, "GEAR_CHANNEL_PASSWORD="+c.Password)
+	}
+	if c.SentinelMaster != "" {
+		env = append(env, "GEAR_CHANNEL_SENTINEL_MASTER="+c.SentinelMaster, "GEAR_CHANNEL_SENTINEL_ADDRS="+join(c.SentinelAddrs))
+	}
+	if len(c.ClusterAddrs) > 0 {
+		env = append(env, "GEAR_CHANNEL_CLUSTER_ADDRS="+join(c.ClusterAddrs))
+	}
+	return env
+}
+
+func join(xs []string) string {
+	out := ""
+	for i, x := range xs {
+		if i > 0 {
+			out += ","
+		}
+		out += x
+	}
+	return out
+}
+
+// masterPort picks the master's port: -port, else the port gear.conf
+// lists for this host, else 3000.
+func masterPort(cfg *config.Config, flagPort int) int {
+	if flagPort != 0 {
+		return flagPort
+	}
+	for _, m := range cfg.Masters {
+		host, p, err := net.SplitHostPort(m)
+		if err == nil && host == cfg.Hostname {
+			if n, err := strconv.Atoi(p); err == nil {
+				return n
+			}
+		}
+	}
+	return 3000
+}
+
+func defaultDataDir(env Env, cfg *config.Config, role, ip string, port int) string {
+	if cfg.DataDir != "" {
+		if role == "master" || role == "worker" {
+			return filepath.Join(cfg.DataDir, fmt.Sprintf("%s-%s-%d", role, ip, port))
+		}
+		return cfg.DataDir
+	}
+	return filepath.Join(home(env), "data", fmt.Sprintf("%s-%s-%d", role, ip, port))
+}
+
+func runMaster(ctx context.Context, env Env, g global, args []string) error {
+	fs := flag.NewFlagSet("master", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var d daemonFlags
+	d.register(fs, "default: this host's entry in gear.cluster.masters, else 3000")
+	if _, _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if d.conf == "" {
+		d.conf = g.conf
+	}
+	cfg, err := loadConfig(env, d.conf, d.overrides())
+	if err != nil {
+		return err
+	}
+	log := newLogger(env, cfg)
+	port := masterPort(cfg, d.port)
+	dataDir := d.datadir
+	if dataDir == "" {
+		dataDir = defaultDataDir(env, cfg, "master", cfg.Hostname, port)
+	}
+	opts, err := masterOptions(cfg, cfg.Hostname, port, dataDir, log)
+	if err != nil {
+		return err
+	}
+	m, err := master.New(ctx, opts)
+	if err != nil {
+		return err
+	}
+	go reportUnreachablePeers(ctx, log, m.Addr(), cfg.Masters)
+	return m.Run(ctx)
+}
+
+// reportUnreachablePeers tells the operator at start which configured
+// masters cannot be resolved or reached, with the reason.
+func reportUnreachablePeers(ctx context.Context, log *slog.Logger, self string, masters []string) {
+	for _, m := range masters {
+		host, _, _ := net.SplitHostPort(m)
+		if net.ParseIP(host) == nil {
+			if _, err := net.LookupHost(host); err != nil {
+				log.Error("a configured master's host name does not resolve; fix gear.cluster.masters", "master", m, "err", err)
+			}
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(3 * time.Second):
+	}
+	for _, m := range masters {
+		if m == self {
+			continue
+		}
+		c, err := net.DialTimeout("tcp", m, time.Second)
+		if err != nil {
+			log.Warn("a configured master is unreachable; the group works while a majority is up, but check the address in gear.cluster.masters and that the master runs", "master", m, "err", err)
+			continue
+		}
+		_ = c.Close()
+	}
+}
+
+func runWorker(ctx context.Context, env Env, g global, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var d daemonFlags
+	d.register(fs, "default: any free port")
+	if _, _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if d.conf == "" {
+		d.conf = g.conf
+	}
+	cfg, err := loadConfig(env, d.conf, d.overrides())
+	if err != nil {
+		return err
+	}
+	if g.masters != "" {
+		cfg.Masters = splitList(g.masters)
+	}
+	log := newLogger(env, cfg)
+	dataDir := d.datadir
+	if dataDir == "" {
+		dataDir = defaultDataDir(env, cfg, "worker", cfg.Hostname, d.port)
+	}
+	opts, err := workerOptions(cfg, cfg.Hostname, d.port, dataDir, log)
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(ctx, opts)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: rolling restart of this worker's executors")
+				if err := w.RollingRestart(ctx, ""); err != nil {
+					log.Warn("rolling restart", "err", err)
+				}
+			}
+		}
+	}()
+	return w.Run(ctx)
+}
+
+func runLocal(ctx context.Context, env Env, g global, args []string) error {
+	fs := flag.NewFlagSet("local", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	n := fs.Int("workernum", 2, "number of workers")
+	conf := fs.String("conf", "", "gear.conf (default: GEAR_CONF or conf/gear.conf)")
+	port := fs.Int("port", 0, "master port (default: the first entry of gear.cluster.masters)")
+	datadir := fs.String("datadir", "", "data directory (default: <install>/data/local)")
+	if _, _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *n < 0 {
+		return usagef("-workernum must be >= 0, got %d", *n)
+	}
+	if *conf == "" {
+		*conf = g.conf
+	}
+	cfg, err := loadConfig(env, *conf, nil)
+	if err != nil {
+		return err
+	}
+	log := newLogger(env, cfg)
+	ip, p := cfg.Hostname, 3000
+	if len(cfg.Masters) > 0 {
+		if h, ps, err := net.SplitHostPort(cfg.Masters[0]); err == nil {
+			ip = h
+			p, _ = strconv.Atoi(ps)
+		}
+	}
+	if *port != 0 {
+		p = *port
+	}
+	base := *datadir
+	if base == "" {
+		base = filepath.Join(home(env), "data", "local")
+		if cfg.DataDir != "" {
+			base = cfg.DataDir
+		}
+	}
+	self := net.JoinHostPort(ip, strconv.Itoa(p))
+	cfg.Masters = []string{self}
+	mopts, err := masterOptions(cfg, ip, p, filepath.Join(base, "master"), log.With("role", "master"))
+	if err != nil {
+		return err
+	}
+	m, err := master.New(ctx, mopts)
+	if err != nil {
+		return err
+	}
+	cores, err := allowedCores()
+	if err != nil {
+		return err
+	}
+	var workers []*worker.Worker
+	for i := 0; i < *n; i++ {
+		wopts, err := workerOptions(cfg, ip, 0, filepath.Join(base, fmt.Sprintf("worker-%d", i)), log.With("role", "worker"))
+		if err != nil {
+			return err
+		}
+		wopts.CPUs = coreShare(cores, i, *n)
+		w, err := worker.New(ctx, wopts)
+		if err != nil {
+			return errors.Join(err, shutdownAll(m, workers))
+		}
+		workers = append(workers, w)
+	}
+	fmt.Fprintf(env.Stderr, "gear local: master %s with %d worker(s); data in %s; stop with Ctrl-C\n", self, *n, base)
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return m.Run(ectx) })
+	for _, w := range workers {
+		eg.Go(func() error { return w.Run(ectx) })
+	}
+	return eg.Wait()
+}
+
+// shutdownAll releases daemons that were created but never run.
+func shutdownAll(m *master.Master, ws []*worker.Worker) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = m.Run(ctx)
+	for _, w := range ws {
+		_ = w.Run(ctx)
+	}
+	return nil
+}
+
+func allowedCores() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, err
+	}
+	var out []int
+	for c := 0; c < 1024; c++ {
+		if set.IsSet(c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// coreShare gives worker i of n its own slice of the cores, so that two
+// local workers never pin executors to the same core; with fewer cores
+// than workers every worker gets them all.
+func coreShare(cores []int, i, n int) []int {
+	if n <= 1 || len(cores) < n {
+		return cores
+	}
+	var out []int
+	for j, c := range cores {
+		if j%n == i {
+			out = append(out, c)
+		}
+	}
+	return out
+}

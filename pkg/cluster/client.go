@@ -1,0 +1,318 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrNoMaster is returned when no configured master answered.
+var ErrNoMaster = errors.New("no master reachable")
+
+// APIError is an error answered by a master.
+type APIError struct {
+	Status  int    // HTTP status
+	Message string // what went wrong and what to do, from the master
+	Master  string // who answered
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// ErrorBody is the JSON shape of every error the API answers.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// Client talks to the masters' HTTP API. It tries the master that last
+// answered first and moves on to the others when one cannot be reached or
+// has no leader, so a client keeps working through a failover.
+type Client struct {
+	Token string
+	HTTP  *http.Client
+	// Retry bounds how long a call keeps trying masters when none has a
+	// leader (e.g. during an election). Zero means one pass over them.
+	Retry time.Duration
+
+	mu        sync.Mutex
+	masters   []string
+	preferred int
+}
+
+// NewClient returns a client for the given master addresses (host:port).
+func NewClient(masters []string, token string) *Client {
+	return &Client{
+		Token:   token,
+		HTTP:    &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext, MaxIdleConnsPerHost: 4, ResponseHeaderTimeout: 30 * time.Second}},
+		masters: append([]string(nil), masters...),
+	}
+}
+
+// Masters returns the addresses the client knows.
+func (c *Client) Masters() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.masters...)
+}
+
+// SetMasters replaces the master list (e.g. from a heartbeat reply),
+// keeping the preferred one first if it is still listed.
+func (c *Client) SetMasters(masters []string) {
+	if len(masters) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pref := ""
+	if c.preferred < len(c.masters) {
+		pref = c.masters[c.preferred]
+	}
+	c.masters = append([]string(nil), masters...)
+	c.preferred = 0
+	for i, m := range c.masters {
+		if m == pref {
+			c.preferred = i
+		}
+	}
+}
+
+// Prefer moves addr to the front of the rotation, e.g. the leader.
+func (c *Client) Prefer(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, m := range c.masters {
+		if m == addr {
+			c.preferred = i
+			return
+		}
+	}
+}
+
+// Request describes one API call.
+type Request struct {
+	Method string
+	Path   string // "/api/v1/..."
+	Query  url.Values
+	JSON   any // request body, marshalled
+	// Body, if set, opens a fresh request body for every attempt (uploads).
+	Body          func() (io.ReadCloser, error)
+	ContentLength int64
+	Header        http.Header
+}
+
+// Do performs req against the masters and decodes a JSON answer into out
+// (unless out is nil). It returns *APIError for answers with an error status.
+func (c *Client) Do(ctx context.Context, req Request, out any) error {
+	resp, err := c.Stream(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of %s %s: %w", req.Method, req.Path, err)
+	}
+	return nil
+}
+
+// Stream performs req and returns the successful response for the caller to
+// read and close.
+func (c *Client) Stream(ctx context.Context, req Request) (*http.Response, error) {
+	var body []byte
+	if req.JSON != nil {
+		b, err := json.Marshal(req.JSON)
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	var deadline time.Time
+	if c.Retry > 0 {
+		deadline = time.Now().Add(c.Retry)
+	}
+	var errs []string
+	backoff := 50 * time.Millisecond
+	for {
+		masters := c.Masters()
+		if len(masters) == 0 {
+			return nil, fmt.Errorf("%w: no master address given (set gear.cluster.masters in gear.conf, GEAR_MASTERS or -master host:port)", ErrNoMaster)
+		}
+		c.mu.Lock()
+		start := c.preferred
+		c.mu.Unlock()
+		errs = errs[:0]
+		for i := range masters {
+			idx := (start + i) % len(masters)
+			addr := masters[idx]
+			resp, err := c.try(ctx, addr, req, body)
+			if err == nil {
+				c.mu.Lock()
+				c.preferred = idx
+				c.mu.Unlock()
+				return resp, nil
+			}
+			var apiErr *APIError
+			if errors.As(err, &apiErr) && apiErr.Status != http.StatusServiceUnavailable && apiErr.Status != http.StatusBadGateway {
+				return nil, err // a real answer: do not ask the others
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
+		}
+		if deadline.IsZero() || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNoMaster, strings.Join(errs, "; "))
+}
+
+func (c *Client) try(ctx context.Context, addr string, req Request, body []byte) (*http.Response, error) {
+	u := url.URL{Scheme: "http", Host: addr, Path: req.Path, RawQuery: req.Query.Encode()}
+	var rd io.Reader
+	if req.Body != nil {
+		b, err := req.Body()
+		if err != nil {
+			return nil, err
+		}
+		rd = b
+	} else if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, req.Method, u.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range req.Header {
+		hreq.Header[k] = v
+	}
+	if req.ContentLength > 0 {
+		hreq.ContentLength = req.ContentLength
+	}
+	if body != nil {
+		hreq.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(hreq)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var eb ErrorBody
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
+			msg = eb.Error
+		}
+		if msg == "" {
+			msg = resp.Status
+		}
+		return nil, &APIError{Status: resp.StatusCode, Message: msg, Master: addr}
+	}
+	return resp, nil
+}
+
+// Apps lists every application.
+func (c *Client) Apps(ctx context.Context) ([]App, error) {
+	var apps []App
+	err := c.Do(ctx, Request{Method: "GET", Path: "/api/v1/apps"}, &apps)
+	return apps, err
+}
+
+// App returns one application.
+func (c *Client) App(ctx context.Context, id string) (*App, error) {
+	var app App
+	if err := c.Do(ctx, Request{Method: "GET", Path: "/api/v1/apps/" + url.PathEscape(id)}, &app); err != nil {
+		return nil, err
+	}
+	return &app, nil
+}
+
+// Submit creates an application and returns its id.
+func (c *Client) Submit(ctx context.Context, req SubmitRequest) (string, error) {
+	var out struct {
+		ID string `json:"id"`
+	}
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps", JSON: req}, &out)
+	return out.ID, err
+}
+
+// Kill stops an application.
+func (c *Client) Kill(ctx context.Context, id string) error {
+	return c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/kill"}, nil)
+}
+
+// Restart starts a rolling restart of an application.
+func (c *Client) Restart(ctx context.Context, id string, env map[string]string) error {
+	return c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/restart", JSON: RestartRequest{Env: env}}, nil)
+}
+
+// Scale sets the instance count of an application's process group.
+func (c *Client) Scale(ctx context.Context, id string, req ScaleRequest) error {
+	return c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/scale", JSON: req}, nil)
+}
+
+// Workers lists the workers.
+func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
+	var ws []Worker
+	err := c.Do(ctx, Request{Method: "GET", Path: "/api/v1/workers"}, &ws)
+	return ws, err
+}
+
+// MasterList returns each configured master's state.
+func (c *Client) MasterList(ctx context.Context) ([]Master, error) {
+	var ms []Master
+	err := c.Do(ctx, Request{Method: "GET", Path: "/api/v1/masters"}, &ms)
+	return ms, err
+}
+
+// Heartbeat reports a worker's executors and returns its assignments.
+func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (*HeartbeatReply, error) {
+	var out HeartbeatReply
+	if err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/heartbeat", JSON: hb}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// UploadBundle streams a bundle to the masters' jar store. open is called
+// for every attempt, so an upload cut by a failover is retried from the
+// start against the next master.
+func (c *Client) UploadBundle(ctx context.Context, name string, size int64, open func() (io.ReadCloser, error)) (Bundle, error) {
+	var b Bundle
+	err := c.Do(ctx, Request{
+		Method: "POST", Path: "/api/v1/bundles", Query: url.Values{"name": {name}},
+		Body: open, ContentLength: size,
+		Header: http.Header{"Content-Type": {"application/octet-stream"}},
+	}, &b)
+	return b, err
+}
+
+// OpenBundle downloads a bundle by digest.
+func (c *Client) OpenBundle(ctx context.Context, digest string) (io.ReadCloser, error) {
+	resp, err := c.Stream(ctx, Request{Method: "GET", Path: "/api/v1/bundles/" + url.PathEscape(digest)})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}

@@ -1,0 +1,230 @@
+// Package cluster holds the types that masters, workers and the CLI exchange:
+// the replicated cluster state (applications, executors, workers), the JSON
+// shapes of the HTTP API, and a client for that API that fails over between
+// masters.
+//
+// It is the only place where master/ and worker/ meet; it holds no daemon
+// logic of its own. The JSON field names are part of gear's user-facing
+// contract (`gear app list -json` prints these structs), so they only ever
+// grow.
+package cluster
+
+import (
+	"sort"
+	"time"
+)
+
+// ExecutorState is the lifecycle state of one executor.
+type ExecutorState string
+
+// Executor states, as documented in DESIGN.md's user-facing contract.
+const (
+	Pending  ExecutorState = "PENDING"  // desired, not yet placed or not yet started
+	Starting ExecutorState = "STARTING" // placed, the worker is fetching or launching it
+	Running  ExecutorState = "RUNNING"
+	Backoff  ExecutorState = "BACKOFF" // crashed, waiting to restart
+	Stopping ExecutorState = "STOPPING"
+	Stopped  ExecutorState = "STOPPED"
+	Failed   ExecutorState = "FAILED" // crash loop: gave up
+	Lost     ExecutorState = "LOST"   // its worker is unreachable
+)
+
+// AppState is the state of an application, derived from its executors.
+type AppState string
+
+// Application states.
+const (
+	AppPending AppState = "PENDING"
+	AppRunning AppState = "RUNNING"
+	AppFailed  AppState = "FAILED"
+	AppKilled  AppState = "KILLED"
+)
+
+// BundleKind says how a bundle is unpacked and run.
+type BundleKind string
+
+// Bundle kinds.
+const (
+	KindJar   BundleKind = "jar"
+	KindTarGz BundleKind = "tar.gz"
+	KindZip   BundleKind = "zip"
+)
+
+// Process is one process group of an application, as written in the
+// bundle's gear-app.conf (or synthesised for a jar).
+type Process struct {
+	Name          string            `json:"name"`
+	Command       []string          `json:"command"`
+	Instances     int               `json:"instances"`
+	CPUs          int               `json:"cpus"`
+	Shared        bool              `json:"shared,omitempty"`
+	Restart       string            `json:"restart,omitempty"`
+	Env           map[string]string `json:"env,omitempty"`
+	Ports         []int             `json:"ports,omitempty"`
+	StopTimeout   time.Duration     `json:"stop_timeout,omitempty"`
+	PreStop       []string          `json:"pre_stop,omitempty"`
+	MaxAge        time.Duration     `json:"max_age,omitempty"`
+	MaxRSS        int64             `json:"max_rss,omitempty"`
+	MinUptime     time.Duration     `json:"min_uptime,omitempty"`
+	MaxRestarts   int               `json:"max_restarts,omitempty"`
+	RestartWindow time.Duration     `json:"restart_window,omitempty"`
+}
+
+// Bundle names an uploaded artifact in the jar store.
+type Bundle struct {
+	Digest string     `json:"digest"` // "sha256:<hex>"
+	Size   int64      `json:"size"`
+	Kind   BundleKind `json:"kind"`
+	Name   string     `json:"name"` // file name as submitted
+}
+
+// App is an application as the masters replicate it.
+type App struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	State     AppState   `json:"state"`
+	Bundle    Bundle     `json:"bundle"`
+	Processes []Process  `json:"processes"`
+	Executors []Executor `json:"executors"`
+	Submitted time.Time  `json:"submitted"`
+	Killed    time.Time  `json:"killed,omitzero"`
+	// Generation increases with every `app restart`; executors whose
+	// generation is lower are replaced one at a time.
+	Generation int               `json:"generation"`
+	RestartEnv map[string]string `json:"restart_env,omitempty"`
+	Args       []string          `json:"args,omitempty"`
+}
+
+// Executor is one instance of one process group, and where it runs.
+type Executor struct {
+	ID         string        `json:"id"` // "<app>.<process>.<index>"
+	App        string        `json:"app"`
+	Process    string        `json:"process"`
+	Index      int           `json:"index"`
+	Worker     string        `json:"worker"` // worker id, "" while unplaced
+	WorkerAddr string        `json:"worker_addr,omitempty"`
+	PID        int           `json:"pid"`
+	State      ExecutorState `json:"state"`
+	CPUs       []int         `json:"cpus"`
+	Ports      []int         `json:"ports,omitempty"`
+	Restarts   int           `json:"restarts"`
+	LastExit   string        `json:"last_exit,omitempty"`
+	LastError  string        `json:"last_error,omitempty"`
+	LogTail    []string      `json:"log_tail,omitempty"`
+	Generation int           `json:"generation"`
+	// Observed is the generation the worker last reported running.
+	Observed  int       `json:"observed_generation"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+}
+
+// Worker is a worker as the masters know it.
+type Worker struct {
+	ID       string    `json:"id"`
+	Addr     string    `json:"addr"` // host:port of the worker's own HTTP API (logs)
+	CPUs     []int     `json:"cpus"` // cores it may hand out
+	Alive    bool      `json:"alive"`
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	BootID   string    `json:"boot_id"`
+	// Executors and FreeCPUs are filled in by the API, not replicated.
+	Executors []string `json:"executors"`
+	FreeCPUs  []int    `json:"free_cpus"`
+}
+
+// Master is one configured master, as seen by the master answering.
+type Master struct {
+	Addr        string    `json:"addr"`
+	State       string    `json:"state"` // leader | follower | candidate | unreachable
+	Term        uint64    `json:"term"`
+	LastContact time.Time `json:"last_contact,omitzero"`
+	Quorum      bool      `json:"quorum"`
+	Leader      string    `json:"leader"`
+	CommitIndex uint64    `json:"commit_index,omitempty"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// Assignment is what the leader tells a worker to run.
+type Assignment struct {
+	Executor   Executor          `json:"executor"`
+	Process    Process           `json:"process"`
+	Bundle     Bundle            `json:"bundle"`
+	Args       []string          `json:"args,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	Generation int               `json:"generation"`
+}
+
+// Heartbeat is what a worker sends the leader every heartbeat interval.
+type Heartbeat struct {
+	Worker    Worker           `json:"worker"`
+	Executors []ExecutorReport `json:"executors"`
+}
+
+// ExecutorReport is a worker's view of one executor it runs.
+type ExecutorReport struct {
+	ID         string        `json:"id"`
+	PID        int           `json:"pid"`
+	State      ExecutorState `json:"state"`
+	CPUs       []int         `json:"cpus"`
+	Restarts   int           `json:"restarts"`
+	LastExit   string        `json:"last_exit,omitempty"`
+	LastError  string        `json:"last_error,omitempty"`
+	LogTail    []string      `json:"log_tail,omitempty"`
+	Generation int           `json:"generation"`
+	StartedAt  time.Time     `json:"started_at,omitzero"`
+}
+
+// HeartbeatReply carries the worker's desired executors and the masters the
+// leader knows, so workers follow membership changes.
+type HeartbeatReply struct {
+	Leader      string       `json:"leader"`
+	Masters     []string     `json:"masters"`
+	Assignments []Assignment `json:"assignments"`
+}
+
+// SubmitRequest is the body of POST /api/v1/apps.
+type SubmitRequest struct {
+	Name      string    `json:"name"`
+	Bundle    Bundle    `json:"bundle"`
+	Processes []Process `json:"processes"`
+	Args      []string  `json:"args,omitempty"`
+}
+
+// ScaleRequest is the body of POST /api/v1/apps/{id}/scale.
+type ScaleRequest struct {
+	Process   string `json:"process,omitempty"` // "" = the only (or every) process group
+	Instances int    `json:"instances"`
+}
+
+// RestartRequest is the body of POST /api/v1/apps/{id}/restart.
+type RestartRequest struct {
+	Env map[string]string `json:"env,omitempty"`
+}
+
+// DeriveState computes an application's state from its executors.
+func (a *App) DeriveState() AppState {
+	if a.State == AppKilled {
+		return AppKilled
+	}
+	if len(a.Executors) == 0 {
+		return AppPending
+	}
+	running := 0
+	for _, e := range a.Executors {
+		switch e.State {
+		case Failed:
+			return AppFailed
+		case Running:
+			running++
+		}
+	}
+	if running == len(a.Executors) {
+		return AppRunning
+	}
+	return AppPending
+}
+
+// SortedCPUs returns a sorted copy.
+func SortedCPUs(cpus []int) []int {
+	out := append([]int(nil), cpus...)
+	sort.Ints(out)
+	return out
+}

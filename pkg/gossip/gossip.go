@@ -1,0 +1,351 @@
+// Package gossip is gear's membership pool: masters and workers join one
+// github.com/hashicorp/memberlist pool that runs over the node's single port
+// (TCP streams through netmux, UDP packets on the same port number).
+//
+// Node metadata carries the role, the HTTP API address and the boot id. The
+// pool is a hint about who is alive, never authority: the replicated state
+// and the raft quorum decide. memberlist never heals a healed partition by
+// itself, so the pool keeps re-joining the configured seeds in the
+// background.
+package gossip
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/gear-run/gear/pkg/netmux"
+)
+
+// Roles a node may have. Nodes announcing any other role are refused.
+const (
+	RoleMaster = "master"
+	RoleWorker = "worker"
+)
+
+// Meta is what every node tells the pool about itself.
+type Meta struct {
+	Role string `json:"r"`
+	API  string `json:"a"` // host:port of its HTTP API
+	Boot string `json:"b"` // changes on every process start
+}
+
+// Member is one node of the pool as this node sees it.
+type Member struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	State string `json:"state"` // alive | suspect | dead | left
+	Meta  Meta   `json:"meta"`
+}
+
+// Options configure a pool member.
+type Options struct {
+	Name    string       // unique node name
+	BindIP  string       // ip of the node's port
+	Port    int          // the node's single port (TCP is already bound by netmux)
+	Streams net.Listener // netmux.Protocol(netmux.Gossip)
+	Meta    Meta
+	Key     []byte // optional AES key (16, 24 or 32 bytes)
+	Label   string // cluster label; pools with other labels are kept apart
+	// Timeout is gear's failover timeout; probe and suspicion timing derive
+	// from it.
+	Timeout time.Duration
+	Seeds   []string // host:port of the configured masters
+	Logger  *slog.Logger
+}
+
+// Pool is this node's membership in the gossip pool.
+type Pool struct {
+	ml     *memberlist.Memberlist
+	tr     *transport
+	opts   Options
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start binds the UDP side, joins the seeds it can reach and keeps
+// re-joining the others in the background until Close.
+func Start(ctx context.Context, opts Options) (*Pool, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	tr, err := newTransport(opts.BindIP, opts.Port, opts.Streams)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := json.Marshal(opts.Meta)
+	if err != nil {
+		return nil, err
+	}
+	cfg := memberlist.DefaultLANConfig()
+	cfg.Name = opts.Name
+	cfg.Transport = tr
+	cfg.AdvertiseAddr = opts.BindIP
+	cfg.AdvertisePort = opts.Port
+	cfg.BindAddr = opts.BindIP
+	cfg.BindPort = opts.Port
+	cfg.Label = opts.Label
+	if len(opts.Key) > 0 {
+		cfg.SecretKey = opts.Key
+	}
+	t := opts.Timeout
+	if t <= 0 {
+		t = 6 * time.Second
+	}
+	// Probe often enough that a dead node is suspected within about half
+	// the failover timeout; suspicion then lasts SuspicionMult probes.
+	cfg.ProbeInterval = max(t/6, 200*time.Millisecond)
+	cfg.ProbeTimeout = max(t/12, 100*time.Millisecond)
+	cfg.SuspicionMult = 3
+	cfg.GossipInterval = 100 * time.Millisecond
+	cfg.PushPullInterval = max(t*2, 5*time.Second)
+	cfg.TCPTimeout = max(t/2, time.Second)
+	cfg.Delegate = &delegate{meta: meta}
+	cfg.Alive = &aliveFilter{label: opts.Label}
+	cfg.Logger = log.New(&slogWriter{l: opts.Logger}, "", 0)
+	ml, err := memberlist.Create(cfg)
+	if err != nil {
+		_ = tr.Shutdown()
+		return nil, fmt.Errorf("gossip: start: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	p := &Pool{ml: ml, tr: tr, opts: opts, cancel: cancel}
+	p.join()
+	p.wg.Add(1)
+	go p.rejoinLoop(ctx)
+	return p, nil
+}
+
+func (p *Pool) self() string {
+	return net.JoinHostPort(p.opts.BindIP, strconv.Itoa(p.opts.Port))
+}
+
+// missingSeeds are the configured masters that are not alive in our view.
+func (p *Pool) missingSeeds() []string {
+	alive := map[string]bool{}
+	for _, n := range p.ml.Members() {
+		if n.State == memberlist.StateAlive {
+			alive[net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))] = true
+		}
+	}
+	var out []string
+	for _, s := range p.opts.Seeds {
+		if s != p.self() && !alive[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (p *Pool) join() {
+	seeds := p.missingSeeds()
+	if len(seeds) == 0 {
+		return
+	}
+	if _, err := p.ml.Join(seeds); err != nil {
+		p.opts.Logger.Debug("gossip: join", "seeds", seeds, "err", err)
+	}
+}
+
+func (p *Pool) rejoinLoop(ctx context.Context) {
+	defer p.wg.Done()
+	tick := time.NewTicker(max(p.opts.Timeout/4, 500*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			p.join()
+		}
+	}
+}
+
+// Members returns every node this node knows of, itself included.
+func (p *Pool) Members() []Member {
+	var out []Member
+	for _, n := range p.ml.Members() {
+		m := Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))}
+		switch n.State {
+		case memberlist.StateAlive:
+			m.State = "alive"
+		case memberlist.StateSuspect:
+			m.State = "suspect"
+		case memberlist.StateDead:
+			m.State = "dead"
+		default:
+			m.State = "left"
+		}
+		_ = json.Unmarshal(n.Meta, &m.Meta)
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Member) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Alive reports whether the node at addr (host:port) is alive in our view.
+func (p *Pool) Alive(addr string) bool {
+	for _, m := range p.Members() {
+		if m.Addr == addr {
+			return m.State == "alive"
+		}
+	}
+	return false
+}
+
+// Close leaves the pool and stops the background work.
+func (p *Pool) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	_ = p.ml.Leave(500 * time.Millisecond)
+	return p.ml.Shutdown()
+}
+
+type delegate struct{ meta []byte }
+
+func (d *delegate) NodeMeta(limit int) []byte                  { return d.meta }
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// aliveFilter keeps nodes with unknown roles out of the pool.
+type aliveFilter struct{ label string }
+
+func (a *aliveFilter) NotifyAlive(n *memberlist.Node) error {
+	var m Meta
+	if err := json.Unmarshal(n.Meta, &m); err != nil {
+		return fmt.Errorf("gossip: node %s has no gear metadata", n.Name)
+	}
+	if m.Role != RoleMaster && m.Role != RoleWorker {
+		return fmt.Errorf("gossip: node %s has role %q, want master or worker", n.Name, m.Role)
+	}
+	return nil
+}
+
+// slogWriter turns memberlist's log lines into debug records.
+type slogWriter struct{ l *slog.Logger }
+
+func (w *slogWriter) Write(b []byte) (int, error) {
+	w.l.Debug(string(b))
+	return len(b), nil
+}
+
+// transport is a memberlist.Transport over a netmux stream listener and a
+// UDP socket on the same port number.
+type transport struct {
+	udp      *net.UDPConn
+	streams  net.Listener
+	packetCh chan *memberlist.Packet
+	streamCh chan net.Conn
+	done     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+}
+
+func newTransport(ip string, port int, streams net.Listener) (*transport, error) {
+	addr := &net.UDPAddr{IP: net.ParseIP(ip), Port: port}
+	udp, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, netmux.ListenError(addr.String(), err)
+	}
+	t := &transport{
+		udp: udp, streams: streams,
+		packetCh: make(chan *memberlist.Packet, 256),
+		streamCh: make(chan net.Conn, 16),
+		done:     make(chan struct{}),
+	}
+	t.wg.Add(2)
+	go t.readPackets()
+	go t.acceptStreams()
+	return t, nil
+}
+
+func (t *transport) readPackets() {
+	defer t.wg.Done()
+	for {
+		buf := make([]byte, 65536)
+		n, from, err := t.udp.ReadFrom(buf)
+		ts := time.Now()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		select {
+		case t.packetCh <- &memberlist.Packet{Buf: buf[:n], From: from, Timestamp: ts}:
+		case <-t.done:
+			return
+		}
+	}
+}
+
+func (t *transport) acceptStreams() {
+	defer t.wg.Done()
+	for {
+		c, err := t.streams.Accept()
+		if err != nil {
+			return
+		}
+		select {
+		case t.streamCh <- c:
+		case <-t.done:
+			_ = c.Close()
+			return
+		}
+	}
+}
+
+func (t *transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	parsed := net.ParseIP(ip)
+	if parsed == nil {
+		return nil, 0, fmt.Errorf("gossip: %q is not an IP address", ip)
+	}
+	return parsed, port, nil
+}
+
+func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return time.Time{}, err
+	}
+	_, err = t.udp.WriteTo(b, ua)
+	return time.Now(), err
+}
+
+func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }
+
+func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return netmux.Dial(context.Background(), addr, netmux.Gossip, timeout)
+}
+
+func (t *transport) StreamCh() <-chan net.Conn { return t.streamCh }
+
+func (t *transport) Shutdown() error {
+	t.once.Do(func() {
+		close(t.done)
+		_ = t.udp.Close()
+		_ = t.streams.Close()
+	})
+	return nil
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what gear's tests need and this machine lacks: redis-server (the
+# global channel tests) and a JDK (the .jar example). Debian/Ubuntu, as root
+# or with sudo.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "deps: installing ${need[*]}"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${need[@]}"
+fi

@@ -1,0 +1,118 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/gear-run/gear/pkg/bundle"
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// cache keeps bundles by digest in the data dir, verified on download.
+type cache struct {
+	dir    string
+	client *cluster.Client
+	mu     sync.Mutex
+	locks  map[string]*sync.Mutex
+}
+
+func newCache(dir string, client *cluster.Client) (*cache, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create bundle cache %s: %w", dir, err)
+	}
+	return &cache{dir: dir, client: client, locks: map[string]*sync.Mutex{}}, nil
+}
+
+func (c *cache) lock(digest string) func() {
+	c.mu.Lock()
+	l, ok := c.locks[digest]
+	if !ok {
+		l = &sync.Mutex{}
+		c.locks[digest] = l
+	}
+	c.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func hexOf(digest string) (string, error) {
+	h, ok := strings.CutPrefix(digest, "sha256:")
+	if !ok || len(h) != 64 {
+		return "", fmt.Errorf("bundle digest %q is not sha256:<64 hex>", digest)
+	}
+	if _, err := hex.DecodeString(h); err != nil {
+		return "", fmt.Errorf("bundle digest %q is not sha256:<64 hex>", digest)
+	}
+	return h, nil
+}
+
+// file returns the path of the cached bundle, downloading and verifying it
+// first if needed.
+func (c *cache) file(ctx context.Context, b cluster.Bundle) (string, error) {
+	h, err := hexOf(b.Digest)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(c.dir, h+".bundle")
+	unlock := c.lock(b.Digest)
+	defer unlock()
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	rc, err := c.client.OpenBundle(ctx, b.Digest)
+	if err != nil {
+		return "", fmt.Errorf("fetch bundle %s: %w", b.Digest, err)
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(c.dir, ".fetch-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	hash := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, hash), rc)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("fetch bundle %s: %w", b.Digest, err)
+	}
+	if got := hex.EncodeToString(hash.Sum(nil)); got != h {
+		return "", fmt.Errorf("bundle %s arrived corrupt (%d bytes hash to sha256:%s); not running it", b.Digest, n, got)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// unpacked returns the directory holding the unpacked archive bundle.
+func (c *cache) unpacked(ctx context.Context, b cluster.Bundle, file string) (string, error) {
+	h, _ := hexOf(b.Digest)
+	dir := filepath.Join(c.dir, h+".d")
+	unlock := c.lock(b.Digest + "/unpack")
+	defer unlock()
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	kind := bundle.KindTarGz
+	if b.Kind == cluster.KindZip {
+		kind = bundle.KindZip
+	}
+	if err := bundle.Unpack(ctx, f, kind, dir, bundle.Limits{}); err != nil {
+		return "", fmt.Errorf("unpack bundle %s: %w", b.Digest, err)
+	}
+	return dir, nil
+}

@@ -1,0 +1,346 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/procs"
+)
+
+// executor is one assigned executor on this worker: it fetches the bundle,
+// then hands the process to a procs.Supervisor.
+type executor struct {
+	w  *Worker
+	id string
+
+	mu       sync.Mutex
+	a        cluster.Assignment
+	sup      *procs.Supervisor
+	gen      int // generation the running process was started with
+	state    cluster.ExecutorState
+	lastErr  string
+	adopted  *procs.Process
+	stopping bool
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	restart  chan struct{} // a newer generation was assigned
+}
+
+func newExecutor(w *Worker, a cluster.Assignment, adopted *procs.Process) *executor {
+	return &executor{w: w, id: a.Executor.ID, a: a, adopted: adopted, gen: a.Generation,
+		state: cluster.Starting, done: make(chan struct{}), restart: make(chan struct{}, 1)}
+}
+
+func (e *executor) cpus() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.a.Executor.CPUs
+}
+
+func (e *executor) shared() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.a.Process.Shared
+}
+
+// update takes the leader's latest assignment; a higher generation asks
+// for a graceful restart with the new environment.
+func (e *executor) update(a cluster.Assignment) {
+	e.mu.Lock()
+	newer := a.Generation > e.a.Generation
+	e.a = a
+	e.mu.Unlock()
+	if newer {
+		select {
+		case e.restart <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (e *executor) report() cluster.ExecutorReport {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := cluster.ExecutorReport{ID: e.id, State: e.state, CPUs: e.a.Executor.CPUs, Generation: e.gen, LastError: e.lastErr, Restarts: e.a.Executor.Restarts}
+	if e.sup != nil {
+		st := e.sup.Status()
+		r.State, r.PID, r.Restarts = cluster.ExecutorState(st.State), st.PID, st.Restarts
+		r.LastExit, r.StartedAt, r.LogTail = st.LastExit, st.StartedAt, st.LogTail
+		if st.LastError != "" {
+			r.LastError = st.LastError
+		}
+		if len(st.CPUs) > 0 {
+			r.CPUs = st.CPUs
+		}
+	}
+	if r.CPUs == nil {
+		r.CPUs = []int{}
+	}
+	return r
+}
+
+func (e *executor) fail(err error) {
+	e.mu.Lock()
+	e.state, e.lastErr = cluster.Failed, err.Error()
+	e.mu.Unlock()
+	e.w.log.Error("executor failed", "executor", e.id, "err", err)
+	e.w.kickHeartbeat()
+}
+
+// run prepares and supervises the executor until it is stopped.
+func (e *executor) run(parent context.Context) {
+	defer close(e.done)
+	ctx, cancel := context.WithCancel(context.Background()) // stopped through stop(), not by the worker's exit
+	e.mu.Lock()
+	e.ctx, e.cancel = ctx, cancel
+	stopping := e.stopping
+	a := e.a
+	adopted := e.adopted
+	e.mu.Unlock()
+	defer cancel()
+	if stopping {
+		return
+	}
+	spec, err := e.w.spec(ctx, a)
+	if err != nil {
+		if adopted != nil {
+			stopWithin(ctx, adopted)
+		}
+		e.fail(err)
+		<-ctx.Done()
+		return
+	}
+	pol := policyFor(e.w.opts.Policy, a.Process)
+	sup := procs.NewSupervisor(spec, pol, procs.SupervisorOptions{
+		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, Adopted: adopted,
+		OnChange: func(procs.Status) { e.w.kickHeartbeat() },
+	})
+	e.mu.Lock()
+	e.sup = sup
+	e.mu.Unlock()
+	if adopted != nil {
+		e.w.log.Info("adopted running executor", "executor", e.id, "pid", adopted.PID())
+	}
+	supDone := make(chan error, 1)
+	go func() { supDone <- sup.Run(ctx) }()
+	for {
+		select {
+		case err := <-supDone:
+			if err != nil && ctx.Err() == nil {
+				e.w.log.Warn("executor supervision ended", "executor", e.id, "err", err)
+			}
+			<-ctx.Done()
+			return
+		case <-ctx.Done():
+			<-supDone
+			return
+		case <-e.restart:
+			e.mu.Lock()
+			a = e.a
+			e.mu.Unlock()
+			spec, err := e.w.spec(ctx, a)
+			if err != nil {
+				e.fail(err)
+				continue
+			}
+			e.w.log.Info("rolling restart", "executor", e.id, "generation", a.Generation)
+			if err := sup.Restart(ctx, spec.Env); err != nil {
+				e.w.log.Warn("restart failed", "executor", e.id, "err", err)
+				continue
+			}
+			e.mu.Lock()
+			e.gen = a.Generation
+			e.mu.Unlock()
+			e.w.kickHeartbeat()
+		}
+	}
+}
+
+// stop stops the executor (graceful unless hard) and waits for it.
+func (e *executor) stop(hard bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.w.stopTimeout()*2+5*time.Second)
+	defer cancel()
+	e.stopCtx(ctx, hard)
+}
+
+// stopWithin stops gracefully but kills whatever is left when ctx ends.
+func (e *executor) stopWithin(ctx context.Context) {
+	e.stopCtx(ctx, false)
+}
+
+func (e *executor) stopCtx(ctx context.Context, hard bool) {
+	e.mu.Lock()
+	e.stopping = true
+	sup := e.sup
+	cancel := e.cancel
+	e.mu.Unlock()
+	if sup != nil {
+		if err := sup.Stop(ctx, hard); err != nil {
+			e.w.log.Warn("graceful stop did not finish in time; killing", "executor", e.id, "err", err)
+			kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = sup.Stop(kctx, true)
+			kcancel()
+		}
+	}
+	if cancel != nil {
+		cancel()
+	}
+	select {
+	case <-e.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// detach leaves the process running (worker exit with on-exit = leave):
+// its pid file stays for the next worker start to adopt it.
+func (e *executor) detach() {
+	e.mu.Lock()
+	cancel := e.cancel
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel() // Run returns without stopping the process
+	}
+}
+
+func stopWithin(ctx context.Context, p *procs.Process) {
+	if err := p.Stop(ctx, false); err != nil {
+		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = p.Stop(kctx, true)
+		cancel()
+	}
+}
+
+// policyFor merges a process group's settings over the worker defaults.
+func policyFor(def procs.Policy, p cluster.Process) procs.Policy {
+	pol := def
+	if p.Restart != "" {
+		pol.Restart = p.Restart
+	}
+	if p.MinUptime > 0 {
+		pol.MinUptime = p.MinUptime
+	}
+	if p.MaxRestarts != 0 {
+		pol.MaxRestarts = p.MaxRestarts
+	}
+	if p.RestartWindow > 0 {
+		pol.Window = p.RestartWindow
+	}
+	if p.MaxAge > 0 {
+		pol.MaxAge = p.MaxAge
+	}
+	if p.MaxRSS > 0 {
+		pol.MaxRSS = p.MaxRSS
+	}
+	return pol
+}
+
+// spec builds the process spec: bundle on disk, environment, command with
+// ${VAR}s expanded.
+func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, error) {
+	file, err := w.cache.file(ctx, a.Bundle)
+	if err != nil {
+		return procs.Spec{}, err
+	}
+	dir := filepath.Join(w.opts.DataDir, "run", a.Executor.ID)
+	bundleDir := dir
+	if a.Bundle.Kind != cluster.KindJar {
+		if bundleDir, err = w.cache.unpacked(ctx, a.Bundle, file); err != nil {
+			return procs.Spec{}, err
+		}
+		dir = bundleDir
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return procs.Spec{}, err
+	}
+	ports := a.Process.Ports
+	if len(ports) == 0 {
+		p, err := freePort(w.opts.IP)
+		if err != nil {
+			return procs.Spec{}, err
+		}
+		ports = []int{p}
+	}
+	vars := map[string]string{
+		"GEAR_APP_ID":         a.Executor.App,
+		"GEAR_EXECUTOR_ID":    a.Executor.ID,
+		"GEAR_EXECUTOR_INDEX": strconv.Itoa(a.Executor.Index),
+		"GEAR_PROCESS":        a.Executor.Process,
+		"GEAR_CPUS":           joinInts(a.Executor.CPUs),
+		"GEAR_PORTS":          joinInts(ports),
+		"PORT":                strconv.Itoa(ports[0]),
+		"GEAR_WORKER_ID":      w.id,
+		"GEAR_WORKER_ADDR":    w.addr,
+		"GEAR_MASTERS":        strings.Join(w.client.Masters(), ","),
+		"GEAR_BUNDLE":         file,
+		"GEAR_BUNDLE_DIR":     bundleDir,
+		"BUNDLE":              file,
+		"GEAR_GENERATION":     strconv.Itoa(a.Generation),
+	}
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	for _, kv := range w.opts.ExtraEnv {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	maps.Copy(env, vars)
+	for k, v := range a.Process.Env {
+		env[k] = os.Expand(v, func(n string) string { return env[n] })
+	}
+	maps.Copy(env, a.Env) // `gear app restart -env` wins
+	cmd := make([]string, 0, len(a.Process.Command)+len(a.Args))
+	for _, c := range a.Process.Command {
+		cmd = append(cmd, os.Expand(c, func(n string) string { return env[n] }))
+	}
+	if a.Bundle.Kind == cluster.KindJar {
+		cmd = append(cmd, a.Args...)
+	}
+	keys := slices.Collect(maps.Keys(env))
+	sort.Strings(keys)
+	envList := make([]string, 0, len(keys))
+	for _, k := range keys {
+		envList = append(envList, k+"="+env[k])
+	}
+	stopTimeout := w.opts.StopTimeout
+	if a.Process.StopTimeout > 0 {
+		stopTimeout = a.Process.StopTimeout
+	}
+	return procs.Spec{
+		ID: a.Executor.ID, Command: cmd, Dir: dir, Env: envList, CPUs: a.Executor.CPUs,
+		StopTimeout: stopTimeout, PreStop: a.Process.PreStop,
+		LogDir: filepath.Join(w.opts.DataDir, "logs"), LogMaxSize: w.opts.LogMaxSize, LogMaxFiles: w.opts.LogMaxFiles,
+		Ports: a.Process.Ports, PidDir: filepath.Join(w.opts.DataDir, "pids"),
+	}, nil
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func freePort(ip string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("pick a port for the executor: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,552 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/gossip"
+	"github.com/gear-run/gear/pkg/netmux"
+	"github.com/gear-run/gear/pkg/procs"
+)
+
+// Options configure a worker.
+type Options struct {
+	IP      string
+	Port    int // 0 picks a free port
+	Masters []string
+	DataDir string
+	Token   string
+	// FailoverTimeout is gear's failover timeout; the masters reschedule
+	// this worker's executors after it stayed silent that long.
+	FailoverTimeout   time.Duration
+	HeartbeatInterval time.Duration
+	// StopAfterDisconnect: stop every executor after this long without
+	// contact to a leader. 0 = 3/4 of FailoverTimeout; < 0 = never.
+	StopAfterDisconnect time.Duration
+	// OnExit says what a SIGINT/SIGTERM does to the executors: "stop"
+	// stops them gracefully, "leave" leaves them running for the next
+	// worker start to adopt.
+	OnExit string
+	CPUs   []int // cores to hand out; nil = every core this process may use
+	// Policy holds the restart defaults; a bundle may override them.
+	Policy      procs.Policy
+	StopTimeout time.Duration
+	LogMaxSize  int64
+	LogMaxFiles int
+	AdminSocket string   // "" = DataDir/admin.sock; "-" disables the REPL
+	ExtraEnv    []string // handed to every executor (e.g. GEAR_CHANNEL_*)
+	GossipKey   []byte
+	GossipLabel string
+	Logger      *slog.Logger
+}
+
+// Worker is a running worker daemon.
+type Worker struct {
+	opts   Options
+	log    *slog.Logger
+	id     string
+	addr   string
+	boot   string
+	mux    *netmux.Mux
+	pool   *gossip.Pool
+	client *cluster.Client
+	cache  *cache
+	http   *http.Server
+	lock   *os.File
+
+	serveDone chan error
+
+	kick chan struct{} // asks for an early heartbeat
+
+	mu          sync.Mutex
+	execs       map[string]*executor
+	adopted     map[string]*procs.Process // found at start, waiting for the leader's word
+	lastContact time.Time
+	fenced      bool
+	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
+	cancelRun   context.CancelFunc
+	wg          sync.WaitGroup // executor goroutines
+}
+
+// New binds the worker's port, locks its data dir and adopts executors a
+// previous run left behind.
+func New(ctx context.Context, opts Options) (*Worker, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.IP == "" {
+		opts.IP = "127.0.0.1"
+	}
+	if opts.FailoverTimeout <= 0 {
+		opts.FailoverTimeout = 6 * time.Second
+	}
+	if opts.HeartbeatInterval <= 0 {
+		opts.HeartbeatInterval = 250 * time.Millisecond
+	}
+	if opts.StopAfterDisconnect == 0 {
+		opts.StopAfterDisconnect = opts.FailoverTimeout * 3 / 4
+	}
+	if opts.OnExit == "" {
+		opts.OnExit = "stop"
+	}
+	if opts.OnExit != "stop" && opts.OnExit != "leave" {
+		return nil, fmt.Errorf("gear.worker.on-exit must be stop or leave, got %q", opts.OnExit)
+	}
+	if len(opts.Masters) == 0 {
+		return nil, errors.New("worker: no masters configured: set gear.cluster.masters in gear.conf (host:port of every master) or GEAR_MASTERS")
+	}
+	for _, m := range opts.Masters {
+		if _, p, err := net.SplitHostPort(m); err != nil || p == "" {
+			return nil, fmt.Errorf("master address %q has no port (want host:port, e.g. \"node1:3000\")", m)
+		}
+	}
+	if opts.DataDir == "" {
+		return nil, errors.New("worker: no data dir given (-datadir)")
+	}
+	cpus, err := workerCPUs(opts.CPUs)
+	if err != nil {
+		return nil, err
+	}
+	opts.CPUs = cpus
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	mux, err := netmux.Listen(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)))
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{opts: opts, mux: mux, boot: randomID(), kick: make(chan struct{}, 1),
+		execs: map[string]*executor{}, adopted: map[string]*procs.Process{}}
+	ok := false
+	defer func() {
+		if !ok {
+			w.close()
+		}
+	}()
+	w.opts.Port = mux.Port()
+	w.addr = net.JoinHostPort(opts.IP, strconv.Itoa(w.opts.Port))
+	if w.lock, err = lockDir(opts.DataDir); err != nil {
+		return nil, err
+	}
+	if w.id, err = workerID(opts.DataDir); err != nil {
+		return nil, err
+	}
+	w.log = opts.Logger.With("worker", w.id)
+	w.client = cluster.NewClient(opts.Masters, opts.Token)
+	w.client.HTTP.Timeout = 0
+	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"logs", "pids", "run"} {
+		if err := os.MkdirAll(filepath.Join(opts.DataDir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	w.adoptOrphans()
+	gossipLn := mux.Protocol(netmux.Gossip)
+	httpLn := mux.HTTP()
+	w.pool, err = gossip.Start(ctx, gossip.Options{
+		Name: "worker@" + w.id, BindIP: opts.IP, Port: w.opts.Port, Streams: gossipLn,
+		Meta: gossip.Meta{Role: gossip.RoleWorker, API: w.addr, Boot: w.boot},
+		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
+		Seeds: opts.Masters, Logger: w.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.http = &http.Server{Handler: w.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = w.http.Serve(httpLn) }()
+	// Serve at once: peers may dial (gossip joins, raft) before Run.
+	w.serveDone = make(chan error, 1)
+	go func() { w.serveDone <- w.mux.Serve() }()
+	ok = true
+	w.log.Info("worker started", "addr", w.addr, "cpus", cpus, "masters", opts.Masters, "data", opts.DataDir)
+	return w, nil
+}
+
+// ID is the worker's stable id (kept in its data dir).
+func (w *Worker) ID() string { return w.id }
+
+// Addr is the worker's host:port.
+func (w *Worker) Addr() string { return w.addr }
+
+// Run heartbeats and supervises until ctx ends. Then, per OnExit, it
+// stops its executors or leaves them running.
+func (w *Worker) Run(ctx context.Context) error {
+	return w.run(ctx, w.opts.OnExit == "stop")
+}
+
+func (w *Worker) run(ctx context.Context, stopExecs bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w.mu.Lock()
+	w.cancelRun = cancel
+	w.mu.Unlock()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		select {
+		case err := <-w.serveDone:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	})
+	g.Go(func() error { w.heartbeatLoop(gctx); return nil })
+	if sock := w.adminSocket(); sock != "" {
+		g.Go(func() error { return w.serveAdmin(gctx, sock) })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		w.shutdown(stopExecs)
+		return nil
+	})
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (w *Worker) shutdown(stopExecs bool) {
+	w.mu.Lock()
+	stop := stopExecs
+	if w.stopMode != "" {
+		stop = true
+	}
+	hard := w.stopMode == "hard"
+	execs := make([]*executor, 0, len(w.execs))
+	for _, e := range w.execs {
+		execs = append(execs, e)
+	}
+	w.mu.Unlock()
+	if stop {
+		w.log.Info("stopping executors", "count", len(execs), "hard", hard)
+		w.stopAll(execs, hard)
+	} else {
+		w.log.Info("leaving executors running for the next worker start to adopt", "count", len(execs))
+		for _, e := range execs {
+			e.detach()
+		}
+	}
+	w.wg.Wait()
+	w.close()
+}
+
+func (w *Worker) stopAll(execs []*executor, hard bool) {
+	var wg sync.WaitGroup
+	for _, e := range execs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.stop(hard)
+		}()
+	}
+	wg.Wait()
+}
+
+func (w *Worker) close() {
+	if w.http != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = w.http.Shutdown(sctx)
+		cancel()
+	}
+	if w.pool != nil {
+		_ = w.pool.Close()
+		w.pool = nil
+	}
+	if w.mux != nil {
+		_ = w.mux.Close()
+	}
+	if w.lock != nil {
+		_ = w.lock.Close()
+		w.lock = nil
+	}
+}
+
+// heartbeatLoop reports to the leader and applies its answer. When no
+// master answers it backs off (up to a second) and says so in the log;
+// after StopAfterDisconnect without a leader it fences: it stops every
+// executor, because the masters are about to run them elsewhere.
+func (w *Worker) heartbeatLoop(ctx context.Context) {
+	interval := w.opts.HeartbeatInterval
+	delay := time.Duration(0)
+	failures := 0
+	w.mu.Lock()
+	w.lastContact = time.Now()
+	w.mu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		case <-w.kick:
+		}
+		hctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 4*interval))
+		reply, err := w.client.Heartbeat(hctx, w.heartbeat())
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+			delay = min(interval<<min(failures, 3), time.Second)
+			if failures == 1 || failures%20 == 0 {
+				w.log.Warn("cannot reach the leader through any master; retrying with backoff", "masters", w.client.Masters(), "retry_in", delay, "attempt", failures, "err", err)
+			}
+			w.maybeFence()
+			continue
+		}
+		if failures > 0 {
+			w.log.Info("reached the leader again", "leader", reply.Leader, "after_attempts", failures)
+		}
+		failures, delay = 0, interval
+		w.client.SetMasters(reply.Masters)
+		w.client.Prefer(reply.Leader)
+		w.mu.Lock()
+		w.lastContact = time.Now()
+		w.fenced = false
+		w.mu.Unlock()
+		w.reconcile(ctx, reply.Assignments)
+	}
+}
+
+func (w *Worker) maybeFence() {
+	if w.opts.StopAfterDisconnect < 0 {
+		return
+	}
+	w.mu.Lock()
+	since := time.Since(w.lastContact)
+	if since < w.opts.StopAfterDisconnect || w.fenced {
+		w.mu.Unlock()
+		return
+	}
+	w.fenced = true
+	execs := make([]*executor, 0, len(w.execs))
+	for id, e := range w.execs {
+		execs = append(execs, e)
+		delete(w.execs, id)
+	}
+	adopted := w.adopted
+	w.adopted = map[string]*procs.Process{}
+	w.mu.Unlock()
+	if len(execs) == 0 && len(adopted) == 0 {
+		return
+	}
+	w.log.Error("no contact with a leader: stopping every executor so that none runs twice once the masters reschedule them",
+		"since", since.Round(time.Millisecond), "stop_after_disconnect", w.opts.StopAfterDisconnect, "executors", len(execs)+len(adopted))
+	// The masters reschedule after the failover timeout; the stop must be
+	// over by then, so the grace is what is left of it.
+	grace := max(w.opts.FailoverTimeout-since-w.opts.HeartbeatInterval, 100*time.Millisecond)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, e := range execs {
+			wg.Add(1)
+			go func() { defer wg.Done(); e.stopWithin(ctx) }()
+		}
+		for _, p := range adopted {
+			wg.Add(1)
+			go func() { defer wg.Done(); stopWithin(ctx, p) }()
+		}
+		wg.Wait()
+	}()
+}
+
+// heartbeat describes this worker and its executors.
+func (w *Worker) heartbeat() cluster.Heartbeat {
+	hb := cluster.Heartbeat{Worker: cluster.Worker{ID: w.id, Addr: w.addr, CPUs: w.opts.CPUs, BootID: w.boot}}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, e := range w.execs {
+		hb.Executors = append(hb.Executors, e.report())
+	}
+	slices.SortFunc(hb.Executors, func(a, b cluster.ExecutorReport) int { return strings.Compare(a.ID, b.ID) })
+	return hb
+}
+
+func (w *Worker) kickHeartbeat() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile starts what is assigned and not running, restarts what runs an
+// older generation and stops what is no longer assigned.
+func (w *Worker) reconcile(ctx context.Context, as []cluster.Assignment) {
+	want := map[string]cluster.Assignment{}
+	for _, a := range as {
+		want[a.Executor.ID] = a
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, e := range w.execs {
+		if _, ok := want[id]; !ok {
+			delete(w.execs, id)
+			w.log.Info("executor no longer assigned here; stopping it", "executor", id)
+			w.wg.Add(1)
+			go func() { defer w.wg.Done(); e.stop(false) }()
+		}
+	}
+	for id, a := range want {
+		e, ok := w.execs[id]
+		if !ok {
+			if err := w.checkCPUs(a); err != nil {
+				w.log.Error("refusing placement", "executor", id, "err", err)
+				continue
+			}
+			e = newExecutor(w, a, w.adopted[id])
+			delete(w.adopted, id)
+			w.execs[id] = e
+			w.wg.Add(1)
+			go func() { defer w.wg.Done(); e.run(ctx) }()
+			continue
+		}
+		e.update(a)
+	}
+	// Orphans found at start that the leader does not assign here.
+	for id, p := range w.adopted {
+		w.log.Info("stopping an orphan executor the leader no longer assigns here", "executor", id, "pid", p.PID())
+		delete(w.adopted, id)
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), w.stopTimeout()+time.Second)
+			defer cancel()
+			stopWithin(ctx, p)
+		}()
+	}
+}
+
+// checkCPUs refuses a placement on cores this worker does not hand out or
+// that another executor here holds exclusively. Called with mu held.
+func (w *Worker) checkCPUs(a cluster.Assignment) error {
+	for _, c := range a.Executor.CPUs {
+		if !slices.Contains(w.opts.CPUs, c) {
+			return fmt.Errorf("core %d is not one this worker hands out %v", c, w.opts.CPUs)
+		}
+		if a.Process.Shared {
+			continue
+		}
+		for _, e := range w.execs {
+			if !e.shared() && slices.Contains(e.cpus(), c) {
+				return fmt.Errorf("core %d is held by executor %s", c, e.id)
+			}
+		}
+	}
+	return nil
+}
+
+func (w *Worker) stopTimeout() time.Duration {
+	if w.opts.StopTimeout > 0 {
+		return w.opts.StopTimeout
+	}
+	return procs.DefaultStopTimeout
+}
+
+func (w *Worker) adminSocket() string {
+	switch w.opts.AdminSocket {
+	case "-":
+		return ""
+	case "":
+		return filepath.Join(w.opts.DataDir, "admin.sock")
+	}
+	return w.opts.AdminSocket
+}
+
+// adoptOrphans finds executors a previous run of this worker left running.
+func (w *Worker) adoptOrphans() {
+	files, err := procs.ListPidFiles(filepath.Join(w.opts.DataDir, "pids"))
+	if err != nil {
+		w.log.Warn("list pid files", "err", err)
+		return
+	}
+	for _, f := range files {
+		p, err := procs.Adopt(f)
+		if err != nil {
+			continue // stale: Adopt removed it
+		}
+		id := strings.TrimSuffix(filepath.Base(f), ".pid")
+		w.adopted[id] = p
+		w.log.Info("found a running executor from a previous run; waiting for the leader to confirm it", "executor", id, "pid", p.PID())
+	}
+}
+
+// workerCPUs validates the configured cores against what this process may
+// use; nil means all of them.
+func workerCPUs(want []int) ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("read cpu affinity: %w", err)
+	}
+	var allowed []int
+	for c := 0; c < 1024; c++ {
+		if set.IsSet(c) {
+			allowed = append(allowed, c)
+		}
+	}
+	if len(want) == 0 {
+		return allowed, nil
+	}
+	for _, c := range want {
+		if !slices.Contains(allowed, c) {
+			return nil, fmt.Errorf("gear.worker.cpus lists core %d, but this machine lets the worker use only %v", c, allowed)
+		}
+	}
+	out := slices.Clone(want)
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// workerID reads the worker's stable id from its data dir, creating it on
+// first start.
+func workerID(dir string) (string, error) {
+	path := filepath.Join(dir, "worker-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	id := "w-" + randomID()[:8]
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write worker id: %w", err)
+	}
+	return id, nil
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(filepath.Join(dir, "LOCK"))
+		_ = f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another gear process (pid %s); give this one its own -datadir", dir, string(b))
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())), 0)
+	return f, nil
+}
