@@ -84,13 +84,13 @@ func (m *Mux) Protocol(prefix string) net.Listener {
 	if len(prefix) != PrefixLen {
 		panic("netmux: prefix must be 8 bytes: " + prefix)
 	}
-	return &stripListener{Listener: m.cm.Match(cmux.PrefixMatcher(prefix)), addr: m.root.Addr()}
+	return newSubListener(m.cm.Match(cmux.PrefixMatcher(prefix)), m.root.Addr(), true)
 }
 
 // HTTP returns a listener for everything else. Call after all Protocol calls
 // and before Serve.
 func (m *Mux) HTTP() net.Listener {
-	return &stripListener{Listener: m.cm.Match(cmux.Any()), addr: m.root.Addr(), keep: true}
+	return newSubListener(m.cm.Match(cmux.Any()), m.root.Addr(), false)
 }
 
 // Serve dispatches connections until Close.
@@ -112,51 +112,71 @@ func (m *Mux) Close() error {
 	return err
 }
 
-// stripListener hides cmux's habit of closing the root listener when a
-// sub-listener is closed, and removes the protocol prefix.
-type stripListener struct {
-	net.Listener
+// subListener is one protocol's share of the port. Closing it stops its
+// Accept at once (cmux's own sub-listeners would close the shared root
+// listener instead, and do not unblock Accept); a pump goroutine moves
+// matched connections to it until the Mux closes.
+type subListener struct {
 	addr   net.Addr
-	keep   bool
-	mu     sync.Mutex
-	closed bool
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
 }
 
-func (l *stripListener) Accept() (net.Conn, error) {
+func newSubListener(src net.Listener, addr net.Addr, strip bool) *subListener {
+	l := &subListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+	go l.pump(src, strip)
+	return l
+}
+
+func (l *subListener) pump(src net.Listener, strip bool) {
 	for {
-		c, err := l.Listener.Accept()
+		c, err := src.Accept()
 		if err != nil {
-			return nil, err
+			return // the Mux closed
 		}
-		l.mu.Lock()
-		closed := l.closed
-		l.mu.Unlock()
-		if closed {
-			_ = c.Close()
-			return nil, net.ErrClosed
-		}
-		if l.keep {
-			return c, nil
-		}
-		var p [PrefixLen]byte
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(c, p[:]); err != nil {
-			_ = c.Close()
+		if strip {
+			go l.stripAndDeliver(c)
 			continue
 		}
-		_ = c.SetReadDeadline(time.Time{})
-		return c, nil
+		l.deliver(c)
 	}
 }
 
-func (l *stripListener) Close() error {
-	l.mu.Lock()
-	l.closed = true
-	l.mu.Unlock()
+func (l *subListener) stripAndDeliver(c net.Conn) {
+	var p [PrefixLen]byte
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, p[:]); err != nil {
+		_ = c.Close()
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	l.deliver(c)
+}
+
+func (l *subListener) deliver(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.closed:
+		_ = c.Close()
+	}
+}
+
+func (l *subListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *subListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
 	return nil
 }
 
-func (l *stripListener) Addr() net.Addr { return l.addr }
+func (l *subListener) Addr() net.Addr { return l.addr }
 
 // Dial opens a stream to addr for the protocol named by prefix.
 func Dial(ctx context.Context, addr, prefix string, timeout time.Duration) (net.Conn, error) {
