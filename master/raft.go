@@ -194,9 +194,9 @@ func (n *raftNode) watchLeader(ctx context.Context, self string, log *slog.Logge
 			continue
 		}
 		var resp raft.TimeoutNowResponse
-		req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ID: []byte(self), Addr: []byte(self)}}
+		req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(self)}}
 		if err := n.trans.TimeoutNow(raft.ServerID(self), raft.ServerAddress(self), req, &resp); err != nil {
-			log.Debug("self-campaign", "err", err)
+			log.Warn("could not start the election", "err", err)
 		}
 		deadSince = time.Now().Add(time.Duration(len(survivors)) * 4 * quiet) // back off before trying again
 	}

@@ -1,0 +1,201 @@
+package procs
+
+import (
+	"testing"
+	"time"
+)
+
+// fixedRand returns the same jitter draw every time.
+type fixedRand float64
+
+func (f fixedRand) Float64() float64 { return float64(f) }
+
+// Jitter extremes: 0 takes nothing off, 0.999... takes ~20% off.
+var jitters = []struct {
+	name string
+	rand Rand
+}{{"no-jitter", nil}, {"min-jitter", fixedRand(0)}, {"max-jitter", fixedRand(0.9999999)}}
+
+func TestBackoffDelays(t *testing.T) {
+	pol := DefaultPolicy()
+	b := NewBackoff(pol, nil, 0)
+	now := time.Unix(1000, 0)
+	want := []time.Duration{100, 200, 400, 800, 1600, 3200, 5000, 5000}
+	for i, w := range want {
+		d := b.Exited(now, 0, false)
+		if !d.Restart || !d.Crash || d.Delay != w*time.Millisecond {
+			t.Fatalf("crash %d: got %+v, want restart after %v", i+1, d, w*time.Millisecond)
+		}
+		b.Restarted(now)
+		now = now.Add(d.Delay)
+	}
+	// A healthy run resets the backoff, and its restart is immediate.
+	d := b.Exited(now, 2*time.Second, false)
+	if !d.Restart || d.Crash || d.Delay != 0 {
+		t.Fatalf("after healthy run: got %+v, want immediate restart", d)
+	}
+	b.Restarted(now)
+	if d := b.Exited(now, 0, false); d.Delay != 100*time.Millisecond {
+		t.Fatalf("first crash after reset: delay %v, want 100ms", d.Delay)
+	}
+	if b.Restarts() != len(want)+1 {
+		t.Fatalf("restarts %d, want %d", b.Restarts(), len(want)+1)
+	}
+}
+
+func TestBackoffJitterShortensOnly(t *testing.T) {
+	for _, r := range []float64{0, 0.5, 0.9999999} {
+		b := NewBackoff(DefaultPolicy(), fixedRand(r), 0)
+		d := b.Exited(time.Unix(0, 0), 0, false)
+		lo := 80 * time.Millisecond
+		if d.Delay < lo || d.Delay > 100*time.Millisecond {
+			t.Errorf("rand %v: delay %v outside [%v, 100ms]", r, d.Delay, lo)
+		}
+	}
+}
+
+func TestBackoffPolicies(t *testing.T) {
+	tests := []struct {
+		restart   string
+		uptime    time.Duration
+		success   bool
+		wantStart bool
+		wantFail  bool
+	}{
+		{RestartAlways, 5 * time.Second, true, true, false},
+		{RestartAlways, 5 * time.Second, false, true, false},
+		{RestartOnFailure, 5 * time.Second, true, false, false},
+		{RestartOnFailure, 5 * time.Second, false, true, false},
+		{RestartOnFailure, 0, true, false, false},
+		{RestartNever, 5 * time.Second, true, false, false},
+		{RestartNever, 5 * time.Second, false, false, true},
+	}
+	for _, tt := range tests {
+		b := NewBackoff(Policy{Restart: tt.restart}, nil, 0)
+		d := b.Exited(time.Unix(0, 0), tt.uptime, tt.success)
+		if d.Restart != tt.wantStart || d.GiveUp != tt.wantFail {
+			t.Errorf("%s uptime=%v success=%v: got %+v", tt.restart, tt.uptime, tt.success, d)
+		}
+	}
+}
+
+// runLoop drives a Backoff as the Supervisor does, with a fake clock: each
+// run lasts run(now) (0 = exits at once, which still costs startCost), until
+// it gives up or horizon passes. It returns when it gave up (or -1) and the
+// number of crashes.
+func runLoop(t *testing.T, b *Backoff, run func(now time.Duration) time.Duration, horizon time.Duration) (gaveUpAt time.Duration, crashes int) {
+	t.Helper()
+	const startCost = 5 * time.Millisecond // fork+exec+exit of a real program
+	epoch := time.Unix(1_000_000, 0)
+	now := time.Duration(0)
+	for now < horizon {
+		up := run(now)
+		if up == 0 {
+			up = startCost
+		}
+		now += up
+		d := b.Exited(epoch.Add(now), up, false)
+		if d.Crash {
+			crashes++
+		}
+		if d.GiveUp {
+			return now, crashes
+		}
+		if !d.Restart {
+			t.Fatalf("unexpected stop: %+v", d)
+		}
+		now += d.Delay
+		b.Restarted(epoch.Add(now))
+	}
+	return -1, crashes
+}
+
+func TestBackoffExitsAtOnceFailsWithin30s(t *testing.T) {
+	for _, j := range jitters {
+		t.Run(j.name, func(t *testing.T) {
+			b := NewBackoff(DefaultPolicy(), j.rand, 0)
+			at, crashes := runLoop(t, b, func(time.Duration) time.Duration { return 0 }, 10*time.Minute)
+			if at < 0 || at > 30*time.Second {
+				t.Fatalf("gave up at %v, want within 30s", at)
+			}
+			if crashes != 11 {
+				t.Fatalf("crashes %d, want 11 (more than MaxRestarts=10)", crashes)
+			}
+			t.Logf("FAILED after %v and %d runs", at, crashes)
+		})
+	}
+}
+
+func TestBackoffRidesOutTenSecondsOfFailure(t *testing.T) {
+	for _, j := range jitters {
+		t.Run(j.name, func(t *testing.T) {
+			b := NewBackoff(DefaultPolicy(), j.rand, 0)
+			failsUntil := 10 * time.Second
+			run := func(now time.Duration) time.Duration {
+				if now < failsUntil {
+					return 0
+				}
+				return time.Hour // works
+			}
+			at, crashes := runLoop(t, b, run, 2*time.Hour)
+			if at >= 0 {
+				t.Fatalf("gave up at %v after %d crashes; want it ridden out", at, crashes)
+			}
+			if crashes > 10 {
+				t.Fatalf("%d crashes", crashes)
+			}
+			t.Logf("ridden out after %d crashes", crashes)
+		})
+	}
+}
+
+func TestBackoffWindowForgetsOldCrashes(t *testing.T) {
+	pol := Policy{MaxRestarts: 2, Window: 10 * time.Second, MinUptime: time.Second}
+	b := NewBackoff(pol, nil, 0)
+	t0 := time.Unix(0, 0)
+	// Two crashes, then a third 11s later: the first two are out of the
+	// window, so no give-up even though 3 > MaxRestarts.
+	for i, at := range []time.Duration{0, time.Second, 12 * time.Second, 13 * time.Second} {
+		if d := b.Exited(t0.Add(at), 0, false); d.GiveUp {
+			t.Fatalf("crash %d at %v: gave up", i, at)
+		}
+	}
+	if d := b.Exited(t0.Add(14*time.Second), 0, false); !d.GiveUp {
+		t.Fatalf("third crash within 10s: %+v, want give up", d)
+	}
+	if n := b.RecentCrashes(t0.Add(14 * time.Second)); n != 3 {
+		t.Fatalf("recent crashes %d, want 3", n)
+	}
+}
+
+func TestBackoffUnlimited(t *testing.T) {
+	b := NewBackoff(Policy{MaxRestarts: -1}, nil, 7)
+	t0 := time.Unix(0, 0)
+	for i := range 1000 {
+		if d := b.Exited(t0.Add(time.Duration(i)*time.Millisecond), 0, false); d.GiveUp || d.Delay > 5*time.Second {
+			t.Fatalf("crash %d: %+v", i, d)
+		}
+		b.Restarted(t0.Add(time.Duration(i) * time.Millisecond))
+	}
+	if b.Restarts() != 1007 {
+		t.Fatalf("restarts %d, want 1007 (7 initial)", b.Restarts())
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	tests := []struct {
+		pol  Policy
+		okay bool
+	}{
+		{DefaultPolicy(), true},
+		{Policy{}, true},
+		{Policy{Restart: "sometimes"}, false},
+		{Policy{BackoffMin: time.Second, BackoffMax: time.Millisecond}, false},
+		{Policy{Window: -time.Second}, false},
+	}
+	for _, tt := range tests {
+		if err := tt.pol.Validate(); (err == nil) != tt.okay {
+			t.Errorf("%+v: err %v", tt.pol, err)
+		}
+	}
+}
