@@ -307,9 +307,6 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 	for _, c := range a.Process.Command {
 		cmd = append(cmd, os.Expand(c, func(n string) string { return env[n] }))
 	}
-	if a.Bundle.Kind == cluster.KindJar {
-		cmd = append(cmd, a.Args...)
-	}
 	keys := slices.Collect(maps.Keys(env))
 	sort.Strings(keys)
 	envList := make([]string, 0, len(keys))

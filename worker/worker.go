@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -78,9 +79,11 @@ type Worker struct {
 	mu          sync.Mutex
 	execs       map[string]*executor
 	adopted     map[string]*procs.Process // found at start, waiting for the leader's word
-	lastContact time.Time
+	lastContact time.Time // last leader contact, or last moment no leader could exist
 	fenced      bool
 	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
+
+	quorumDownLogged bool // heartbeat goroutine only
 	cancelRun   context.CancelFunc
 	wg          sync.WaitGroup // executor goroutines
 }
@@ -323,12 +326,29 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.lastContact = time.Now()
 		w.fenced = false
 		w.mu.Unlock()
+		w.quorumDownLogged = false
 		w.reconcile(ctx, reply.Assignments)
 	}
 }
 
 func (w *Worker) maybeFence() {
 	if w.opts.StopAfterDisconnect < 0 {
+		return
+	}
+	if masters := w.client.Masters(); !quorumPossible(masters) {
+		// Every master that could form a quorum refuses connections: the
+		// processes are down, not cut off from us, so no leader can exist
+		// to reschedule these executors and stopping them would only turn
+		// a master outage into an application outage.
+		// A leader elected later gives workers a full timeout to report
+		// in, so the fence clock restarts from now.
+		if !w.quorumDownLogged {
+			w.quorumDownLogged = true
+			w.log.Warn("masters are down (connections refused), not unreachable: keeping executors running, since no leader can exist to run them elsewhere", "masters", masters)
+		}
+		w.mu.Lock()
+		w.lastContact = time.Now()
+		w.mu.Unlock()
 		return
 	}
 	w.mu.Lock()
@@ -368,6 +388,24 @@ func (w *Worker) maybeFence() {
 		}
 		wg.Wait()
 	}()
+}
+
+// quorumPossible reports whether a quorum of masters might be alive
+// somewhere: only a master whose port actively refuses connections is
+// known to be down (a partitioned or frozen one just does not answer).
+func quorumPossible(masters []string) bool {
+	refused := 0
+	for _, m := range masters {
+		c, err := net.DialTimeout("tcp", m, 300*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			refused++
+		}
+	}
+	return len(masters)-refused >= len(masters)/2+1
 }
 
 // heartbeat describes this worker and its executors.

@@ -149,11 +149,9 @@ func appSubmit(ctx context.Context, env Env, g global, args []string) error {
 		fmt.Fprintln(env.Stderr)
 	}
 	b.Kind = cluster.BundleKind(kind.String())
-	var appArgs []string
-	if kind == bundle.KindJar {
-		appArgs = extra
-	}
-	id, err := c.Submit(ctx, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: appArgs})
+	// The arguments are already part of each process's command (bundle.Inspect);
+	// they are recorded with the app for `app info`.
+	id, err := c.Submit(ctx, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: extra})
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", path, err)
 	}

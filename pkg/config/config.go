@@ -1,0 +1,148 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Config is gear's configuration. JSON() renders it with the gear.* key
+// names; the json tags give the same names nested, for json.Marshal.
+type Config struct {
+	Hostname        string        `json:"hostname"`         // gear.hostname
+	Masters         []string      `json:"masters"`          // gear.cluster.masters
+	DataDir         string        `json:"datadir"`          // gear.datadir
+	Token           string        `json:"token"`            // gear.auth.token
+	FailoverTimeout time.Duration `json:"failover-timeout"` // gear.failover.timeout
+
+	Gossip struct {
+		Key          string `json:"key"`           // gear.gossip.key
+		ClusterLabel string `json:"cluster-label"` // gear.gossip.cluster-label
+	} `json:"gossip"`
+
+	JarStore struct {
+		RootPath      string        `json:"rootpath"`        // gear.jarstore.rootpath
+		MaxBundleSize int64         `json:"max-bundle-size"` // gear.jarstore.max-bundle-size
+		GCGrace       time.Duration `json:"gc-grace"`        // gear.jarstore.gc-grace
+	} `json:"jarstore"`
+
+	Worker struct {
+		CPUs                []int         `json:"cpus"`                  // gear.worker.cpus
+		HeartbeatInterval   time.Duration `json:"heartbeat-interval"`    // gear.worker.heartbeat-interval
+		StopAfterDisconnect time.Duration `json:"stop-after-disconnect"` // gear.worker.stop-after-disconnect; 0 = 0.75 x failover timeout, -1 = never
+		OnExit              string        `json:"on-exit"`               // gear.worker.on-exit
+		AdminSocket         string        `json:"admin-socket"`          // gear.worker.admin-socket
+	} `json:"worker"`
+
+	Executor struct {
+		Restart       string        `json:"restart"`        // gear.executor.restart
+		BackoffMin    time.Duration `json:"backoff-min"`    // gear.executor.backoff-min
+		BackoffMax    time.Duration `json:"backoff-max"`    // gear.executor.backoff-max
+		MinUptime     time.Duration `json:"min-uptime"`     // gear.executor.min-uptime
+		RestartWindow time.Duration `json:"restart-window"` // gear.executor.restart-window
+		StopTimeout   time.Duration `json:"stop-timeout"`   // gear.executor.stop-timeout
+		MaxRestarts   int           `json:"max-restarts"`   // gear.executor.max-restarts
+		LogMaxSize    int64         `json:"log-max-size"`   // gear.executor.log-max-size
+		LogMaxFiles   int           `json:"log-max-files"`  // gear.executor.log-max-files
+	} `json:"executor"`
+
+	Channel struct {
+		Redis          string        `json:"redis"`           // gear.channel.redis
+		Password       string        `json:"password"`        // gear.channel.password
+		DB             int           `json:"db"`              // gear.channel.db
+		TLS            bool          `json:"tls"`             // gear.channel.tls
+		SentinelMaster string        `json:"sentinel-master"` // gear.channel.sentinel-master
+		SentinelAddrs  []string      `json:"sentinel-addrs"`  // gear.channel.sentinel-addrs
+		ClusterAddrs   []string      `json:"cluster-addrs"`   // gear.channel.cluster-addrs
+		MemberTTL      time.Duration `json:"member-ttl"`      // gear.channel.member-ttl
+	} `json:"channel"`
+
+	Log struct {
+		Level  string `json:"level"`  // gear.log.level
+		Format string `json:"format"` // gear.log.format
+	} `json:"log"`
+}
+
+// Never is the StopAfterDisconnect value for "off": a disconnected worker
+// keeps its executors running.
+const Never time.Duration = -1
+
+// Default returns the built-in defaults (what conf/gear.conf documents).
+func Default() Config {
+	var c Config
+	c.Hostname = "127.0.0.1"
+	c.Masters = []string{"127.0.0.1:3000"}
+	c.FailoverTimeout = 6 * time.Second
+	c.Gossip.ClusterLabel = "gear"
+	c.JarStore.MaxBundleSize = 4e9 // 4GB
+	c.JarStore.GCGrace = time.Hour
+	c.Worker.CPUs = []int{}
+	c.Worker.HeartbeatInterval = 250 * time.Millisecond
+	c.Worker.OnExit = "stop"
+	c.Executor.Restart = "always"
+	c.Executor.BackoffMin = 100 * time.Millisecond
+	c.Executor.BackoffMax = 5 * time.Second
+	c.Executor.MinUptime = time.Second
+	c.Executor.RestartWindow = 60 * time.Second
+	c.Executor.StopTimeout = 10 * time.Second
+	c.Executor.MaxRestarts = 10
+	c.Executor.LogMaxSize = 10e6 // 10MB
+	c.Executor.LogMaxFiles = 3
+	c.Channel.SentinelAddrs = []string{}
+	c.Channel.ClusterAddrs = []string{}
+	c.Channel.MemberTTL = 30 * time.Second
+	c.Log.Level = "info"
+	c.Log.Format = "text"
+	return c
+}
+
+// EffectiveStopAfterDisconnect is how long a worker that cannot reach any
+// master keeps its executors: the configured value, 0.75 x the failover
+// timeout when it is 0 (so the worker stops them before the masters
+// reschedule them elsewhere), or Never (-1).
+func (c Config) EffectiveStopAfterDisconnect() time.Duration {
+	if c.Worker.StopAfterDisconnect == 0 {
+		return c.FailoverTimeout * 3 / 4
+	}
+	return c.Worker.StopAfterDisconnect
+}
+
+// Redacted is shown instead of secrets by JSON.
+const Redacted = "(redacted)"
+
+// JSON renders the configuration as one flat, indented JSON object keyed by
+// gear.* names, sorted; durations as strings ("6s", "off"), sizes in bytes.
+// Secrets (gear.auth.token, gear.gossip.key, gear.channel.password) show as
+// "(redacted)" when set.
+func (c *Config) JSON() ([]byte, error) {
+	m := make(map[string]any, len(keyTable))
+	for _, k := range keyTable {
+		v := k.display(c)
+		if k.secret && v != "" {
+			v = Redacted
+		}
+		m[k.name] = v
+	}
+	return json.MarshalIndent(m, "", "  ")
+}
+
+// Keys returns every gear.* key Config knows, sorted.
+func Keys() []string {
+	out := make([]string, len(keyTable))
+	for i, k := range keyTable {
+		out[i] = k.name
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Value returns the value of key in c in conf-file form (durations and
+// sizes as strings such as "6s" and "4GB"), for docs and `gear config get`.
+func (c *Config) Value(key string) (any, error) {
+	k, ok := keyIndex[key]
+	if !ok {
+		return nil, fmt.Errorf("unknown key %s%s", key, suggestion(key))
+	}
+	return k.fileForm(c), nil
+}
