@@ -219,3 +219,37 @@ func TestUnreachableMasterReported(t *testing.T) {
 	})
 	_ = cluster.Running
 }
+
+// A worker cut off from the masters (here: the only master is frozen, so
+// connections hang instead of being refused) stops its executors before the
+// masters could reschedule them, and runs them again once the leader is
+// back and places them.
+func TestWorkerFencesWhenCutOff(t *testing.T) {
+	c := newCluster(t, clusterOpts{masters: 1, workers: 1, conf: "gear.failover.timeout = 2s"})
+	waitFor(t, 20*time.Second, "a leader", func() bool { return c.leader() != "" })
+	id, pids := submitHello(t, c, 1)
+	var pid int
+	for _, p := range pids {
+		pid = p
+	}
+	c.kill("master0", syscall.SIGSTOP)
+	frozen := time.Now()
+	waitFor(t, 10*time.Second, "the cut-off worker to stop its executor", func() bool { return !alive(pid) })
+	stoppedAfter := time.Since(frozen)
+	if stoppedAfter >= 2*time.Second {
+		t.Fatalf("the executor was stopped %v after the cut-off, not before the 2s failover timeout", stoppedAfter)
+	}
+	t.Logf("fenced %v after the cut-off", stoppedAfter.Round(time.Millisecond))
+	if !strings.Contains(readFile(t, c.procs["worker0"].log), "stopping every executor") {
+		t.Fatal("the worker did not log why it stopped its executors")
+	}
+	c.kill("master0", syscall.SIGCONT)
+	waitFor(t, 30*time.Second, "the app to run again after the master is back", func() bool {
+		got := runningPIDs(c.app(id))
+		for _, p := range got {
+			return p != pid && alive(p)
+		}
+		return false
+	})
+	killPIDsAtCleanup(t, runningPIDs(c.app(id)))
+}

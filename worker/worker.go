@@ -301,7 +301,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		case <-time.After(delay):
 		case <-w.kick:
 		}
-		hctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 4*interval))
+		hctx, cancel := context.WithTimeout(ctx, w.heartbeatTimeout())
 		reply, err := w.client.Heartbeat(hctx, w.heartbeat())
 		cancel()
 		if ctx.Err() != nil {
@@ -329,6 +329,16 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.quorumDownLogged = false
 		w.reconcile(ctx, reply.Assignments)
 	}
+}
+
+// heartbeatTimeout bounds one heartbeat: short enough that a frozen or
+// partitioned master is given up on well within the fencing deadline.
+func (w *Worker) heartbeatTimeout() time.Duration {
+	d := 2 * time.Second
+	if w.opts.StopAfterDisconnect > 0 {
+		d = min(d, w.opts.StopAfterDisconnect/4)
+	}
+	return max(d, 2*w.opts.HeartbeatInterval)
 }
 
 func (w *Worker) maybeFence() {

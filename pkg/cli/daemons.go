@@ -144,11 +144,11 @@ func masterPort(cfg *config.Config, flagPort int) int {
 	return 3000
 }
 
+// defaultDataDir is gear.datadir when set, else a directory per role, ip
+// and port under the install, so several daemons on one machine never
+// share one.
 func defaultDataDir(env Env, cfg *config.Config, role, ip string, port int) string {
 	if cfg.DataDir != "" {
-		if role == "master" || role == "worker" {
-			return filepath.Join(cfg.DataDir, fmt.Sprintf("%s-%s-%d", role, ip, port))
-		}
 		return cfg.DataDir
 	}
 	return filepath.Join(home(env), "data", fmt.Sprintf("%s-%s-%d", role, ip, port))
