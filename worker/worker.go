@@ -79,13 +79,13 @@ type Worker struct {
 	mu          sync.Mutex
 	execs       map[string]*executor
 	adopted     map[string]*procs.Process // found at start, waiting for the leader's word
-	lastContact time.Time // last leader contact, or last moment no leader could exist
+	lastContact time.Time                 // last leader contact, or last moment no leader could exist
 	fenced      bool
 	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
 
 	quorumDownLogged bool // heartbeat goroutine only
-	cancelRun   context.CancelFunc
-	wg          sync.WaitGroup // executor goroutines
+	cancelRun        context.CancelFunc
+	wg               sync.WaitGroup // executor goroutines
 }
 
 // New binds the worker's port, locks its data dir and adopts executors a
