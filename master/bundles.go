@@ -98,7 +98,7 @@ func (m *Master) handleListBundles(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []entry{}
 	for _, in := range infos {
-		d := jarstore.DigestOf(in.Name)
+		d := in.Name // Blobs.List names blobs by digest
 		out = append(out, entry{Digest: d, Size: in.Size, ModTime: in.ModTime, Apps: append([]string{}, refs[d]...)})
 	}
 	writeJSON(w, out)

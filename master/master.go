@@ -2,8 +2,6 @@ package master
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,10 +18,10 @@ import (
 
 	"github.com/hashicorp/raft"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
 	"github.com/gear-run/gear/pkg/netmux"
 )
@@ -105,14 +103,14 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	}
 	m.opts = opts
 	m.log = opts.Logger.With("master", m.self)
-	m.boot = randomID()
+	m.boot = datadir.RandomID()
 	if opts.DataDir == "" {
 		return nil, errors.New("master: no data dir given (-datadir)")
 	}
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if m.lock, err = lockDir(opts.DataDir); err != nil {
+	if m.lock, err = datadir.Lock(opts.DataDir); err != nil {
 		return nil, err
 	}
 	store, err := jarstore.Open(ctx, opts.JarRoot, filepath.Join(opts.DataDir, "jars"), m.log)
@@ -259,11 +257,6 @@ func (m *Master) quorumReport() string {
 		m.self, can, cannot, n/2+1, n)
 }
 
-func randomID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
 
 func resolveIP(host string) (string, error) {
 	if ip := net.ParseIP(host); ip != nil {
@@ -276,21 +269,6 @@ func resolveIP(host string) (string, error) {
 	return ips[0].String(), nil
 }
 
-// lockDir takes an exclusive lock on dir so two daemons never share it.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock data dir: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "LOCK"))
-		_ = f.Close()
-		return nil, fmt.Errorf("data dir %s is in use by another gear process (pid %s); give this one its own -datadir", dir, string(b))
-	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())), 0)
-	return f, nil
-}
 
 // workerAlive reports whether the leader heard from worker id within the
 // failover timeout.

@@ -2,8 +2,6 @@ package worker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
 	"github.com/gear-run/gear/pkg/netmux"
 	"github.com/gear-run/gear/pkg/procs"
@@ -135,7 +134,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{opts: opts, mux: mux, boot: randomID(), kick: make(chan struct{}, 1),
+	w := &Worker{opts: opts, mux: mux, boot: datadir.RandomID(), kick: make(chan struct{}, 1),
 		execs: map[string]*executor{}, adopted: map[string]*procs.Process{}}
 	ok := false
 	defer func() {
@@ -145,7 +144,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	}()
 	w.opts.Port = mux.Port()
 	w.addr = net.JoinHostPort(opts.IP, strconv.Itoa(w.opts.Port))
-	if w.lock, err = lockDir(opts.DataDir); err != nil {
+	if w.lock, err = datadir.Lock(opts.DataDir); err != nil {
 		return nil, err
 	}
 	if w.id, err = workerID(opts.DataDir); err != nil {
@@ -458,7 +457,13 @@ func (w *Worker) reconcile(ctx context.Context, as []cluster.Assignment) {
 		e, ok := w.execs[id]
 		if !ok {
 			if err := w.checkCPUs(a); err != nil {
+				// Report it FAILED with the reason rather than leave the
+				// leader waiting for an executor that will never start.
 				w.log.Error("refusing placement", "executor", id, "err", err)
+				e = newExecutor(w, a, nil)
+				e.state, e.lastErr = cluster.Failed, "worker "+w.id+" refused the placement: "+err.Error()
+				close(e.done)
+				w.execs[id] = e
 				continue
 			}
 			e = newExecutor(w, a, w.adopted[id])
@@ -571,30 +576,11 @@ func workerID(dir string) (string, error) {
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b)), nil
 	}
-	id := "w-" + randomID()[:8]
+	id := "w-" + datadir.RandomID()[:8]
 	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("write worker id: %w", err)
 	}
 	return id, nil
 }
 
-func randomID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
 
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock data dir: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "LOCK"))
-		_ = f.Close()
-		return nil, fmt.Errorf("data dir %s is in use by another gear process (pid %s); give this one its own -datadir", dir, string(b))
-	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())), 0)
-	return f, nil
-}
