@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, each against a baseline measured in the same
+# run (machines here are noisy, so only the ratios mean something). Copy the
+# numbers into docs/BENCHMARKS.md with the command that made them.
+# BENCH_QUICK=1 runs each with few rounds (a smoke test of the scripts).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+export GOFLAGS=-mod=mod
+quick="${BENCH_QUICK:-0}"
+status=0
+run() {
+  echo
+  echo "================ $*"
+  "$@" || { echo "benchmark failed: $*"; status=1; }
+}
+if [ "$quick" = 1 ]; then
+  run go run ./scripts/bench/failover -quick
+  run go run ./scripts/bench/restart -rounds 5 -no-crashloop
+  run go run ./scripts/bench/jarstore -size 67108864
+  run go run ./scripts/bench/channel -quick
+else
+  run go run ./scripts/bench/failover
+  run go run ./scripts/bench/restart
+  run go run ./scripts/bench/jarstore
+  run go run ./scripts/bench/channel
+fi
+run go test -run=NONE -bench=. -benchtime=2000x ./pkg/hocon/
+exit $status
