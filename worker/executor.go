@@ -88,6 +88,9 @@ func (e *executor) report() cluster.ExecutorReport {
 	if r.CPUs == nil {
 		r.CPUs = []int{}
 	}
+	if e.stopping && r.State != cluster.Stopped && r.State != cluster.Failed {
+		r.State = cluster.Stopping
+	}
 	return r
 }
 
@@ -166,6 +169,20 @@ func (e *executor) run(parent context.Context) {
 			e.w.kickHeartbeat()
 		}
 	}
+}
+
+func (e *executor) isStopping() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stopping
+}
+
+// markStopping makes the executor report STOPPING until its process is
+// gone, even before its supervisor hears of the stop.
+func (e *executor) markStopping() {
+	e.mu.Lock()
+	e.stopping = true
+	e.mu.Unlock()
 }
 
 // stop stops the executor (graceful unless hard) and waits for it.

@@ -446,15 +446,29 @@ func (w *Worker) reconcile(ctx context.Context, as []cluster.Assignment) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for id, e := range w.execs {
-		if _, ok := want[id]; !ok {
-			delete(w.execs, id)
+		if _, ok := want[id]; !ok && !e.isStopping() {
+			// It stays listed (STOPPING) until its process is gone, so
+			// the leader sees STOPPED only when it really is.
 			w.log.Info("executor no longer assigned here; stopping it", "executor", id)
+			e.markStopping()
 			w.wg.Add(1)
-			go func() { defer w.wg.Done(); e.stop(false) }()
+			go func() {
+				defer w.wg.Done()
+				e.stop(false)
+				w.mu.Lock()
+				if w.execs[id] == e {
+					delete(w.execs, id)
+				}
+				w.mu.Unlock()
+				w.kickHeartbeat()
+			}()
 		}
 	}
 	for id, a := range want {
 		e, ok := w.execs[id]
+		if ok && e.isStopping() {
+			continue // assigned again while stopping: start it once it is gone
+		}
 		if !ok {
 			if err := w.checkCPUs(a); err != nil {
 				// Report it FAILED with the reason rather than leave the
