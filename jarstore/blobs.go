@@ -85,39 +85,20 @@ func DigestOf(name string) string {
 	return d
 }
 
-// limitHashReader hashes what passes through and fails once more than max
-// bytes arrived (max < 0: no limit).
-type limitHashReader struct {
-	r   io.Reader
-	h   hash.Hash
-	n   int64
-	max int64
-}
-
-func (l *limitHashReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	l.n += int64(n)
-	l.h.Write(p[:n])
-	if l.max >= 0 && l.n > l.max {
-		return n, fmt.Errorf("%w: more than %d bytes (raise the upload limit, e.g. the master's max bundle size, if this bundle is legitimate)", ErrTooLarge, l.max)
-	}
-	return n, err
-}
-
-func (l *limitHashReader) digest() string { return digestPrefix + hex.EncodeToString(l.h.Sum(nil)) }
-
 // Put streams r into the store and returns its digest and size. Memory use
-// is bounded (one copy buffer) whatever the size. maxSize <= 0 means no
+// is bounded (pipeBufs buffers of pipeBufSize) whatever the size; reading
+// r, hashing and writing overlap (see HashReader). maxSize <= 0 means no
 // limit; past the limit Put fails with ErrTooLarge. On any failure (limit,
 // reader error, ErrNoSpace, ctx) nothing is left behind.
 func (b *Blobs) Put(ctx context.Context, r io.Reader, maxSize int64) (digest string, size int64, err error) {
-	lr := &limitHashReader{r: r, h: sha256.New(), max: limitOf(maxSize)}
+	p := NewHashReader(r, limitOf(maxSize), "")
+	defer p.Close()
 	tmp := uploadPrefix + randomSuffix()
-	n, err := b.store.Put(ctx, tmp, lr)
+	n, err := b.store.Put(ctx, tmp, p)
 	if err != nil {
 		return "", n, fmt.Errorf("jarstore: store blob: %w", err)
 	}
-	digest = lr.digest()
+	digest = p.Digest()
 	name, _ := ObjectName(digest)
 	b.mu.Lock()
 	err = b.store.Rename(ctx, tmp, name)
@@ -137,22 +118,6 @@ func limitOf(maxSize int64) int64 {
 	return maxSize
 }
 
-// expectReader fails at EOF if the stream did not hash to want.
-type expectReader struct {
-	limitHashReader
-	want string
-}
-
-func (e *expectReader) Read(p []byte) (int, error) {
-	n, err := e.limitHashReader.Read(p)
-	if err == io.EOF {
-		if got := e.digest(); got != e.want {
-			return n, fmt.Errorf("%w: declared %s, received %d bytes hashing to %s: upload again", ErrDigestMismatch, e.want, e.n, got)
-		}
-	}
-	return n, err
-}
-
 // PutExpect is Put for an uploader that declared the digest up front: the
 // stream is verified while it is written, and a mismatch fails with
 // ErrDigestMismatch leaving nothing behind. It always stores the stream
@@ -162,11 +127,12 @@ func (b *Blobs) PutExpect(ctx context.Context, r io.Reader, digest string, maxSi
 	if err != nil {
 		return 0, err
 	}
-	er := &expectReader{limitHashReader{r: r, h: sha256.New(), max: limitOf(maxSize)}, digest}
+	p := NewHashReader(r, limitOf(maxSize), digest)
+	defer p.Close()
 	// Write under a temporary name so that a mismatching upload can never
 	// replace a good blob, even for a moment.
 	tmp := uploadPrefix + randomSuffix()
-	n, err := b.store.Put(ctx, tmp, er)
+	n, err := b.store.Put(ctx, tmp, p)
 	if err != nil {
 		return n, fmt.Errorf("jarstore: store blob %s: %w", digest, err)
 	}
