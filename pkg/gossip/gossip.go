@@ -112,7 +112,7 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 	cfg.PushPullInterval = max(t*2, 5*time.Second)
 	cfg.TCPTimeout = max(t/2, time.Second)
 	cfg.Delegate = &delegate{meta: meta}
-	cfg.Alive = &aliveFilter{label: opts.Label}
+	cfg.Alive = &aliveFilter{self: opts.Name}
 	cfg.Logger = log.New(&slogWriter{l: opts.Logger}, "", 0)
 	ml, err := memberlist.Create(cfg)
 	if err != nil {
@@ -228,10 +228,14 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// aliveFilter keeps nodes with unknown roles out of the pool.
-type aliveFilter struct{ label string }
+// aliveFilter keeps nodes with unknown roles out of the pool (memberlist's
+// Label already keeps other clusters out).
+type aliveFilter struct{ self string }
 
 func (a *aliveFilter) NotifyAlive(n *memberlist.Node) error {
+	if n.Name == a.self {
+		return nil
+	}
 	var m Meta
 	if err := json.Unmarshal(n.Meta, &m); err != nil {
 		return fmt.Errorf("gossip: node %s has no gear metadata", n.Name)

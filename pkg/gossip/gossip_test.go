@@ -1,0 +1,106 @@
+package gossip
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gear-run/gear/pkg/netmux"
+)
+
+type node struct {
+	mux  *netmux.Mux
+	pool *Pool
+	addr string
+}
+
+func startNode(t *testing.T, name, role string, seeds []string, mux *netmux.Mux) *node {
+	t.Helper()
+	if mux == nil {
+		var err error
+		for i := 0; i < 20; i++ { // the port must also be free for UDP
+			if mux, err = netmux.Listen("127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
+			u, err := net.ListenPacket("udp", mux.Addr().String())
+			if err == nil {
+				u.Close()
+				break
+			}
+			mux.Close()
+			mux = nil
+		}
+	}
+	streams := mux.Protocol(netmux.Gossip)
+	_ = mux.HTTP()
+	go func() { _ = mux.Serve() }()
+	addr := mux.Addr().String()
+	if seeds == nil {
+		seeds = []string{addr}
+	}
+	p, err := Start(context.Background(), Options{
+		Name: name, BindIP: "127.0.0.1", Port: mux.Port(), Streams: streams,
+		Meta: Meta{Role: role, API: addr, Boot: "b-" + name}, Label: "test",
+		Timeout: 2 * time.Second, Seeds: seeds,
+	})
+	if err != nil {
+		mux.Close()
+		t.Fatal(err)
+	}
+	n := &node{mux: mux, pool: p, addr: addr}
+	t.Cleanup(func() { n.pool.Close(); n.mux.Close() })
+	return n
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestJoinMetadataAndRoleFilter(t *testing.T) {
+	a := startNode(t, "master@a", RoleMaster, nil, nil)
+	b := startNode(t, "worker@b", RoleWorker, []string{a.addr}, nil)
+	waitUntil(t, "both to see each other alive", func() bool {
+		return a.pool.Alive(b.addr) && b.pool.Alive(a.addr)
+	})
+	for _, m := range a.pool.Members() {
+		if m.Name == "worker@b" && (m.Meta.Role != RoleWorker || m.Meta.API != b.addr || m.Meta.Boot != "b-worker@b") {
+			t.Fatalf("metadata not carried: %+v", m)
+		}
+	}
+	// A node with an unknown role is refused by the pool.
+	// Start returns after its synchronous join, so a has already decided.
+	c := startNode(t, "rogue@c", "rogue", []string{a.addr}, nil)
+	for _, m := range a.pool.Members() {
+		if m.Name == "rogue@c" && m.State == "alive" {
+			t.Fatal("a node with an unknown role joined")
+		}
+	}
+	_ = c
+}
+
+func TestRejoinsConfiguredSeeds(t *testing.T) {
+	a := startNode(t, "master@a", RoleMaster, nil, nil)
+	// b starts before its seed c exists; the background re-join must find
+	// c once it is up.
+	mux, err := netmux.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cAddr := mux.Addr().String()
+	b := startNode(t, "master@b", RoleMaster, []string{a.addr, cAddr}, nil)
+	_, port, _ := net.SplitHostPort(cAddr)
+	if _, err := strconv.Atoi(port); err != nil {
+		t.Fatal(err)
+	}
+	c := startNode(t, "master@c", RoleMaster, []string{cAddr}, mux)
+	waitUntil(t, "b to re-join c in the background", func() bool { return b.pool.Alive(c.addr) })
+}
