@@ -156,26 +156,23 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 // Addr is the master's host:port.
 func (m *Master) Addr() string { return m.self }
 
-// Run serves until ctx is done, then shuts down.
+// Run serves until ctx is done, then shuts down. The background loops end
+// before anything they use is closed.
 func (m *Master) Run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		select {
 		case err := <-m.serveDone:
 			return err
-		case <-ctx.Done():
+		case <-gctx.Done():
 			return nil
 		}
 	})
-	g.Go(func() error { m.raft.watchLeader(ctx, m.self, m.log); return nil })
-	g.Go(func() error { m.scheduleLoop(ctx); return nil })
-	g.Go(func() error { m.gcLoop(ctx); return nil })
-	g.Go(func() error {
-		<-ctx.Done()
-		m.shutdown()
-		return nil
-	})
+	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.log); return nil })
+	g.Go(func() error { m.scheduleLoop(gctx); return nil })
+	g.Go(func() error { m.gcLoop(gctx); return nil })
 	err := g.Wait()
+	m.shutdown()
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -78,6 +78,7 @@ type Worker struct {
 	mu          sync.Mutex
 	execs       map[string]*executor
 	adopted     map[string]*procs.Process // found at start, waiting for the leader's word
+	orphanStops map[string]bool           // being stopped outside execs (orphans, fenced); not started again until gone
 	lastContact time.Time                 // last leader contact, or last moment no leader could exist
 	fenced      bool
 	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
@@ -135,7 +136,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{opts: opts, mux: mux, boot: datadir.RandomID(), kick: make(chan struct{}, 1),
-		execs: map[string]*executor{}, adopted: map[string]*procs.Process{}}
+		execs: map[string]*executor{}, adopted: map[string]*procs.Process{}, orphanStops: map[string]bool{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -371,9 +372,13 @@ func (w *Worker) maybeFence() {
 	for id, e := range w.execs {
 		execs = append(execs, e)
 		delete(w.execs, id)
+		w.orphanStops[id] = true
 	}
 	adopted := w.adopted
 	w.adopted = map[string]*procs.Process{}
+	for id := range adopted {
+		w.orphanStops[id] = true
+	}
 	w.mu.Unlock()
 	if len(execs) == 0 && len(adopted) == 0 {
 		return
@@ -386,14 +391,22 @@ func (w *Worker) maybeFence() {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
+		// Once gone, an executor may be started again (the leader may
+		// still assign it here when contact comes back).
+		gone := func(id string) {
+			w.mu.Lock()
+			delete(w.orphanStops, id)
+			w.mu.Unlock()
+			w.kickHeartbeat()
+		}
 		var wg sync.WaitGroup
 		for _, e := range execs {
 			wg.Add(1)
-			go func() { defer wg.Done(); e.stopWithin(ctx) }()
+			go func() { defer wg.Done(); e.stopWithin(ctx); gone(e.id) }()
 		}
-		for _, p := range adopted {
+		for id, p := range adopted {
 			wg.Add(1)
-			go func() { defer wg.Done(); stopWithin(ctx, p) }()
+			go func() { defer wg.Done(); stopWithin(ctx, p); gone(id) }()
 		}
 		wg.Wait()
 	}()
@@ -466,7 +479,7 @@ func (w *Worker) reconcile(ctx context.Context, as []cluster.Assignment) {
 	}
 	for id, a := range want {
 		e, ok := w.execs[id]
-		if ok && e.isStopping() {
+		if ok && e.isStopping() || w.orphanStops[id] {
 			continue // assigned again while stopping: start it once it is gone
 		}
 		if !ok {
@@ -493,12 +506,17 @@ func (w *Worker) reconcile(ctx context.Context, as []cluster.Assignment) {
 	for id, p := range w.adopted {
 		w.log.Info("stopping an orphan executor the leader no longer assigns here", "executor", id, "pid", p.PID())
 		delete(w.adopted, id)
+		w.orphanStops[id] = true
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), w.stopTimeout()+time.Second)
 			defer cancel()
 			stopWithin(ctx, p)
+			w.mu.Lock()
+			delete(w.orphanStops, id)
+			w.mu.Unlock()
+			w.kickHeartbeat()
 		}()
 	}
 }
@@ -596,5 +614,3 @@ func workerID(dir string) (string, error) {
 	}
 	return id, nil
 }
-
-
