@@ -254,7 +254,6 @@ func (m *Master) quorumReport() string {
 		m.self, can, cannot, n/2+1, n)
 }
 
-
 func resolveIP(host string) (string, error) {
 	if ip := net.ParseIP(host); ip != nil {
 		return ip.String(), nil
@@ -265,7 +264,6 @@ func resolveIP(host string) (string, error) {
 	}
 	return ips[0].String(), nil
 }
-
 
 // workerAlive reports whether the leader heard from worker id within the
 // failover timeout.
