@@ -207,7 +207,7 @@ func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 		select {
 		case err := <-w.serveDone:
 			return err
-		case <-ctx.Done():
+		case <-gctx.Done():
 			return nil
 		}
 	})
@@ -215,12 +215,10 @@ func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 	if sock := w.adminSocket(); sock != "" {
 		g.Go(func() error { return w.serveAdmin(gctx, sock) })
 	}
-	g.Go(func() error {
-		<-gctx.Done()
-		w.shutdown(stopExecs)
-		return nil
-	})
+	// The loops end first, so nothing starts an executor while shutdown
+	// stops (or leaves) them.
 	err := g.Wait()
+	w.shutdown(stopExecs)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -388,7 +386,9 @@ func (w *Worker) maybeFence() {
 	// The masters reschedule after the failover timeout; the stop must be
 	// over by then, so the grace is what is left of it.
 	grace := max(w.opts.FailoverTimeout-since-w.opts.HeartbeatInterval, 100*time.Millisecond)
+	w.wg.Add(1)
 	go func() {
+		defer w.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
 		// Once gone, an executor may be started again (the leader may
