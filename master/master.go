@@ -126,6 +126,11 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	raftLn := mux.Protocol(netmux.Raft)
 	gossipLn := mux.Protocol(netmux.Gossip)
 	httpLn := mux.HTTP()
+	// Serve at once, before raft and the gossip join: masters started
+	// together dial each other while they are still starting, and a peer
+	// that does not serve yet stalls their joins and votes.
+	m.serveDone = make(chan error, 1)
+	go func() { m.serveDone <- m.mux.Serve() }()
 	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, raftLn, m.fsm, m.log)
 	if err != nil {
 		return nil, err
@@ -145,9 +150,6 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	}
 	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = m.http.Serve(httpLn) }()
-	// Serve at once: peers may dial (gossip joins, raft) before Run.
-	m.serveDone = make(chan error, 1)
-	go func() { m.serveDone <- m.mux.Serve() }()
 	ok = true
 	m.log.Info("master started", "addr", m.self, "masters", opts.Masters, "data", opts.DataDir, "failover_timeout", opts.FailoverTimeout)
 	return m, nil
