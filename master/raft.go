@@ -190,7 +190,7 @@ func (n *raftNode) watchLeader(ctx context.Context, self string, log *slog.Logge
 			continue
 		}
 		// Rank 0 campaigns at once; the next one only if no leader emerged.
-		if time.Since(deadSince) < time.Duration(rank)*4*quiet {
+		if time.Since(deadSince) < time.Duration(rank)*quiet {
 			continue
 		}
 		var resp raft.TimeoutNowResponse
@@ -198,7 +198,7 @@ func (n *raftNode) watchLeader(ctx context.Context, self string, log *slog.Logge
 		if err := n.trans.TimeoutNow(raft.ServerID(self), raft.ServerAddress(self), req, &resp); err != nil {
 			log.Warn("could not start the election", "err", err)
 		}
-		deadSince = time.Now().Add(time.Duration(len(survivors)) * 4 * quiet) // back off before trying again
+		deadSince = time.Now().Add(time.Duration(len(survivors)) * 2 * quiet) // back off before trying again
 	}
 }
 
