@@ -36,7 +36,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	gearBin = filepath.Join(dir, "gear")
-	build := exec.Command("go", "build", "-o", gearBin, ".")
+	args := []string{"build", "-o", gearBin}
+	if os.Getenv("GEAR_TEST_RACE") == "1" {
+		// Daemons built with the race detector; a "DATA RACE" in any
+		// daemon's log fails its test (see stopAll).
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Dir = repoRoot
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -211,6 +217,11 @@ func (c *testCluster) stopAll() {
 			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			<-p.done
 			c.t.Logf("%s had to be killed", name)
+		}
+	}
+	for name, p := range c.procs {
+		if strings.Contains(readFile(c.t, p.log), "DATA RACE") {
+			c.t.Errorf("%s reported a data race (log %s)", name, p.log)
 		}
 	}
 	if c.t.Failed() {
