@@ -2,11 +2,8 @@ package jarstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"strings"
@@ -156,11 +153,14 @@ func (b *Blobs) Stat(ctx context.Context, digest string) (Info, error) {
 }
 
 // Open returns a reader of the blob and its size. The reader hashes what it
-// returns; at the end of the stream it returns ErrCorrupt instead of io.EOF
-// if the content does not match the digest (or the size changed), so a
-// caller that reads to EOF never accepts corrupt bytes silently. Callers
-// that forward bytes (HTTP downloads) must treat that error as fatal for the
-// transfer.
+// returns (in a goroutine, overlapped with the caller's writes; see
+// HashReader); at the end of the stream it returns ErrCorrupt instead of
+// io.EOF if the content does not match the digest, so a caller that reads
+// to EOF never accepts corrupt bytes silently. The last byte is returned
+// only once the whole blob is verified, so a corrupt blob never reaches
+// its stated size: an HTTP download of it is always cut short. Callers
+// that forward bytes (HTTP downloads) must treat the error as fatal for the
+// transfer. The reader implements io.WriterTo, and it must be closed.
 func (b *Blobs) Open(ctx context.Context, digest string) (io.ReadCloser, int64, error) {
 	name, err := ObjectName(digest)
 	if err != nil {
@@ -174,40 +174,29 @@ func (b *Blobs) Open(ctx context.Context, digest string) (io.ReadCloser, int64, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("jarstore: blob %s: %w", digest, err)
 	}
-	return &verifyReader{rc: rc, h: sha256.New(), want: digest, size: info.Size, where: fmt.Sprint(b.store)}, info.Size, nil
+	where := fmt.Sprint(b.store)
+	hr := newHashReader(rc, -1, digest, openBufSize, info.Size, func(got string, n int64) error {
+		return fmt.Errorf("%w: blob %s in %s: read %d bytes (expected %d) hashing to %s: delete it and upload the bundle again", ErrCorrupt, digest, where, n, info.Size, got)
+	})
+	return &verifiedBlob{hr, rc}, info.Size, nil
 }
 
-type verifyReader struct {
-	rc    io.ReadCloser
-	h     hash.Hash
-	n     int64
-	size  int64
-	want  string
-	where string
-	err   error
+// openBufSize is a download's chunk: Open's memory is pipeBufs of them
+// (1 MiB), smaller than an upload's because many workers may download at
+// once.
+const openBufSize = 256 << 10
+
+// verifiedBlob is what Open returns: the hashing reader, and the object
+// to close once its goroutines stopped.
+type verifiedBlob struct {
+	*HashReader
+	c io.Closer
 }
 
-func (v *verifyReader) Read(p []byte) (int, error) {
-	if v.err != nil {
-		return 0, v.err
-	}
-	n, err := v.rc.Read(p)
-	v.n += int64(n)
-	v.h.Write(p[:n])
-	if err == io.EOF {
-		got := digestPrefix + hex.EncodeToString(v.h.Sum(nil))
-		if got != v.want || v.n != v.size {
-			v.err = fmt.Errorf("%w: blob %s in %s: read %d bytes (expected %d) hashing to %s: delete it and upload the bundle again", ErrCorrupt, v.want, v.where, v.n, v.size, got)
-			return n, v.err
-		}
-	}
-	if err != nil {
-		v.err = err
-	}
-	return n, err
+func (v *verifiedBlob) Close() error {
+	_ = v.HashReader.Close()
+	return v.c.Close()
 }
-
-func (v *verifyReader) Close() error { return v.rc.Close() }
 
 // Verify reads the whole blob and reports ErrCorrupt if it does not match
 // its digest (a scrub of one blob).

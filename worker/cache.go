@@ -2,8 +2,8 @@ package worker
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -76,16 +77,25 @@ func (c *cache) file(ctx context.Context, b cluster.Bundle) (string, error) {
 		return "", err
 	}
 	defer os.Remove(tmp.Name())
-	hash := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, hash), rc)
+	// Hashing overlaps receiving and writing (bounded buffers).
+	hr := jarstore.NewHashReader(rc, -1, "")
+	// Close the body first: that ends a read-ahead blocked on a stalled
+	// master, so hr.Close never waits for it.
+	defer func() { _ = rc.Close(); _ = hr.Close() }()
+	n, err := io.Copy(tmp, hr)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// A master cuts the download when the stored copy fails its
+		// checksum (or when it dies mid-transfer).
+		return "", fmt.Errorf("fetch bundle %s: download cut after %d bytes: the stored bundle may be corrupt (see the master's log) or the master went away; not running it: %w", b.Digest, n, err)
 	}
 	if err != nil {
 		return "", fmt.Errorf("fetch bundle %s: %w", b.Digest, err)
 	}
-	if got := hex.EncodeToString(hash.Sum(nil)); got != h {
-		return "", fmt.Errorf("bundle %s arrived corrupt (%d bytes hash to sha256:%s); not running it", b.Digest, n, got)
+	if got := hr.Digest(); got != "sha256:"+strings.ToLower(h) {
+		return "", fmt.Errorf("bundle %s arrived corrupt (%d bytes hash to %s); not running it", b.Digest, n, got)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", err
