@@ -239,15 +239,29 @@ func (m *Master) handleECVToggle(disable bool) http.HandlerFunc {
 	}
 }
 
+// handleApps answers every application. The state is encoded while it is
+// read-locked: apply updates executors in place.
 func (m *Master) handleApps(w http.ResponseWriter, r *http.Request) {
-	apps := []cluster.App{}
+	var b []byte
+	var err error
 	m.fsm.read(func(s *State) {
+		apps := make([]*cluster.App, 0, len(s.Apps))
 		for _, a := range s.Apps {
-			apps = append(apps, *a)
+			apps = append(apps, a)
 		}
+		slices.SortFunc(apps, func(a, b *cluster.App) int { return appOrder(a.ID, b.ID) })
+		b, err = json.MarshalIndent(apps, "", "  ")
 	})
-	slices.SortFunc(apps, func(a, b cluster.App) int { return appOrder(a.ID, b.ID) })
-	writeJSON(w, apps)
+	writeEncoded(w, b, err)
+}
+
+func writeEncoded(w http.ResponseWriter, b []byte, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func appOrder(a, b string) int {
@@ -259,18 +273,17 @@ func appOrder(a, b string) int {
 
 func (m *Master) handleApp(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var app *cluster.App
+	var b []byte
+	var err error
 	m.fsm.read(func(s *State) {
-		if a, ok := s.Apps[id]; ok {
-			c := *a
-			app = &c
+		a, ok := s.Apps[id]
+		if !ok {
+			err = fmt.Errorf("%w: %q (see `gear app list`)", ErrNoSuchApp, id)
+			return
 		}
+		b, err = json.MarshalIndent(a, "", "  ")
 	})
-	if app == nil {
-		writeError(w, fmt.Errorf("%w: %q (see `gear app list`)", ErrNoSuchApp, id))
-		return
-	}
-	writeJSON(w, app)
+	writeEncoded(w, b, err)
 }
 
 func decodeBody(r *http.Request, v any) error {

@@ -20,6 +20,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,7 +46,7 @@ type Meta struct {
 type Member struct {
 	Name  string `json:"name"`
 	Addr  string `json:"addr"`
-	State string `json:"state"` // alive | suspect | dead | left
+	State string `json:"state"` // alive | dead | left
 	Meta  Meta   `json:"meta"`
 }
 
@@ -72,6 +73,11 @@ type Pool struct {
 	opts   Options
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// memberlist's Members() hands out pointers that it keeps mutating, so
+	// the pool keeps its own copies, updated from memberlist's events.
+	mu      sync.Mutex
+	members map[string]Member
 }
 
 // Start binds the UDP side, joins the seeds it can reach and keeps
@@ -114,13 +120,15 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 	cfg.Delegate = &delegate{meta: meta}
 	cfg.Alive = &aliveFilter{self: opts.Name}
 	cfg.Logger = log.New(&slogWriter{l: opts.Logger}, "", 0)
+	p := &Pool{tr: tr, opts: opts, members: map[string]Member{}}
+	cfg.Events = p
 	ml, err := memberlist.Create(cfg)
 	if err != nil {
 		_ = tr.Shutdown()
 		return nil, fmt.Errorf("gossip: start: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &Pool{ml: ml, tr: tr, opts: opts, cancel: cancel}
+	p.ml, p.cancel = ml, cancel
 	p.join()
 	p.wg.Add(1)
 	go p.rejoinLoop(ctx)
@@ -133,19 +141,34 @@ func (p *Pool) self() string {
 
 // missingSeeds are the configured masters that are not alive in our view.
 func (p *Pool) missingSeeds() []string {
-	alive := map[string]bool{}
-	for _, n := range p.ml.Members() {
-		if n.State == memberlist.StateAlive {
-			alive[net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))] = true
-		}
-	}
 	var out []string
 	for _, s := range p.opts.Seeds {
-		if s != p.self() && !alive[s] {
+		if s != p.self() && !p.Alive(s) {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// NotifyJoin, NotifyLeave and NotifyUpdate implement
+// memberlist.EventDelegate; memberlist calls them with its lock held, so
+// the node is copied here.
+func (p *Pool) NotifyJoin(n *memberlist.Node)   { p.record(n, "alive") }
+func (p *Pool) NotifyUpdate(n *memberlist.Node) { p.record(n, "alive") }
+func (p *Pool) NotifyLeave(n *memberlist.Node) {
+	state := "dead"
+	if n.State == memberlist.StateLeft {
+		state = "left"
+	}
+	p.record(n, state)
+}
+
+func (p *Pool) record(n *memberlist.Node, state string) {
+	m := Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: state}
+	_ = json.Unmarshal(n.Meta, &m.Meta)
+	p.mu.Lock()
+	p.members[n.Name] = m
+	p.mu.Unlock()
 }
 
 func (p *Pool) join() {
@@ -174,39 +197,23 @@ func (p *Pool) rejoinLoop(ctx context.Context) {
 
 // Members returns every node this node knows of, itself included.
 func (p *Pool) Members() []Member {
-	var out []Member
-	for _, n := range p.ml.Members() {
-		m := Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))}
-		switch n.State {
-		case memberlist.StateAlive:
-			m.State = "alive"
-		case memberlist.StateSuspect:
-			m.State = "suspect"
-		case memberlist.StateDead:
-			m.State = "dead"
-		default:
-			m.State = "left"
-		}
-		_ = json.Unmarshal(n.Meta, &m.Meta)
+	p.mu.Lock()
+	out := make([]Member, 0, len(p.members))
+	for _, m := range p.members {
 		out = append(out, m)
 	}
-	slices.SortFunc(out, func(a, b Member) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
 // Alive reports whether the node at addr (host:port) is alive in our view.
 func (p *Pool) Alive(addr string) bool {
-	for _, m := range p.Members() {
-		if m.Addr == addr {
-			return m.State == "alive"
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.members {
+		if m.Addr == addr && m.State == "alive" {
+			return true
 		}
 	}
 	return false
