@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"io"
 	"fmt"
 	"maps"
 	"net"
@@ -116,7 +118,7 @@ func (e *executor) run(parent context.Context) {
 	if stopping {
 		return
 	}
-	spec, err := e.w.spec(ctx, a)
+	spec, err := e.prepare(ctx, a)
 	if err != nil {
 		if adopted != nil {
 			stopWithin(ctx, adopted)
@@ -183,6 +185,48 @@ func (e *executor) markStopping() {
 	e.mu.Lock()
 	e.stopping = true
 	e.mu.Unlock()
+}
+
+// prepare builds the spec, retrying what a failover or a busy master can
+// cause (a fetch cut short, no master answering) with backoff. A corrupt
+// bundle or a bad bundle is final.
+func (e *executor) prepare(ctx context.Context, a cluster.Assignment) (procs.Spec, error) {
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		spec, err := e.w.spec(ctx, a)
+		if err == nil {
+			e.mu.Lock()
+			e.lastErr = ""
+			e.mu.Unlock()
+			return spec, nil
+		}
+		if !retryable(err) || attempt >= 6 || ctx.Err() != nil {
+			return procs.Spec{}, err
+		}
+		e.w.log.Warn("preparing executor failed; retrying", "executor", e.id, "attempt", attempt, "retry_in", delay, "err", err)
+		e.mu.Lock()
+		e.lastErr = fmt.Sprintf("attempt %d: %v (retrying)", attempt, err)
+		e.mu.Unlock()
+		e.w.kickHeartbeat()
+		select {
+		case <-ctx.Done():
+			return procs.Spec{}, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 4*time.Second)
+	}
+}
+
+// retryable tells transient fetch failures from final ones.
+func retryable(err error) bool {
+	var apiErr *cluster.APIError
+	switch {
+	case errors.Is(err, cluster.ErrNoMaster), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Status >= 500
+	}
+	return false
 }
 
 // stop stops the executor (graceful unless hard) and waits for it.
