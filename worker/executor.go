@@ -3,8 +3,8 @@ package worker
 import (
 	"context"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"os"
