@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what gear's tests need and this machine lacks: redis-server (the
-# global channel tests) and a JDK (the .jar example). Debian/Ubuntu, as root
-# or with sudo.
+# global channel tests), a JDK (the .jar example) and etcd (the failover
+# benchmark's baseline, whose harness has a test). Debian/Ubuntu, as root or
+# with sudo.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server etcd-client)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
