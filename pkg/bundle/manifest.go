@@ -539,29 +539,9 @@ func ParseSize(v any) (int64, error) {
 func suggest(k string, valid []string) string {
 	best, bestD := "", 3
 	for _, v := range valid {
-		if d := editDistance(strings.ToLower(k), v); d < bestD {
+		if d := hocon.EditDistance(strings.ToLower(k), v); d < bestD {
 			best, bestD = v, d
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

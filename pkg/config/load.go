@@ -294,7 +294,7 @@ func envLayer(env map[string]string, src map[string]source, rep *Report) map[str
 		if !ok {
 			best, bestD := "", 3
 			for _, n := range envNames {
-				if d := editDistance(name, n); d < bestD {
+				if d := hocon.EditDistance(name, n); d < bestD {
 					best, bestD = n, d
 				}
 			}

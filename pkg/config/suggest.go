@@ -1,27 +1,10 @@
 package config
 
-import "strings"
+import (
+	"strings"
 
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
+	"github.com/gear-run/gear/pkg/hocon"
+)
 
 // closest returns the candidate nearest to s: the smallest edit distance
 // within max(2, len(s)/4), or failing that the only candidate with the same
@@ -29,7 +12,7 @@ func editDistance(a, b string) int {
 func closest(s string, candidates []string, sep string) string {
 	best, bestD := "", 1<<30
 	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
+		if d := hocon.EditDistance(s, c); d < bestD {
 			best, bestD = c, d
 		}
 	}
