@@ -23,7 +23,7 @@ cleanup() {
 trap cleanup EXIT
 g() { "$gear" -master "$master" "$@"; }
 for _ in $(seq 100); do
-  g masters >/dev/null 2>&1 && break
+  g masters -json 2>/dev/null | grep -q '"state": "leader"' && break
   if ! kill -0 "$pid" 2>/dev/null; then cat "$data/local.log"; exit 1; fi
   sleep 0.2
 done
