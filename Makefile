@@ -12,15 +12,22 @@ build:
 examples:
 	./scripts/build-examples.sh
 
+# Packages whose tests start real clusters; they run one package at a time so
+# their timing is not starved by other packages' tests on small machines.
+SYSTEM_PKGS := ./test/... ./scripts/bench/...
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/test' -e '/scripts/bench')
+
 # Everything CI runs: dependencies, vet, gofmt, all tests with the race detector.
 test: deps examples lint
-	$(GO) test -race -count=1 -timeout 40m ./...
+	$(GO) test -race -count=1 -timeout 30m $(UNIT_PKGS)
+	$(GO) test -race -count=1 -timeout 40m -p 1 $(SYSTEM_PKGS)
 
 unit:
 	$(GO) test -count=1 -short ./...
 
 race:
-	$(GO) test -race -count=1 -timeout 40m ./...
+	$(GO) test -race -count=1 -timeout 30m $(UNIT_PKGS)
+	$(GO) test -race -count=1 -timeout 40m -p 1 $(SYSTEM_PKGS)
 
 integ: examples build
 	$(GO) test -race -count=1 -timeout 30m -v ./test/...
