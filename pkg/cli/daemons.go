@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -108,23 +109,12 @@ func channelEnv(cfg *config.Config) []string {
 		env = append(env, "GEAR_CHANNEL_PASSWORD="+c.Password)
 	}
 	if c.SentinelMaster != "" {
-		env = append(env, "GEAR_CHANNEL_SENTINEL_MASTER="+c.SentinelMaster, "GEAR_CHANNEL_SENTINEL_ADDRS="+join(c.SentinelAddrs))
+		env = append(env, "GEAR_CHANNEL_SENTINEL_MASTER="+c.SentinelMaster, "GEAR_CHANNEL_SENTINEL_ADDRS="+strings.Join(c.SentinelAddrs, ","))
 	}
 	if len(c.ClusterAddrs) > 0 {
-		env = append(env, "GEAR_CHANNEL_CLUSTER_ADDRS="+join(c.ClusterAddrs))
+		env = append(env, "GEAR_CHANNEL_CLUSTER_ADDRS="+strings.Join(c.ClusterAddrs, ","))
 	}
 	return env
-}
-
-func join(xs []string) string {
-	out := ""
-	for i, x := range xs {
-		if i > 0 {
-			out += ","
-		}
-		out += x
-	}
-	return out
 }
 
 // masterPort picks the master's port: -port, else the port gear.conf

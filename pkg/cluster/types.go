@@ -9,10 +9,7 @@
 // grow.
 package cluster
 
-import (
-	"sort"
-	"time"
-)
+import "time"
 
 // ExecutorState is the lifecycle state of one executor.
 type ExecutorState string
@@ -220,11 +217,4 @@ func (a *App) DeriveState() AppState {
 		return AppRunning
 	}
 	return AppPending
-}
-
-// SortedCPUs returns a sorted copy.
-func SortedCPUs(cpus []int) []int {
-	out := append([]int(nil), cpus...)
-	sort.Ints(out)
-	return out
 }
