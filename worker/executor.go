@@ -105,7 +105,7 @@ func (e *executor) fail(err error) {
 }
 
 // run prepares and supervises the executor until it is stopped.
-func (e *executor) run(parent context.Context) {
+func (e *executor) run() {
 	defer close(e.done)
 	ctx, cancel := context.WithCancel(context.Background()) // stopped through stop(), not by the worker's exit
 	e.mu.Lock()

@@ -325,7 +325,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.fenced = false
 		w.mu.Unlock()
 		w.quorumDownLogged = false
-		w.reconcile(ctx, reply.Assignments)
+		w.reconcile(reply.Assignments)
 	}
 }
 
@@ -451,7 +451,7 @@ func (w *Worker) kickHeartbeat() {
 
 // reconcile starts what is assigned and not running, restarts what runs an
 // older generation and stops what is no longer assigned.
-func (w *Worker) reconcile(ctx context.Context, as []cluster.Assignment) {
+func (w *Worker) reconcile(as []cluster.Assignment) {
 	want := map[string]cluster.Assignment{}
 	for _, a := range as {
 		want[a.Executor.ID] = a
@@ -497,7 +497,7 @@ func (w *Worker) reconcile(ctx context.Context, as []cluster.Assignment) {
 			delete(w.adopted, id)
 			w.execs[id] = e
 			w.wg.Add(1)
-			go func() { defer w.wg.Done(); e.run(ctx) }()
+			go func() { defer w.wg.Done(); e.run() }()
 			continue
 		}
 		e.update(a)
