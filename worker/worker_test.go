@@ -1,0 +1,74 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/procs"
+)
+
+func TestQuorumPossible(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // answers: may be alive
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dead := func() string { // refuses: known down
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := l.Addr().String()
+		l.Close()
+		return a
+	}
+	up := ln.Addr().String()
+	cases := []struct {
+		masters []string
+		want    bool
+	}{
+		{[]string{dead(), dead(), dead()}, false},
+		{[]string{up, dead(), dead()}, false},
+		{[]string{up, up, dead()}, true},
+		{[]string{up}, true},
+	}
+	for i, tc := range cases {
+		if got := quorumPossible(tc.masters); got != tc.want {
+			t.Errorf("case %d: quorumPossible = %v, want %v", i, got, tc.want)
+		}
+	}
+}
+
+func TestPolicyFor(t *testing.T) {
+	def := procs.DefaultPolicy()
+	got := policyFor(def, cluster.Process{Restart: "never", MaxRestarts: 2, RestartWindow: time.Minute, MaxAge: time.Hour})
+	if got.Restart != "never" || got.MaxRestarts != 2 || got.Window != time.Minute || got.MaxAge != time.Hour || got.BackoffMax != def.BackoffMax {
+		t.Fatalf("merged policy %+v", got)
+	}
+	if got := policyFor(def, cluster.Process{}); got != def {
+		t.Fatalf("empty manifest must keep the defaults: %+v", got)
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("fetch: %w", cluster.ErrNoMaster), true},
+		{fmt.Errorf("fetch: %w", io.ErrUnexpectedEOF), true},
+		{&cluster.APIError{Status: 503}, true},
+		{&cluster.APIError{Status: 404, Message: "not found"}, false},
+		{errors.New("bundle arrived corrupt"), false},
+	}
+	for _, tc := range cases {
+		if got := retryable(tc.err); got != tc.want {
+			t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
