@@ -8,6 +8,7 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server etcd-client)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)   # network-namespace partition tests
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
