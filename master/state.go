@@ -144,7 +144,7 @@ func (s *State) apply(c *command) result {
 	case opUnassign:
 		for _, id := range c.Lost {
 			if e := s.executor(id); e != nil {
-				e.Worker, e.WorkerAddr, e.PID, e.CPUs = "", "", 0, nil
+				e.Worker, e.WorkerAddr, e.PID, e.CPUs = "", "", 0, []int{}
 				if s.Apps[e.App].State == cluster.AppKilled {
 					e.State = cluster.Stopped
 				} else {

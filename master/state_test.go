@@ -69,7 +69,7 @@ func TestApplyAssignStatusUnassign(t *testing.T) {
 		t.Fatalf("after report: %+v, app %s", e, s.Apps["1"].State)
 	}
 	s.apply(&command{Op: opUnassign, Lost: []string{"1.web.0"}})
-	if e.Worker != "" || e.State != cluster.Lost || e.Restarts != 2 {
+	if e.Worker != "" || e.State != cluster.Lost || e.Restarts != 2 || e.CPUs == nil {
 		t.Fatalf("after unassign (restart count must survive): %+v", e)
 	}
 }
