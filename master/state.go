@@ -82,6 +82,7 @@ func (s *State) apply(c *command) result {
 		app := &cluster.App{
 			ID: id, Name: c.Submit.Name, State: cluster.AppPending, Bundle: c.Submit.Bundle,
 			Processes: c.Submit.Processes, Submitted: c.Now, Args: c.Submit.Args,
+			Executors: []cluster.Executor{},
 		}
 		for _, p := range app.Processes {
 			for i := 0; i < p.Instances; i++ {
@@ -217,7 +218,7 @@ func scaleApp(app *cluster.App, req *cluster.ScaleRequest) error {
 		return fmt.Errorf("%w: app %s has no process group %q", ErrBadRequest, app.ID, name)
 	}
 	app.Processes[pi].Instances = req.Instances
-	var kept []cluster.Executor
+	kept := []cluster.Executor{}
 	have := map[int]bool{}
 	for _, e := range app.Executors {
 		if e.Process == name && e.Index >= req.Instances {

@@ -46,8 +46,11 @@ func TestApplySubmitKillScale(t *testing.T) {
 	if r := s.apply(&command{Op: opScale, App: "1", Scale: &cluster.ScaleRequest{Instances: 3}}); !errors.Is(r.Err, ErrBadRequest) {
 		t.Fatalf("scale of a killed app: %v", r.Err)
 	}
-	if r := s.apply(submitCmd("again", cluster.Process{Name: "p", Command: []string{"x"}, Instances: 1})); r.ID != "2" {
+	if r := s.apply(submitCmd("again", cluster.Process{Name: "p", Command: []string{"x"}, Instances: 0})); r.ID != "2" {
 		t.Fatalf("ids must keep counting: %q", r.ID)
+	}
+	if s.Apps["2"].Executors == nil {
+		t.Fatal("an app without executors must list [] (JSON contract), not null")
 	}
 }
 
