@@ -139,17 +139,21 @@ func (n *raftNode) voters() []string {
 // that a paused or slow leader is not deposed; but a leader whose process
 // died can be told apart from a slow one: its port refuses connections
 // (the kernel answers for a paused process, not for a dead one). When a
-// follower has not heard from the leader for a few heartbeat intervals and
-// the leader's port refuses a connection, the first surviving voter (by
-// address order) asks itself to campaign at once through raft's own
-// TimeoutNow RPC, the one leadership transfer uses, so that its vote
-// request is not refused by peers that still remember the dead leader. If
-// it has not won shortly after, the next survivor tries, and raft's
-// ordinary election timer remains the last resort. A partitioned leader
-// (which neither answers nor refuses) is left to that timer.
+// follower has missed a leader heartbeat (raft sends one every tenth of
+// the heartbeat timeout) and the leader's port refuses a connection, the
+// first surviving voter (by address order) asks itself to campaign at once
+// through raft's own TimeoutNow RPC, the one leadership transfer uses, so
+// that its vote request is not refused by peers that still remember the
+// dead leader. If it has not won shortly after, the next survivor tries,
+// and raft's ordinary election timer remains the last resort. A
+// partitioned leader (which neither answers nor refuses) is left to that
+// timer.
 func (n *raftNode) watchLeader(ctx context.Context, self string, log *slog.Logger) {
 	hb := n.raft.ReloadableConfig().HeartbeatTimeout
-	quiet := max(hb/4, 100*time.Millisecond) // 2.5 missed heartbeats (raft sends every hb/10)
+	// The leader sends a heartbeat every hb/10; one missed heartbeat is
+	// enough to look, since the probe only acts on a refused connection,
+	// which a live (even a paused) leader never gives.
+	quiet := max(hb/10+50*time.Millisecond, 100*time.Millisecond)
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	var deadSince time.Time
