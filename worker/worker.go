@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
@@ -50,7 +51,10 @@ type Options struct {
 	StopTimeout time.Duration
 	LogMaxSize  int64
 	LogMaxFiles int
-	AdminSocket string   // "" = DataDir/admin.sock; "-" disables the REPL
+	AdminSocket string // "" = DataDir/admin.sock; "-" disables the REPL
+	// JarRoot is gear.jarstore.rootpath. When this worker can open that
+	// store itself, it reads bundles straight from it.
+	JarRoot     string
 	ExtraEnv    []string // handed to every executor (e.g. GEAR_CHANNEL_*)
 	GossipKey   []byte
 	GossipLabel string
@@ -70,6 +74,7 @@ type Worker struct {
 	cache  *cache
 	http   *http.Server
 	lock   *os.File
+	shared jarstore.Store // shared jar store, nil when not reachable
 
 	serveDone chan error
 
@@ -154,7 +159,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	w.log = opts.Logger.With("worker", w.id)
 	w.client = cluster.NewClient(opts.Masters, opts.Token)
 	w.client.HTTP.Timeout = 0
-	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client); err != nil {
+	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client, w.sharedStore(ctx), w.log); err != nil {
 		return nil, err
 	}
 	for _, d := range []string{"logs", "pids", "run"} {
@@ -275,6 +280,10 @@ func (w *Worker) close() {
 	if w.mux != nil {
 		_ = w.mux.Close()
 	}
+	if w.shared != nil {
+		_ = w.shared.Close()
+		w.shared = nil
+	}
 	if w.lock != nil {
 		_ = w.lock.Close()
 		w.lock = nil
@@ -327,6 +336,23 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.quorumDownLogged = false
 		w.reconcile(reply.Assignments)
 	}
+}
+
+// sharedStore opens the shared jar store when one is configured and this
+// worker can reach it; nil means bundles come through the masters.
+func (w *Worker) sharedStore(ctx context.Context) *jarstore.Blobs {
+	if w.opts.JarRoot == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	store, err := jarstore.Open(ctx, w.opts.JarRoot, "", w.log)
+	if err != nil {
+		w.log.Info("the jar store is not reachable from this worker; bundles come through the masters", "rootpath", w.opts.JarRoot, "err", err)
+		return nil
+	}
+	w.shared = store
+	return jarstore.NewBlobs(store, w.log)
 }
 
 // heartbeatTimeout bounds one heartbeat: short enough that a frozen or

@@ -88,7 +88,7 @@ func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 			MinUptime: cfg.Executor.MinUptime, Window: cfg.Executor.RestartWindow, MaxRestarts: cfg.Executor.MaxRestarts,
 		},
 		StopTimeout: cfg.Executor.StopTimeout, LogMaxSize: cfg.Executor.LogMaxSize, LogMaxFiles: cfg.Executor.LogMaxFiles,
-		AdminSocket: cfg.Worker.AdminSocket, ExtraEnv: channelEnv(cfg),
+		AdminSocket: cfg.Worker.AdminSocket, ExtraEnv: channelEnv(cfg), JarRoot: cfg.JarStore.RootPath,
 		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
 	}, nil
 }
