@@ -203,8 +203,7 @@ func (m *Master) reconcile(now time.Time) error {
 // place picks a worker and cores for every unplaced executor of a live
 // application. Executors that ask for cores get cores nobody else holds
 // (unless both sides are marked shared); among the workers that can take
-// one, the one with the most free cores wins, then the one running fewer
-// executors.
+// one, see better.
 func (m *Master) place(st *State, now time.Time) []assignment {
 	type load struct {
 		w         *cluster.Worker
@@ -271,7 +270,7 @@ func (m *Master) place(st *State, now time.Time) []assignment {
 				if len(free) < p.CPUs {
 					continue
 				}
-				if len(free) > bestFree || (len(free) == bestFree && l.count < best.count) {
+				if best == nil || better(p.CPUs, len(free), l.count, bestFree, best.count) {
 					best, bestFree = l, len(free)
 					bestCPUs = free[:p.CPUs]
 				}
@@ -296,6 +295,19 @@ func (m *Master) place(st *State, now time.Time) []assignment {
 		}
 	}
 	return out
+}
+
+// better reports whether a worker with free cores and count executors
+// beats the best so far: pinned executors go where most cores are free,
+// then to the less busy worker; unpinned ones spread by executor count.
+func better(cpus, free, count, bestFree, bestCount int) bool {
+	if cpus == 0 && count != bestCount {
+		return count < bestCount
+	}
+	if free != bestFree {
+		return free > bestFree
+	}
+	return count < bestCount
 }
 
 // freeCores lists the cores an executor may take on a worker, least shared

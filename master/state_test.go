@@ -114,3 +114,20 @@ func TestPlaceExclusiveCores(t *testing.T) {
 		t.Fatalf("want 2 placed and 1 waiting with a reason, got %+v", as)
 	}
 }
+
+func TestPlaceSpreadsUnpinnedExecutors(t *testing.T) {
+	m := &Master{opts: Options{FailoverTimeout: time.Minute}, lastSeen: map[string]time.Time{}}
+	now := time.Now()
+	s := newState()
+	s.Workers["a"] = &cluster.Worker{ID: "a", Addr: "a:1", CPUs: []int{0, 1, 2, 3}}
+	s.Workers["b"] = &cluster.Worker{ID: "b", Addr: "b:1", CPUs: []int{0}}
+	m.lastSeen["a"], m.lastSeen["b"] = now, now
+	s.apply(submitCmd("chat", cluster.Process{Name: "chat", Command: []string{"x"}, Instances: 4}))
+	per := map[string]int{}
+	for _, a := range m.place(s, now) {
+		per[a.Worker]++
+	}
+	if per["a"] != 2 || per["b"] != 2 {
+		t.Fatalf("unpinned executors should spread evenly, got %v", per)
+	}
+}
