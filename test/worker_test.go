@@ -907,30 +907,7 @@ func TestWorkerBackAfterTimeout(t *testing.T) {
 		return a != nil && !slices.ContainsFunc(a.Executors, func(e cluster.Executor) bool { return e.State != cluster.Lost })
 	})
 	c.startWorker(0)
-	var after *cluster.App
-	twice := map[string][]int{}
-	waitFor(t, 40*time.Second, "app RUNNING again, one process per executor", func() bool {
-		byExec := serverProcs(out)
-		for eid, pids := range byExec {
-			if len(pids) > 1 && twice[eid] == nil {
-				twice[eid] = pids
-			}
-		}
-		after = c.appInfo(id)
-		pids := runningPIDs(after)
-		if len(pids) != 2 {
-			return false
-		}
-		for eid, pid := range pids {
-			if got := byExec[eid]; len(got) != 1 || got[0] != pid {
-				return false
-			}
-		}
-		return true
-	})
-	for eid, pids := range twice {
-		t.Errorf("executor %s ran as two processes at once: %v", eid, pids)
-	}
+	after := waitOneProcessEach(t, c, out, id, 2)
 	for i, e := range after.Executors {
 		if got := cpusAllowed(t, e.PID); !slices.Equal(got, e.CPUs) {
 			t.Errorf("%s (pid %d) may run on %v, app info says %v", e.ID, e.PID, got, e.CPUs)
@@ -963,6 +940,16 @@ func TestFenceThenReconnect(t *testing.T) {
 	})
 	c.kill("master0", syscall.SIGCONT)
 	resumed = true
+	waitOneProcessEach(t, c, out, id, 2)
+	c.killApp(id, pidsOf(c.appInfo(id)))
+}
+
+// waitOneProcessEach waits until app id runs n executors again, each as
+// exactly the one process the app reports, and fails the test if any
+// executor was seen running as two processes at once meanwhile.
+func waitOneProcessEach(t *testing.T, c *testCluster, out, id string, n int) *cluster.App {
+	t.Helper()
+	var after *cluster.App
 	twice := map[string][]int{}
 	waitFor(t, 40*time.Second, "app RUNNING again, one process per executor", func() bool {
 		byExec := serverProcs(out)
@@ -971,9 +958,9 @@ func TestFenceThenReconnect(t *testing.T) {
 				twice[eid] = pids
 			}
 		}
-		a := c.appInfo(id)
-		pids := runningPIDs(a)
-		if len(pids) != 2 {
+		after = c.appInfo(id)
+		pids := runningPIDs(after)
+		if len(pids) != n {
 			return false
 		}
 		for eid, pid := range pids {
@@ -986,5 +973,5 @@ func TestFenceThenReconnect(t *testing.T) {
 	for eid, pids := range twice {
 		t.Errorf("executor %s ran as two processes at once: %v", eid, pids)
 	}
-	c.killApp(id, pidsOf(c.appInfo(id)))
+	return after
 }
