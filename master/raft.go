@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
 
+	"github.com/gear-run/gear/pkg/logbridge"
 	"github.com/gear-run/gear/pkg/netmux"
 )
 
@@ -68,7 +68,7 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, ln net.
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: &slogWriter{log: log}})
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: &logbridge.Writer{Log: log, From: "raft"}})
 	wal, err := raftwal.Open(filepath.Join(dir, "wal"))
 	if err != nil {
 		return nil, fmt.Errorf("open raft log in %s: %w (is another master using this data dir?)", dir, err)
@@ -214,20 +214,4 @@ func refused(addr string) bool {
 		return false
 	}
 	return errors.Is(err, syscall.ECONNREFUSED)
-}
-
-// slogWriter forwards hclog's lines to slog.
-type slogWriter struct{ log *slog.Logger }
-
-func (w *slogWriter) Write(b []byte) (int, error) {
-	line := strings.TrimSpace(string(b))
-	switch {
-	case strings.Contains(line, "[ERROR]"):
-		w.log.Error(line)
-	case strings.Contains(line, "[WARN]"):
-		w.log.Warn(line)
-	default:
-		w.log.Debug(line)
-	}
-	return len(b), nil
 }

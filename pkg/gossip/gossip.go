@@ -26,6 +26,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/gear-run/gear/pkg/logbridge"
 	"github.com/gear-run/gear/pkg/netmux"
 )
 
@@ -78,6 +79,7 @@ type Pool struct {
 	// the pool keeps its own copies, updated from memberlist's events.
 	mu      sync.Mutex
 	members map[string]Member
+	joinErr string // the last join failure, reported once until it changes
 }
 
 // Start binds the UDP side, joins the seeds it can reach and keeps
@@ -119,7 +121,7 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 	cfg.TCPTimeout = max(t/2, time.Second)
 	cfg.Delegate = &delegate{meta: meta}
 	cfg.Alive = &aliveFilter{self: opts.Name}
-	cfg.Logger = log.New(&slogWriter{l: opts.Logger}, "", 0)
+	cfg.Logger = log.New(&logbridge.Writer{Log: opts.Logger, From: "memberlist"}, "", 0)
 	p := &Pool{tr: tr, opts: opts, members: map[string]Member{}}
 	cfg.Events = p
 	ml, err := memberlist.Create(cfg)
@@ -176,8 +178,30 @@ func (p *Pool) join() {
 	if len(seeds) == 0 {
 		return
 	}
-	if _, err := p.ml.Join(seeds); err != nil {
+	_, err := p.ml.Join(seeds)
+	p.reportJoin(seeds, err)
+}
+
+// reportJoin logs a failure to join configured seeds at warn level the
+// first time it happens and whenever it changes (a wrong gossip key or a
+// label mismatch shows here), and its end at info; the same failure
+// repeated by the background re-join stays at debug.
+func (p *Pool) reportJoin(seeds []string, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	p.mu.Lock()
+	last := p.joinErr
+	p.joinErr = msg
+	p.mu.Unlock()
+	switch {
+	case msg != "" && msg != last:
+		p.opts.Logger.Warn("gossip: cannot join configured nodes; retrying in the background (check gear.gossip.key and the cluster label if they are up)", "seeds", seeds, "err", err)
+	case msg != "":
 		p.opts.Logger.Debug("gossip: join", "seeds", seeds, "err", err)
+	case last != "":
+		p.opts.Logger.Info("gossip: joined configured nodes", "seeds", seeds)
 	}
 }
 
@@ -251,14 +275,6 @@ func (a *aliveFilter) NotifyAlive(n *memberlist.Node) error {
 		return fmt.Errorf("gossip: node %s has role %q, want master or worker", n.Name, m.Role)
 	}
 	return nil
-}
-
-// slogWriter turns memberlist's log lines into debug records.
-type slogWriter struct{ l *slog.Logger }
-
-func (w *slogWriter) Write(b []byte) (int, error) {
-	w.l.Debug(string(b))
-	return len(b), nil
 }
 
 // transport is a memberlist.Transport over a netmux stream listener and a

@@ -1,9 +1,13 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +20,7 @@ type node struct {
 	addr string
 }
 
-func startNode(t *testing.T, name, role string, seeds []string, mux *netmux.Mux) *node {
+func startNode(t *testing.T, name, role string, seeds []string, mux *netmux.Mux, tweaks ...func(*Options)) *node {
 	t.Helper()
 	if mux == nil {
 		var err error
@@ -40,11 +44,15 @@ func startNode(t *testing.T, name, role string, seeds []string, mux *netmux.Mux)
 	if seeds == nil {
 		seeds = []string{addr}
 	}
-	p, err := Start(context.Background(), Options{
+	opts := Options{
 		Name: name, BindIP: "127.0.0.1", Port: mux.Port(), Streams: streams,
 		Meta: Meta{Role: role, API: addr, Boot: "b-" + name}, Label: "test",
 		Timeout: 2 * time.Second, Seeds: seeds,
-	})
+	}
+	for _, tweak := range tweaks {
+		tweak(&opts)
+	}
+	p, err := Start(context.Background(), opts)
 	if err != nil {
 		mux.Close()
 		t.Fatal(err)
@@ -103,4 +111,44 @@ func TestRejoinsConfiguredSeeds(t *testing.T) {
 	}
 	c := startNode(t, "master@c", RoleMaster, []string{cAddr}, mux)
 	waitUntil(t, "b to re-join c in the background", func() bool { return b.pool.Alive(c.addr) })
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A node with the wrong gossip key never merges, and both sides say so at
+// warn level or above, where an operator sees it.
+func TestWrongKeyIsLoggedAtWarn(t *testing.T) {
+	logs := map[string]*syncBuffer{"a": {}, "b": {}}
+	withKey := func(name string, key byte) func(*Options) {
+		return func(o *Options) {
+			o.Key = bytes.Repeat([]byte{key}, 16)
+			o.Logger = slog.New(slog.NewTextHandler(logs[name], &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
+	}
+	a := startNode(t, "master@a", RoleMaster, nil, nil, withKey("a", 1))
+	b := startNode(t, "master@b", RoleMaster, []string{a.addr}, nil, withKey("b", 2))
+	waitUntil(t, "the key mismatch to be logged at warn or error on both nodes", func() bool {
+		return strings.Contains(logs["a"].String(), "level=") && strings.Contains(logs["b"].String(), "level=WARN")
+	})
+	if a.pool.Alive(b.addr) || b.pool.Alive(a.addr) {
+		t.Fatal("nodes with different gossip keys merged")
+	}
+	t.Logf("a logged: %s", logs["a"].String())
+	t.Logf("b logged: %s", logs["b"].String())
 }
