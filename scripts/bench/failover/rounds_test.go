@@ -44,6 +44,9 @@ func etcdBinary(t *testing.T) string {
 // both systems and checks that the harness sees a failover, survives a
 // pause, and leaves no process behind (not even a stopped one).
 func TestRounds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real clusters of gear and etcd; skipped under -short")
+	}
 	tests := []struct {
 		name string
 		mk   func(t *testing.T, dir string) backend
