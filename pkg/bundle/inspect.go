@@ -2,11 +2,11 @@ package bundle
 
 import (
 	"archive/tar"
-	"context"
 	"archive/zip"
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
