@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gear-run/gear/jarstore"
+	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
@@ -59,6 +60,14 @@ type Options struct {
 	GossipKey   []byte
 	GossipLabel string
 	Logger      *slog.Logger
+	// BundleLimits bound unpacking a bundle (gear.bundle.*); zero fields
+	// are bundle.DefaultLimits.
+	BundleLimits bundle.Limits
+	// CacheSize caps the bundle cache's unused entries (gear.worker.cache-size);
+	// CacheGrace is how long an unused unpacked bundle is kept
+	// (gear.worker.cache-grace). See cache.go.
+	CacheSize  int64
+	CacheGrace time.Duration
 }
 
 // Worker is a running worker daemon.

@@ -103,7 +103,13 @@ func appSubmit(ctx context.Context, env Env, g global, args []string) error {
 		return usagef("app submit: want exactly one BUNDLE (a .jar, .tar.gz or .zip), got %d", len(pos))
 	}
 	path := pos[0]
-	man, kind, err := bundle.Inspect(path, *mainClass, extra)
+	cfg, err := loadConfig(env, g.conf, nil)
+	if err != nil {
+		return err
+	}
+	// The workers refuse what breaks these limits or holds unsafe entries:
+	// refuse it here, before the upload.
+	man, kind, err := bundle.InspectLimits(path, *mainClass, extra, bundleLimits(cfg))
 	if err != nil {
 		return err
 	}
