@@ -168,7 +168,8 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	w.log = opts.Logger.With("worker", w.id)
 	w.client = cluster.NewClient(opts.Masters, opts.Token)
 	w.client.HTTP.Timeout = 0
-	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client, w.sharedStore(ctx), w.log); err != nil {
+	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client, w.sharedStore(ctx), w.log,
+		cacheOptions{Limits: opts.BundleLimits, Size: opts.CacheSize, Grace: opts.CacheGrace}); err != nil {
 		return nil, err
 	}
 	for _, d := range []string{"logs", "pids", "run"} {
@@ -226,6 +227,7 @@ func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 		}
 	})
 	g.Go(func() error { w.heartbeatLoop(gctx); return nil })
+	g.Go(func() error { w.cacheLoop(gctx); return nil })
 	if sock := w.adminSocket(); sock != "" {
 		g.Go(func() error { return w.serveAdmin(gctx, sock) })
 	}
