@@ -229,8 +229,11 @@ func (b *Blobs) List(ctx context.Context) ([]Info, error) {
 // GC deletes every blob whose digest is not in referenced and that is older
 // than grace at now (the grace period protects a blob uploaded just before
 // the application that references it is recorded). Leftover uploads older
-// than grace are removed too. It returns the deleted digests, sorted. It
-// keeps going past individual failures and returns them joined.
+// than grace are removed too, and so are the temporary files of Puts
+// interrupted by a crash (TempSweeper), except those of uploads in progress
+// through this store, even with a grace of 0. It returns the deleted
+// digests, sorted. It keeps going past individual failures and returns them
+// joined.
 func (b *Blobs) GC(ctx context.Context, referenced map[string]bool, grace time.Duration, now time.Time) ([]string, error) {
 	all, err := b.store.List(ctx)
 	if err != nil {
@@ -268,6 +271,15 @@ func (b *Blobs) GC(ctx context.Context, referenced map[string]bool, grace time.D
 		case errors.Is(err, errSkip), errors.Is(err, ErrNotFound):
 		default:
 			errs = append(errs, fmt.Errorf("jarstore: gc: delete %s: %w", in.Name, err))
+		}
+	}
+	if ts, ok := b.store.(TempSweeper); ok {
+		removed, err := ts.SweepTemps(ctx, cutoff)
+		for _, in := range removed {
+			b.log.Info("jar store gc: deleted the temporary file of an interrupted upload", "name", in.Name, "size", in.Size, "age", now.Sub(in.ModTime).Round(time.Second))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("jarstore: gc: temporary files: %w", err))
 		}
 	}
 	return deleted, errors.Join(errs...)

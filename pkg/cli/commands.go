@@ -499,7 +499,7 @@ func runJarstore(ctx context.Context, env Env, g global, args []string) error {
 	fs := flag.NewFlagSet("jarstore "+sub, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	asJSON := jsonFlag(fs)
-	grace := fs.String("grace", "", "delete unreferenced bundles older than this (default: gear.jarstore.gc-grace)")
+	grace := fs.String("grace", "", "delete unreferenced bundles, and temporary files of interrupted uploads, older than this (default: gear.jarstore.gc-grace)")
 	if _, _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
