@@ -232,10 +232,10 @@ func (s *scanner) symlink(name, target string) error {
 }
 
 func (s *scanner) finish() error {
-	others := make([]string, 0, len(s.files))
-	for n := range s.files {
+	others := make(map[string]bool, len(s.files))
+	for n, mode := range s.files {
 		if _, ok := s.links[n]; !ok {
-			others = append(others, n)
+			others[n] = mode.IsDir()
 		}
 	}
 	return resolveSymlinks(s.links, others)

@@ -194,15 +194,16 @@ var (
 // the way the kernel will once it is unpacked (a ".." after a link goes to
 // the parent of the link's target), and refuses links that lead outside the
 // bundle or to nothing, in the words of Unpack's on-disk check. links maps
-// link entry names to their targets; others lists every other entry.
-func resolveSymlinks(links map[string]string, others []string) error {
+// link entry names to their targets; others maps every other entry to
+// whether it is a directory.
+func resolveSymlinks(links map[string]string, others map[string]bool) error {
 	if len(links) == 0 {
 		return nil
 	}
 	// What exists once unpacked: every entry and its parents, with the
 	// parents resolved through links (an entry may be written through a
 	// link to a directory).
-	anything := func(string) bool { return true }
+	anything := func(string) (bool, bool) { return true, true }
 	physical := func(e string) string {
 		dir, base := path.Split(e)
 		if dir == "" {
@@ -218,15 +219,19 @@ func resolveSymlinks(links map[string]string, others []string) error {
 	for l, t := range links {
 		plinks[physical(l)] = t
 	}
-	exists := map[string]bool{}
-	for _, e := range others {
-		for p := physical(e); p != "." && p != "" && !exists[p]; p = path.Dir(p) {
-			exists[p] = true
+	isDir := map[string]bool{} // what exists once unpacked -> is a directory
+	for e, dir := range others {
+		p := physical(e)
+		if _, ok := isDir[p]; !ok || dir {
+			isDir[p] = dir
+		}
+		for p = path.Dir(p); p != "." && p != "" && !isDir[p]; p = path.Dir(p) {
+			isDir[p] = true // implicit parent
 		}
 	}
 	for l := range plinks {
-		for p := path.Dir(l); p != "." && !exists[p]; p = path.Dir(p) {
-			exists[p] = true
+		for p := path.Dir(l); p != "." && !isDir[p]; p = path.Dir(p) {
+			isDir[p] = true
 		}
 	}
 	names := make([]string, 0, len(links))
@@ -234,7 +239,7 @@ func resolveSymlinks(links map[string]string, others []string) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	has := func(p string) bool { return exists[p] }
+	has := func(p string) (bool, bool) { d, ok := isDir[p]; return ok, d }
 	for _, name := range names {
 		if _, err := resolveEntry(physical(name), plinks, has); err != nil {
 			if errors.Is(err, errEscape) {
@@ -247,7 +252,9 @@ func resolveSymlinks(links map[string]string, others []string) error {
 }
 
 // resolveEntry returns the physical entry name p refers to ("" = the root).
-func resolveEntry(p string, links map[string]string, exists func(string) bool) (string, error) {
+// exists reports whether an entry exists and is a directory; as in the
+// kernel, an entry followed by more components must be a directory.
+func resolveEntry(p string, links map[string]string, exists func(string) (bool, bool)) (string, error) {
 	var stack []string // resolved components so far
 	todo := strings.Split(p, "/")
 	hops := 0
@@ -275,7 +282,8 @@ func resolveEntry(p string, links map[string]string, exists func(string) bool) (
 			todo = append(strings.Split(target, "/"), todo...)
 			continue
 		}
-		if !exists(cur) {
+		ok, dir := exists(cur)
+		if !ok || len(todo) > 0 && !dir {
 			return "", errDangling
 		}
 		stack = append(stack, c)
