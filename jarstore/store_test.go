@@ -120,8 +120,12 @@ func TestGCRemovesInterruptedUploads(t *testing.T) {
 	if exists(stale) || !exists(fresh) {
 		t.Fatalf("gc -grace 1h: stale leftover exists=%v (want removed), fresh exists=%v (want kept)", exists(stale), exists(fresh))
 	}
-	if _, err := blobs.GC(ctx, nil, 0, time.Now()); err != nil {
+	r, err := blobs.GC(ctx, nil, 0, time.Now())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(r.Temps) != 1 || r.Temps[0].Name != ".tmp-fresh" || r.Temps[0].Size != int64(len("partial")) {
+		t.Fatalf("gc -grace 0s reports temporary files %+v, want .tmp-fresh", r.Temps)
 	}
 	if exists(fresh) {
 		t.Fatal("gc -grace 0s kept a leftover temporary file")

@@ -88,7 +88,10 @@ func TestJarStoreGCRemovesInterruptedUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "the live upload's temporary file", func() bool { return len(tempFiles(t, root)) == 2 })
-	c.mustGear("jarstore", "gc", "-grace", "0s")
+	out := c.mustGear("jarstore", "gc", "-grace", "0s")
+	if !strings.Contains(out, "deleted 1 temporary file(s) of interrupted uploads") {
+		t.Errorf("jarstore gc -grace 0s printed %q, want it to report the removed temporary file", out)
+	}
 	got := tempFiles(t, root)
 	if len(got) != 1 || got[0] == leftover[0] {
 		t.Fatalf("after gc -grace 0s the temp files are %v; want only the live upload's (the cut one %s removed)", got, leftover[0])

@@ -533,7 +533,11 @@ func runJarstore(ctx context.Context, env Env, g global, args []string) error {
 			q["grace"] = []string{*grace}
 		}
 		var out struct {
-			Deleted []string `json:"deleted"`
+			Deleted      []string `json:"deleted"`
+			TempsDeleted []struct {
+				Name string `json:"name"`
+				Size int64  `json:"size"`
+			} `json:"temps_deleted"`
 		}
 		if err := c.Do(ctx, cluster.Request{Method: "POST", Path: "/api/v1/jarstore/gc", Query: q}, &out); err != nil {
 			return err
@@ -544,6 +548,13 @@ func runJarstore(ctx context.Context, env Env, g global, args []string) error {
 		fmt.Fprintf(env.Stdout, "deleted %d unreferenced bundle(s)\n", len(out.Deleted))
 		for _, d := range out.Deleted {
 			fmt.Fprintln(env.Stdout, "  "+d)
+		}
+		if n := len(out.TempsDeleted); n > 0 {
+			var size int64
+			for _, t := range out.TempsDeleted {
+				size += t.Size
+			}
+			fmt.Fprintf(env.Stdout, "deleted %d temporary file(s) of interrupted uploads (%d bytes)\n", n, size)
 		}
 		return nil
 	}
