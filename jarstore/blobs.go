@@ -229,9 +229,33 @@ func (b *Blobs) List(ctx context.Context) ([]Info, error) {
 // GC deletes every blob whose digest is not in referenced and that is older
 // than grace at now (the grace period protects a blob uploaded just before
 // the application that references it is recorded). Leftover uploads older
-// than grace are removed too. It returns the deleted digests, sorted. It
-// keeps going past individual failures and returns them joined.
-func (b *Blobs) GC(ctx context.Context, referenced map[string]bool, grace time.Duration, now time.Time) ([]string, error) {
+// than grace are removed too, and so are the temporary files of Puts
+// interrupted by a crash (TempSweeper), except those of uploads in progress
+// through this store, even with a grace of 0. It reports what it deleted.
+// It keeps going past individual failures and returns them joined.
+func (b *Blobs) GC(ctx context.Context, referenced map[string]bool, grace time.Duration, now time.Time) (GCReport, error) {
+	deleted, err := b.gcBlobs(ctx, referenced, grace, now)
+	r := GCReport{Deleted: deleted}
+	if ts, ok := b.store.(TempSweeper); ok && ctx.Err() == nil {
+		removed, terr := ts.SweepTemps(ctx, now.Add(-grace))
+		for _, in := range removed {
+			b.log.Info("jar store gc: deleted the temporary file of an interrupted upload", "name", in.Name, "size", in.Size, "age", now.Sub(in.ModTime).Round(time.Second))
+		}
+		r.Temps = removed
+		if terr != nil {
+			err = errors.Join(err, fmt.Errorf("jarstore: gc: temporary files: %w", terr))
+		}
+	}
+	return r, err
+}
+
+// GCReport is what Blobs.GC deleted.
+type GCReport struct {
+	Deleted []string // unreferenced blobs, by digest, sorted
+	Temps   []Info   // temporary files of uploads interrupted by a crash
+}
+
+func (b *Blobs) gcBlobs(ctx context.Context, referenced map[string]bool, grace time.Duration, now time.Time) ([]string, error) {
 	all, err := b.store.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("jarstore: gc: %w", err)

@@ -300,10 +300,11 @@ func TestBlobsGC(t *testing.T) {
 	young = put("young-later") // re-upload refreshes its age
 	grace := time.Hour
 
-	deleted, err := b.GC(ctx, map[string]bool{kept: true}, grace, clock.Now())
+	r, err := b.GC(ctx, map[string]bool{kept: true}, grace, clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
+	deleted := r.Deleted
 	if !slices.Equal(deleted, []string{old}) {
 		t.Fatalf("GC deleted %v, want only the unreferenced old blob %s", deleted, old)
 	}
@@ -316,8 +317,8 @@ func TestBlobsGC(t *testing.T) {
 		}
 	}
 	clock.Advance(2 * time.Hour)
-	deleted, err = b.GC(ctx, map[string]bool{kept: true}, grace, clock.Now())
-	if err != nil || !slices.Equal(deleted, []string{young}) {
+	r, err = b.GC(ctx, map[string]bool{kept: true}, grace, clock.Now())
+	if deleted = r.Deleted; err != nil || !slices.Equal(deleted, []string{young}) {
 		t.Fatalf("second GC = %v, %v; want [%s]", deleted, err, young)
 	}
 }

@@ -18,20 +18,20 @@ import (
 )
 
 // tempPrefix starts the name of every in-flight Put's temporary file.
+// A Put that was interrupted by a crash leaves its temporary file behind;
+// Blobs.GC removes those older than its grace (SweepTemps), never one of a
+// Put in progress in this process.
 const tempPrefix = ".tmp-"
-
-// staleTempAge: temporary files older than this are leftovers of a crashed
-// Put and are removed when a store is opened.
-const staleTempAge = 24 * time.Hour
 
 // dirStore keeps objects as files in one directory. It backs both the
 // master-local fallback ("" root path) and file:// roots on shared mounts.
 // Durability: every Put fsyncs the file and then the directory, so a
 // completed Put survives a crash of the master that wrote it.
 type dirStore struct {
-	dir    string
-	local  bool
-	closed atomic.Bool
+	dir      string
+	local    bool
+	closed   atomic.Bool
+	inflight inflight
 }
 
 func openFileURL(_ context.Context, u *url.URL, raw string, log *slog.Logger) (Store, error) {
@@ -68,24 +68,39 @@ func openDir(dir string, local, create bool) (Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("jarstore: jar store path %s is not a directory", dir)
 	}
-	s := &dirStore{dir: dir, local: local}
-	s.sweepTemps(time.Now().Add(-staleTempAge))
-	return s, nil
+	return &dirStore{dir: dir, local: local}, nil
 }
 
-func (s *dirStore) sweepTemps(before time.Time) {
+// SweepTemps implements TempSweeper.
+func (s *dirStore) SweepTemps(ctx context.Context, before time.Time) ([]Info, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
-		return
+		return nil, fmt.Errorf("jarstore: list %s: %w", s.dir, err)
 	}
+	var removed []Info
+	var errs []error
 	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), tempPrefix) {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		name := e.Name()
+		if !strings.HasPrefix(name, tempPrefix) || s.inflight.has(name) {
 			continue
 		}
-		if fi, err := e.Info(); err == nil && fi.ModTime().Before(before) {
-			_ = os.Remove(filepath.Join(s.dir, e.Name()))
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() || !fi.ModTime().Before(before) {
+			continue
 		}
+		if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("jarstore: remove temporary file %s in %s: %w", name, s.dir, err))
+			continue
+		}
+		removed = append(removed, Info{Name: name, Size: fi.Size(), ModTime: fi.ModTime()})
 	}
+	return removed, errors.Join(errs...)
 }
 
 func (s *dirStore) check(names ...string) error {
@@ -117,11 +132,15 @@ func (s *dirStore) Put(ctx context.Context, name string, r io.Reader) (n int64, 
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	f, err := os.CreateTemp(s.dir, tempPrefix+"*")
+	// Registered before it exists, so SweepTemps never sees it unregistered.
+	base := tempPrefix + randomSuffix()
+	done := s.inflight.add(base)
+	defer done()
+	tmp := filepath.Join(s.dir, base)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return 0, s.noSpace("create temporary file for", name, err)
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			_ = f.Close()

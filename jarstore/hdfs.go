@@ -34,6 +34,8 @@ type hdfsStore struct {
 	desc   string // for messages: hdfs://authority/root
 	closed atomic.Bool
 	log    *slog.Logger
+	// inflight: temporary files of Puts in progress (see SweepTemps).
+	inflight inflight
 }
 
 // HDFSTarget is the resolved form of an hdfs:// root path.
@@ -173,7 +175,6 @@ func openHDFS(ctx context.Context, u *url.URL, raw string, log *slog.Logger) (St
 		_ = client.Close()
 		return nil, fmt.Errorf("jarstore: read HDFS server defaults for %s: %w", s.desc, s.mapErr(err))
 	}
-	s.sweepTemps(time.Now().Add(-staleTempAge))
 	log.Info("jar store opened", "backend", "hdfs", "namenodes", t.Namenodes, "nameservice", t.Nameservice, "dir", t.Dir, "user", t.User)
 	return s, nil
 }
@@ -267,18 +268,32 @@ func (s *hdfsStore) notFound(op, name string, err error) error {
 	return fmt.Errorf("jarstore: %s %q in %s: %w", op, name, s.desc, s.mapErr(err))
 }
 
-func (s *hdfsStore) sweepTemps(before time.Time) {
-	ents, err := s.client.ReadDir(s.root)
-	if err != nil {
-		return
+// SweepTemps implements TempSweeper.
+func (s *hdfsStore) SweepTemps(ctx context.Context, before time.Time) ([]Info, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
 	}
+	var ents []os.FileInfo
+	if err := s.retry(ctx, func() (err error) { ents, err = s.client.ReadDir(s.root); return err }); err != nil {
+		return nil, fmt.Errorf("jarstore: list %s: %w", s.desc, s.mapErr(err))
+	}
+	var removed []Info
+	var errs []error
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), tempPrefix) && e.ModTime().Before(before) {
-			if err := s.client.Remove(s.path(e.Name())); err == nil {
-				s.log.Info("removed stale temporary jar store file", "name", e.Name(), "dir", s.desc)
-			}
+		if err := ctx.Err(); err != nil {
+			return removed, err
 		}
+		name := e.Name()
+		if !strings.HasPrefix(name, tempPrefix) || s.inflight.has(name) || e.IsDir() || !e.ModTime().Before(before) {
+			continue
+		}
+		if err := s.client.Remove(s.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("jarstore: remove temporary file %s in %s: %w", name, s.desc, s.mapErr(err)))
+			continue
+		}
+		removed = append(removed, Info{Name: name, Size: e.Size(), ModTime: e.ModTime()})
 	}
+	return removed, errors.Join(errs...)
 }
 
 func randomSuffix() string {
@@ -291,7 +306,10 @@ func (s *hdfsStore) Put(ctx context.Context, name string, r io.Reader) (n int64,
 	if err := s.check(ctx, name); err != nil {
 		return 0, err
 	}
-	tmp := s.path(tempPrefix + randomSuffix())
+	base := tempPrefix + randomSuffix()
+	done := s.inflight.add(base) // before it exists: SweepTemps never sees it unregistered
+	defer done()
+	tmp := s.path(base)
 	var w *hdfs.FileWriter
 	err = s.retry(ctx, func() (err error) { w, err = s.client.Create(tmp); return err })
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -93,6 +94,31 @@ func ValidName(name string) error {
 		}
 	}
 	return nil
+}
+
+// TempSweeper is implemented by the backends whose Put writes a temporary
+// object first (file://, the local directory, hdfs://). A Put interrupted
+// by a crash (or a master killed mid-upload) leaves that object behind;
+// Blobs.GC calls SweepTemps to remove them.
+type TempSweeper interface {
+	// SweepTemps removes the temporary objects last modified before
+	// before, except those of Puts in progress through this Store (a live
+	// upload is never cut, whatever before is). It returns what it removed.
+	SweepTemps(ctx context.Context, before time.Time) ([]Info, error)
+}
+
+// inflight tracks the temporary objects of Puts in progress.
+type inflight struct{ m sync.Map }
+
+// add registers name and returns the func that unregisters it.
+func (f *inflight) add(name string) func() {
+	f.m.Store(name, struct{}{})
+	return func() { f.m.Delete(name) }
+}
+
+func (f *inflight) has(name string) bool {
+	_, ok := f.m.Load(name)
+	return ok
 }
 
 // opener opens one backend from its parsed root URI.

@@ -1,8 +1,9 @@
 package jarstore_test
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +75,11 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-func TestStaleTempFilesSwept(t *testing.T) {
+// TestGCRemovesInterruptedUploads: the temporary files that uploads
+// interrupted by a crash leave in a shared store go with `jarstore gc
+// -grace D` once older than D (also D = 0), never one of an upload in
+// progress.
+func TestGCRemovesInterruptedUploads(t *testing.T) {
 	dir := t.TempDir()
 	stale := filepath.Join(dir, ".tmp-stale")
 	fresh := filepath.Join(dir, ".tmp-fresh")
@@ -83,20 +88,57 @@ func TestStaleTempFilesSwept(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	old := time.Now().Add(-48 * time.Hour)
+	old := time.Now().Add(-2 * time.Hour)
 	if err := os.Chtimes(stale, old, old); err != nil {
 		t.Fatal(err)
 	}
 	s := openT(t, "file://"+dir, "")
 	defer s.Close()
-	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("stale temp file survived Open: %v", err)
-	}
-	if _, err := os.Stat(fresh); err != nil {
-		t.Errorf("fresh temp file (maybe another master's upload in flight) was removed: %v", err)
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	if !exists(stale) || !exists(fresh) {
+		t.Fatal("Open removed temporary files: only gc may, with its grace")
 	}
 	infos, err := s.List(context.Background())
 	if err != nil || len(infos) != 0 {
 		t.Errorf("List = %v, %v; want no objects (temp files are not objects)", infos, err)
+	}
+	blobs := jarstore.NewBlobs(s, nil)
+	ctx := context.Background()
+
+	// An upload in progress through the store.
+	pr, pw := io.Pipe()
+	live := bytes.Repeat([]byte("live upload "), 50_000)
+	done := make(chan error, 1)
+	go func() { _, _, err := blobs.Put(ctx, pr, 0); done <- err }()
+	if _, err := pw.Write(live[:100_000]); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := blobs.GC(ctx, nil, time.Hour, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if exists(stale) || !exists(fresh) {
+		t.Fatalf("gc -grace 1h: stale leftover exists=%v (want removed), fresh exists=%v (want kept)", exists(stale), exists(fresh))
+	}
+	r, err := blobs.GC(ctx, nil, 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Temps) != 1 || r.Temps[0].Name != ".tmp-fresh" || r.Temps[0].Size != int64(len("partial")) {
+		t.Fatalf("gc -grace 0s reports temporary files %+v, want .tmp-fresh", r.Temps)
+	}
+	if exists(fresh) {
+		t.Fatal("gc -grace 0s kept a leftover temporary file")
+	}
+	if _, err := pw.Write(live[100_000:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("an upload in progress during gc -grace 0s failed: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 || !strings.HasPrefix(ents[0].Name(), "sha256-") {
+		t.Fatalf("store holds %v, want just the uploaded blob", ents)
 	}
 }

@@ -339,6 +339,9 @@ func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest)
 		}
 		seen[p.Name] = true
 	}
+	if err := req.Bundle.Kind.Check(); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
 	if _, err := m.blobs.Stat(ctx, req.Bundle.Digest); err != nil {
 		return fmt.Errorf("%w: bundle %s is not in the jar store (upload it first with `gear app submit`): %v", ErrBadRequest, req.Bundle.Digest, err)
 	}

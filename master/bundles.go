@@ -114,13 +114,20 @@ func (m *Master) handleGC(w http.ResponseWriter, r *http.Request) {
 		}
 		grace = d
 	}
-	deleted, err := m.gc(r.Context(), grace)
+	rep, err := m.gc(r.Context(), grace)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if deleted == nil {
-		deleted = []string{}
+	deleted := append([]string{}, rep.Deleted...)
+	type temp struct {
+		Name    string    `json:"name"`
+		Size    int64     `json:"size"`
+		ModTime time.Time `json:"mod_time"`
 	}
-	writeJSON(w, map[string]any{"deleted": deleted})
+	temps := []temp{}
+	for _, in := range rep.Temps {
+		temps = append(temps, temp{Name: in.Name, Size: in.Size, ModTime: in.ModTime})
+	}
+	writeJSON(w, map[string]any{"deleted": deleted, "temps_deleted": temps})
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
 )
 
@@ -352,15 +353,15 @@ func (m *Master) gcLoop(ctx context.Context) {
 		if !m.isLeader() {
 			continue
 		}
-		if deleted, err := m.gc(ctx, grace); err != nil {
+		if r, err := m.gc(ctx, grace); err != nil {
 			m.log.Warn("jar store gc", "err", err)
-		} else if len(deleted) > 0 {
-			m.log.Info("jar store gc deleted unreferenced bundles", "deleted", strings.Join(deleted, ","))
+		} else if len(r.Deleted) > 0 {
+			m.log.Info("jar store gc deleted unreferenced bundles", "deleted", strings.Join(r.Deleted, ","))
 		}
 	}
 }
 
-func (m *Master) gc(ctx context.Context, grace time.Duration) ([]string, error) {
+func (m *Master) gc(ctx context.Context, grace time.Duration) (jarstore.GCReport, error) {
 	referenced := map[string]bool{}
 	m.fsm.read(func(s *State) {
 		for _, a := range s.Apps {

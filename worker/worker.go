@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gear-run/gear/jarstore"
+	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
@@ -59,6 +60,14 @@ type Options struct {
 	GossipKey   []byte
 	GossipLabel string
 	Logger      *slog.Logger
+	// BundleLimits bound unpacking a bundle (gear.bundle.*); zero fields
+	// are bundle.DefaultLimits.
+	BundleLimits bundle.Limits
+	// CacheSize caps the bundle cache's unused entries (gear.worker.cache-size);
+	// CacheGrace is how long an unused unpacked bundle is kept
+	// (gear.worker.cache-grace). See cache.go.
+	CacheSize  int64
+	CacheGrace time.Duration
 }
 
 // Worker is a running worker daemon.
@@ -159,7 +168,8 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	w.log = opts.Logger.With("worker", w.id)
 	w.client = cluster.NewClient(opts.Masters, opts.Token)
 	w.client.HTTP.Timeout = 0
-	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client, w.sharedStore(ctx), w.log); err != nil {
+	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client, w.sharedStore(ctx), w.log,
+		cacheOptions{Limits: opts.BundleLimits, Size: opts.CacheSize, Grace: opts.CacheGrace}); err != nil {
 		return nil, err
 	}
 	for _, d := range []string{"logs", "pids", "run"} {
@@ -217,6 +227,7 @@ func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 		}
 	})
 	g.Go(func() error { w.heartbeatLoop(gctx); return nil })
+	g.Go(func() error { w.cacheLoop(gctx); return nil })
 	if sock := w.adminSocket(); sock != "" {
 		g.Go(func() error { return w.serveAdmin(gctx, sock) })
 	}

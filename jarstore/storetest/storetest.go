@@ -66,6 +66,7 @@ func RunWith(t *testing.T, o Options, newStore func(t *testing.T) jarstore.Store
 		{"FailedPutLeavesNothing", testFailedPut},
 		{"ContextCancel", testContextCancel},
 		{"Closed", testClosed},
+		{"TempSweep", testTempSweep},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t), o) })
@@ -426,5 +427,82 @@ func testClosed(t *testing.T, s jarstore.Store, _ Options) {
 	}
 	if _, err := s.List(context.Background()); !errors.Is(err, jarstore.ErrClosed) {
 		t.Errorf("List after Close = %v, want ErrClosed", err)
+	}
+}
+
+// crash is what crashingReader panics with.
+type crash struct{}
+
+// crashingReader returns data, then panics: a Put that never returns, like
+// one in a master killed mid-upload (its deferred cleanup sees no error).
+type crashingReader struct{ data []byte }
+
+func (c *crashingReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		panic(crash{})
+	}
+	n := copy(p, c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// testTempSweep: the temporary file of an interrupted Put is removed by
+// SweepTemps; one of a Put in progress never is, whatever the cutoff.
+// Backends without temporary objects (mem://) do not implement TempSweeper.
+func testTempSweep(t *testing.T, s jarstore.Store, _ Options) {
+	ts, ok := s.(jarstore.TempSweeper)
+	if !ok {
+		t.Logf("%T writes no temporary objects", s)
+		return
+	}
+	ctx := context.Background()
+	put(t, s, "kept", []byte("kept"))
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(crash); !ok {
+					panic(r)
+				}
+			}
+		}()
+		_, _ = s.Put(ctx, "crashed", &crashingReader{data: randomBytes(60, 100<<10)})
+		t.Fatal("Put returned from a crashing reader")
+	}()
+
+	// A Put in progress: the suite holds its reader open.
+	pr, pw := io.Pipe()
+	live := randomBytes(61, 300<<10)
+	done := make(chan error, 1)
+	go func() { _, err := s.Put(ctx, "live", pr); done <- err }()
+	if _, err := pw.Write(live[:100<<10]); err != nil { // the Put has begun: its temporary file exists
+		t.Fatal(err)
+	}
+
+	removed, err := ts.SweepTemps(ctx, time.Now().Add(time.Hour)) // every temporary file is old enough
+	if err != nil {
+		t.Fatalf("SweepTemps: %v", err)
+	}
+	if len(removed) != 1 {
+		t.Fatalf("SweepTemps removed %v, want exactly the interrupted Put's temporary file", removed)
+	}
+	if _, err := pw.Write(live[100<<10:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("the Put in progress during SweepTemps failed: %v", err)
+	}
+	if got := get(t, s, "live"); !bytes.Equal(got, live) {
+		t.Fatal("the Put in progress during SweepTemps stored different content")
+	}
+	if removed, err := ts.SweepTemps(ctx, time.Now().Add(time.Hour)); err != nil || len(removed) != 0 {
+		t.Fatalf("second SweepTemps = %v, %v; want nothing left to remove", removed, err)
+	}
+	if got := names(t, s); !equalStrings(got, []string{"kept", "live"}) {
+		t.Fatalf("List after SweepTemps = %v, want [kept live]", got)
+	}
+	// A recent leftover stays when the cutoff is before it.
+	if removed, err := ts.SweepTemps(ctx, time.Now().Add(-time.Hour)); err != nil || len(removed) != 0 {
+		t.Fatalf("SweepTemps(an hour ago) = %v, %v; want nothing", removed, err)
 	}
 }

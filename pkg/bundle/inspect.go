@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -92,7 +93,20 @@ func KindOf(name string) (Kind, error) {
 // and validated; a command starting with "./" must name a file in the
 // bundle; args (if any) are appended to every process's command, and
 // mainClass must be empty.
+//
+// An archive is read through to the end with the checks Unpack applies
+// (DefaultLimits; see InspectLimits), so that a bundle the workers would
+// refuse is refused before it is uploaded.
 func Inspect(path string, mainClass string, args []string) (*Manifest, Kind, error) {
+	return InspectLimits(path, mainClass, args, Limits{})
+}
+
+// InspectLimits is Inspect with the unpack limits of gear.conf
+// (gear.bundle.*): content size, expansion ratio and entry count are
+// checked while the archive is read, and every symlink must resolve inside
+// the bundle (CheckSymlink, then the chains in memory).
+func InspectLimits(path string, mainClass string, args []string, limits Limits) (*Manifest, Kind, error) {
+	limits = limits.withDefaults()
 	kind, err := KindOf(path)
 	if err != nil {
 		return nil, KindUnknown, err
@@ -117,9 +131,9 @@ func Inspect(path string, mainClass string, args []string) (*Manifest, Kind, err
 	var data []byte
 	var files map[string]fs.FileMode
 	if kind == KindTarGz {
-		data, files, err = scanTarGz(path)
+		data, files, err = scanTarGz(path, limits)
 	} else {
-		data, files, err = scanZip(path)
+		data, files, err = scanZip(path, limits)
 	}
 	if err != nil {
 		return nil, kind, fmt.Errorf("bundle %s: %w", path, err)
@@ -182,19 +196,66 @@ func manifestHint(files map[string]fs.FileMode) string {
 	return fmt.Sprintf(": add a %s (name = ..., processes { ... }) at the top level of the archive", ManifestName)
 }
 
-func scanTarGz(p string) ([]byte, map[string]fs.FileMode, error) {
+// scanner collects what Inspect needs from an archive's entries and applies
+// Unpack's per-entry checks.
+type scanner struct {
+	limits Limits
+	m      meter
+	count  int
+	files  map[string]fs.FileMode
+	links  map[string]string // symlink entry -> target
+}
+
+func newScanner(limits Limits) *scanner {
+	return &scanner{limits: limits, m: meter{limits: limits}, files: map[string]fs.FileMode{}, links: map[string]string{}}
+}
+
+// entry records one entry (name already normalised, not "").
+func (s *scanner) entry(name string, mode fs.FileMode) error {
+	s.count++
+	if s.limits.MaxFiles > 0 && s.count > s.limits.MaxFiles {
+		return fmt.Errorf("%w: more than %d entries (at %q)", ErrLimit, s.limits.MaxFiles, name)
+	}
+	if len(s.files) < maxScanEntries {
+		s.files[name] = mode
+	}
+	delete(s.links, name) // a later entry replaces an earlier one
+	return nil
+}
+
+func (s *scanner) symlink(name, target string) error {
+	if err := CheckSymlink(name, target); err != nil {
+		return err
+	}
+	s.links[name] = target
+	return nil
+}
+
+func (s *scanner) finish() error {
+	others := make(map[string]bool, len(s.files))
+	for n, mode := range s.files {
+		if _, ok := s.links[n]; !ok {
+			others[n] = mode.IsDir()
+		}
+	}
+	return resolveSymlinks(s.links, others)
+}
+
+func scanTarGz(p string, limits Limits) ([]byte, map[string]fs.FileMode, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(bufio.NewReader(f))
+	cr := &countingReader{r: f}
+	gz, err := gzip.NewReader(bufio.NewReader(cr))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: not gzip data (%v): is the file really a .tar.gz?", ErrCorruptArchive, err)
 	}
 	defer gz.Close()
 	tr := tar.NewReader(gz)
-	files := map[string]fs.FileMode{}
+	s := newScanner(limits)
+	s.m.in = func() int64 { return cr.n }
 	var manifest []byte
 	for {
 		hdr, err := tr.Next()
@@ -204,44 +265,104 @@ func scanTarGz(p string) ([]byte, map[string]fs.FileMode, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: reading tar: %v", ErrCorruptArchive, err)
 		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
 		name, err := entryName(hdr.Name)
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(files) < maxScanEntries {
-			files[name] = hdr.FileInfo().Mode()
+		if name == "" {
+			continue
+		}
+		if err := s.entry(name, hdr.FileInfo().Mode()); err != nil {
+			return nil, nil, err
+		}
+		if name == ManifestName && hdr.Typeflag != tar.TypeDir && hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA {
+			return nil, nil, fmt.Errorf("%w: %s must be a regular file, not a link", ErrUnsafeEntry, ManifestName)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeSymlink:
+			err = s.symlink(name, hdr.Linkname)
+		case tar.TypeLink:
+			if target, terr := entryName(hdr.Linkname); terr != nil || target == "" || !s.files[target].IsRegular() {
+				err = fmt.Errorf("%w: hard link %q points to %q, which is not an earlier regular file of the bundle", ErrUnsafeEntry, name, hdr.Linkname)
+			}
+		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+			err = fmt.Errorf("%w: entry %q is a device file or FIFO", ErrUnsafeEntry, hdr.Name)
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		if name == ManifestName && hdr.Typeflag != tar.TypeDir {
-			if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA {
-				return nil, nil, fmt.Errorf("%w: %s must be a regular file, not a link", ErrUnsafeEntry, ManifestName)
+			var buf bytes.Buffer
+			if _, err := s.m.copy(context.Background(), &buf, io.LimitReader(tr, MaxManifestSize+1), name); err != nil {
+				return nil, nil, scanErr(name, err)
 			}
-			manifest, err = io.ReadAll(io.LimitReader(tr, MaxManifestSize+1))
-			if err != nil {
-				return nil, nil, fmt.Errorf("%w: reading %s: %v", ErrCorruptArchive, ManifestName, err)
-			}
+			manifest = buf.Bytes()
+		}
+		// Read the content through the meter: a bomb stops here, early.
+		if _, err := s.m.copy(context.Background(), io.Discard, tr, name); err != nil {
+			return nil, nil, scanErr(name, err)
 		}
 	}
 	if manifest == nil {
-		return nil, nil, fmt.Errorf("%w%s", ErrNoManifest, manifestHint(files))
+		return nil, nil, fmt.Errorf("%w%s", ErrNoManifest, manifestHint(s.files))
 	}
-	return manifest, files, nil
+	if err := s.finish(); err != nil {
+		return nil, nil, err
+	}
+	return manifest, s.files, nil
 }
 
-func scanZip(p string) ([]byte, map[string]fs.FileMode, error) {
+func scanErr(name string, err error) error {
+	var rerr *errRead
+	if errors.As(err, &rerr) {
+		return fmt.Errorf("%w: reading %q: %v", ErrCorruptArchive, name, rerr.err)
+	}
+	return err
+}
+
+func scanZip(p string, limits Limits) ([]byte, map[string]fs.FileMode, error) {
 	zr, err := zip.OpenReader(p)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: not a zip file (%v): is the file really a .zip?", ErrCorruptArchive, err)
 	}
 	defer zr.Close()
-	files := map[string]fs.FileMode{}
+	var size int64
+	if fi, err := os.Stat(p); err == nil {
+		size = fi.Size()
+	}
+	if err := zipDeclared(declaredSizes(zr.File), size, limits); err != nil {
+		return nil, nil, err
+	}
+	s := newScanner(limits)
 	var manifest []byte
 	for _, f := range zr.File {
 		name, err := entryName(f.Name)
 		if err != nil {
 			return nil, nil, err
 		}
-		if len(files) < maxScanEntries {
-			files[name] = f.Mode()
+		if name == "" {
+			continue
+		}
+		if err := s.entry(name, f.Mode()); err != nil {
+			return nil, nil, err
+		}
+		if name == ManifestName && !f.Mode().IsDir() && !f.Mode().IsRegular() {
+			return nil, nil, fmt.Errorf("%w: %s must be a regular file, not a link", ErrUnsafeEntry, ManifestName)
+		}
+		switch mode := f.Mode(); {
+		case mode&fs.ModeSymlink != 0:
+			target, err := zipLinkTarget(f)
+			if err == nil {
+				err = s.symlink(name, target)
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+		case mode&(fs.ModeDevice|fs.ModeCharDevice|fs.ModeNamedPipe|fs.ModeSocket|fs.ModeIrregular) != 0:
+			return nil, nil, fmt.Errorf("%w: entry %q is a device file, FIFO or socket", ErrUnsafeEntry, f.Name)
 		}
 		if name == ManifestName && !f.Mode().IsDir() {
 			if !f.Mode().IsRegular() {
@@ -259,8 +380,12 @@ func scanZip(p string) ([]byte, map[string]fs.FileMode, error) {
 		}
 	}
 	if manifest == nil {
-		return nil, nil, fmt.Errorf("%w%s", ErrNoManifest, manifestHint(files))
+		return nil, nil, fmt.Errorf("%w%s", ErrNoManifest, manifestHint(s.files))
 	}
+	if err := s.finish(); err != nil {
+		return nil, nil, err
+	}
+	files := s.files
 	// A zip made on Windows has no unix modes: treat files as executable
 	// rather than refusing a command that was never given a mode.
 	for name, m := range files {

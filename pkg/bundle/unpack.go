@@ -15,27 +15,6 @@ import (
 	"strings"
 )
 
-// Limits bound what Unpack extracts (zip and gzip bombs, inode floods).
-// A zero field means the default (DefaultLimits); a negative one means no
-// limit.
-type Limits struct {
-	MaxFiles int   // entries of any kind (files, directories, links)
-	MaxBytes int64 // total bytes of regular file content (and of a spooled zip)
-}
-
-// DefaultLimits are used for zero fields of Limits.
-var DefaultLimits = Limits{MaxFiles: 100_000, MaxBytes: 4 << 30}
-
-func (l Limits) withDefaults() Limits {
-	if l.MaxFiles == 0 {
-		l.MaxFiles = DefaultLimits.MaxFiles
-	}
-	if l.MaxBytes == 0 {
-		l.MaxBytes = DefaultLimits.MaxBytes
-	}
-	return l
-}
-
 // Unpack extracts a bundle read from src into dir, which must not exist yet.
 // It extracts into a temporary sibling of dir and renames it into place only
 // when everything succeeded, so on any error nothing is left at dir.
@@ -47,7 +26,10 @@ func (l Limits) withDefaults() Limits {
 // symlinks whose target lies outside dir (also through other symlinks, and
 // dangling ones), hard links to anything but an earlier regular file of the
 // bundle, device files, FIFOs and unknown entry types. Refused (ErrLimit):
-// more than limits.MaxFiles entries or limits.MaxBytes bytes of content.
+// more than limits.MaxFiles entries, more than limits.MaxBytes bytes of
+// content, or content over ExpansionFloor that is more than
+// limits.MaxExpansion times the archive bytes read so far. The limits are
+// checked while writing, so a bomb stops early.
 // Setuid/setgid/sticky bits are dropped; execute bits are kept.
 func Unpack(ctx context.Context, src io.Reader, kind Kind, dir string, limits Limits) (err error) {
 	limits = limits.withDefaults()
@@ -73,10 +55,12 @@ func Unpack(ctx context.Context, src io.Reader, kind Kind, dir string, limits Li
 	if err != nil {
 		return fmt.Errorf("unpack bundle: %w", err)
 	}
-	x := &extractor{ctx: ctx, root: root, dir: tmp, limits: limits}
+	x := &extractor{ctx: ctx, root: root, dir: tmp, limits: limits, m: meter{limits: limits}}
 	switch kind {
 	case KindTarGz:
-		err = x.tarGz(src)
+		cr := &countingReader{r: src}
+		x.m.in = func() int64 { return cr.n }
+		err = x.tarGz(cr)
 	case KindZip:
 		err = x.zip(src, parent)
 	case KindJar:
@@ -108,8 +92,8 @@ type extractor struct {
 	root     *os.Root
 	dir      string
 	limits   Limits
+	m        meter
 	files    int
-	bytes    int64
 	symlinks []string
 }
 
@@ -190,37 +174,29 @@ func (x *extractor) writeFile(name string, mode fs.FileMode, r io.Reader) error 
 	if err != nil {
 		return fmt.Errorf("create %q: %w", name, err)
 	}
-	lr := r
-	if x.limits.MaxBytes > 0 {
-		lr = io.LimitReader(r, x.limits.MaxBytes-x.bytes+1)
-	}
-	cr := &ctxReader{ctx: x.ctx, r: lr}
-	n, err := io.CopyBuffer(f, cr, make([]byte, 64<<10))
-	x.bytes += n
+	_, err = x.m.copy(x.ctx, f, r, name)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		if cr.err != nil && x.ctx.Err() == nil {
-			return fmt.Errorf("%w: reading %q from the archive: %v", ErrCorruptArchive, name, cr.err)
+	var rerr *errRead
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrLimit) || x.ctx.Err() != nil:
+		return err
+	case errors.As(err, &rerr):
+		if errors.Is(err, zip.ErrChecksum) || errors.Is(err, zip.ErrFormat) {
+			return fmt.Errorf("%w: reading %q from the archive: %w", ErrCorruptArchive, name, rerr.err)
 		}
+		return fmt.Errorf("%w: reading %q from the archive: %v", ErrCorruptArchive, name, rerr.err)
+	default:
 		return fmt.Errorf("extract %q: %w", name, err)
-	}
-	if x.limits.MaxBytes > 0 && x.bytes > x.limits.MaxBytes {
-		return fmt.Errorf("%w: content exceeds %d bytes (at %q): is it a zip bomb? raise the bundle size limit if not", ErrLimit, x.limits.MaxBytes, name)
 	}
 	return x.root.Chmod(name, perm)
 }
 
 func (x *extractor) symlink(name, target string) error {
-	if target == "" {
-		return fmt.Errorf("%w: symlink %q has an empty target", ErrUnsafeEntry, name)
-	}
-	if strings.HasPrefix(target, "/") || strings.ContainsRune(target, 0) {
-		return fmt.Errorf("%w: symlink %q points to absolute path %q, outside the bundle", ErrUnsafeEntry, name, target)
-	}
-	if !filepath.IsLocal(path.Join(path.Dir(name), target)) {
-		return fmt.Errorf("%w: symlink %q points to %q, outside the bundle", ErrUnsafeEntry, name, target)
+	if err := CheckSymlink(name, target); err != nil {
+		return err
 	}
 	if err := x.prepare(name); err != nil {
 		return err
@@ -367,7 +343,15 @@ func (x *extractor) zip(src io.Reader, spoolDir string) error {
 	if x.limits.MaxFiles > 0 && len(zr.File) > x.limits.MaxFiles {
 		return fmt.Errorf("%w: %d entries, more than %d", ErrLimit, len(zr.File), x.limits.MaxFiles)
 	}
+	if err := zipDeclared(declaredSizes(zr.File), size, x.limits); err != nil {
+		return err
+	}
+	// Archive bytes "read" so far: the compressed sizes of the entries up
+	// to the current one.
+	var in int64
+	x.m.in = func() int64 { return in }
 	for _, f := range zr.File {
+		in += int64(min(f.CompressedSize64, 1<<62))
 		if err := x.count(f.Name); err != nil {
 			return err
 		}
@@ -405,26 +389,39 @@ func (x *extractor) zipFile(f *zip.File, name string, mode fs.FileMode) error {
 		return fmt.Errorf("%w: entry %q: %v", ErrCorruptArchive, f.Name, err)
 	}
 	defer rc.Close()
-	if err := x.writeFile(name, mode, rc); err != nil {
-		if errors.Is(err, zip.ErrChecksum) || errors.Is(err, zip.ErrFormat) {
-			return fmt.Errorf("%w: %v", ErrCorruptArchive, err)
+	return x.writeFile(name, mode, rc)
+}
+
+func declaredSizes(files []*zip.File) []zipSizes {
+	out := make([]zipSizes, 0, len(files))
+	for _, f := range files {
+		if !f.Mode().IsDir() {
+			out = append(out, zipSizes{name: f.Name, uncompressed: f.UncompressedSize64})
 		}
-		return err
 	}
-	return nil
+	return out
 }
 
 func (x *extractor) zipSymlink(f *zip.File, name string) error {
+	target, err := zipLinkTarget(f)
+	if err != nil {
+		return err
+	}
+	return x.symlink(name, target)
+}
+
+// zipLinkTarget reads a zip symlink entry's target (its content).
+func zipLinkTarget(f *zip.File) (string, error) {
 	rc, err := f.Open()
 	if err != nil {
-		return fmt.Errorf("%w: entry %q: %v", ErrCorruptArchive, f.Name, err)
+		return "", fmt.Errorf("%w: entry %q: %v", ErrCorruptArchive, f.Name, err)
 	}
 	defer rc.Close()
 	target, err := io.ReadAll(io.LimitReader(rc, 4097))
 	if err != nil || len(target) > 4096 {
-		return fmt.Errorf("%w: symlink %q has an unreadable or too long target", ErrUnsafeEntry, f.Name)
+		return "", fmt.Errorf("%w: symlink %q has an unreadable or too long target", ErrUnsafeEntry, f.Name)
 	}
-	return x.symlink(name, string(target))
+	return string(target), nil
 }
 
 // ctxReader stops a stream once ctx is done and remembers the source's own

@@ -103,7 +103,13 @@ func appSubmit(ctx context.Context, env Env, g global, args []string) error {
 		return usagef("app submit: want exactly one BUNDLE (a .jar, .tar.gz or .zip), got %d", len(pos))
 	}
 	path := pos[0]
-	man, kind, err := bundle.Inspect(path, *mainClass, extra)
+	cfg, err := loadConfig(env, g.conf, nil)
+	if err != nil {
+		return err
+	}
+	// The workers refuse what breaks these limits or holds unsafe entries:
+	// refuse it here, before the upload.
+	man, kind, err := bundle.InspectLimits(path, *mainClass, extra, bundleLimits(cfg))
 	if err != nil {
 		return err
 	}
@@ -493,7 +499,7 @@ func runJarstore(ctx context.Context, env Env, g global, args []string) error {
 	fs := flag.NewFlagSet("jarstore "+sub, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	asJSON := jsonFlag(fs)
-	grace := fs.String("grace", "", "delete unreferenced bundles older than this (default: gear.jarstore.gc-grace)")
+	grace := fs.String("grace", "", "delete unreferenced bundles, and temporary files of interrupted uploads, older than this (default: gear.jarstore.gc-grace)")
 	if _, _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -527,7 +533,11 @@ func runJarstore(ctx context.Context, env Env, g global, args []string) error {
 			q["grace"] = []string{*grace}
 		}
 		var out struct {
-			Deleted []string `json:"deleted"`
+			Deleted      []string `json:"deleted"`
+			TempsDeleted []struct {
+				Name string `json:"name"`
+				Size int64  `json:"size"`
+			} `json:"temps_deleted"`
 		}
 		if err := c.Do(ctx, cluster.Request{Method: "POST", Path: "/api/v1/jarstore/gc", Query: q}, &out); err != nil {
 			return err
@@ -538,6 +548,13 @@ func runJarstore(ctx context.Context, env Env, g global, args []string) error {
 		fmt.Fprintf(env.Stdout, "deleted %d unreferenced bundle(s)\n", len(out.Deleted))
 		for _, d := range out.Deleted {
 			fmt.Fprintln(env.Stdout, "  "+d)
+		}
+		if n := len(out.TempsDeleted); n > 0 {
+			var size int64
+			for _, t := range out.TempsDeleted {
+				size += t.Size
+			}
+			fmt.Fprintf(env.Stdout, "deleted %d temporary file(s) of interrupted uploads (%d bytes)\n", n, size)
 		}
 		return nil
 	}

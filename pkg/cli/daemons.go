@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gear-run/gear/master"
+	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/procs"
 	"github.com/gear-run/gear/worker"
@@ -90,7 +91,14 @@ func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		StopTimeout: cfg.Executor.StopTimeout, LogMaxSize: cfg.Executor.LogMaxSize, LogMaxFiles: cfg.Executor.LogMaxFiles,
 		AdminSocket: cfg.Worker.AdminSocket, ExtraEnv: channelEnv(cfg), JarRoot: cfg.JarStore.RootPath,
 		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
+		BundleLimits: bundleLimits(cfg), CacheSize: cfg.Worker.CacheSize, CacheGrace: cfg.Worker.CacheGrace,
 	}, nil
+}
+
+// bundleLimits are the unpack limits of gear.bundle.*, the same for the
+// CLI's check before an upload and a worker's unpack.
+func bundleLimits(cfg *config.Config) bundle.Limits {
+	return bundle.Limits{MaxBytes: cfg.Bundle.MaxUnpackedSize, MaxExpansion: cfg.Bundle.MaxExpansion}
 }
 
 // channelEnv hands the Redis global channel settings to executors.

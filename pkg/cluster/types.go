@@ -9,7 +9,10 @@
 // grow.
 package cluster
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // ExecutorState is the lifecycle state of one executor.
 type ExecutorState string
@@ -46,6 +49,20 @@ const (
 	KindTarGz BundleKind = "tar.gz"
 	KindZip   BundleKind = "zip"
 )
+
+// BundleKinds are the kinds a bundle may have.
+var BundleKinds = []BundleKind{KindJar, KindTarGz, KindZip}
+
+// Check refuses a kind other than BundleKinds: a bundle of unknown kind
+// must never be run as if it were one of them.
+func (k BundleKind) Check() error {
+	for _, known := range BundleKinds {
+		if k == known {
+			return nil
+		}
+	}
+	return fmt.Errorf("bundle kind %q is unknown: want one of %q, %q or %q (a .jar, or a .tar.gz/.tgz/.zip with gear-app.conf at its root)", string(k), KindJar, KindTarGz, KindZip)
+}
 
 // Process is one process group of an application, as written in the
 // bundle's gear-app.conf (or synthesised for a jar).

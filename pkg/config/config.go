@@ -33,6 +33,8 @@ type Config struct {
 		StopAfterDisconnect time.Duration `json:"stop-after-disconnect"` // gear.worker.stop-after-disconnect; 0 = 0.75 x failover timeout, -1 = never
 		OnExit              string        `json:"on-exit"`               // gear.worker.on-exit
 		AdminSocket         string        `json:"admin-socket"`          // gear.worker.admin-socket
+		CacheSize           int64         `json:"cache-size"`            // gear.worker.cache-size
+		CacheGrace          time.Duration `json:"cache-grace"`           // gear.worker.cache-grace
 	} `json:"worker"`
 
 	Executor struct {
@@ -62,6 +64,12 @@ type Config struct {
 		Level  string `json:"level"`  // gear.log.level
 		Format string `json:"format"` // gear.log.format
 	} `json:"log"`
+
+	// Bundle bounds unpacking (CLI inspection before upload, worker unpack).
+	Bundle struct {
+		MaxExpansion    int   `json:"max-expansion"`     // gear.bundle.max-expansion
+		MaxUnpackedSize int64 `json:"max-unpacked-size"` // gear.bundle.max-unpacked-size
+	} `json:"bundle"`
 }
 
 // Never is the StopAfterDisconnect value for "off": a disconnected worker
@@ -94,6 +102,11 @@ func Default() Config {
 	c.Channel.MemberTTL = 30 * time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "text"
+	// Bundle unpack limits and the worker's bundle cache.
+	c.Bundle.MaxExpansion = 100
+	c.Bundle.MaxUnpackedSize = 4 << 30 // 4GiB
+	c.Worker.CacheSize = 10 << 30      // 10GiB
+	c.Worker.CacheGrace = 30 * time.Second
 	return c
 }
 

@@ -70,6 +70,11 @@ var keyTable = []key{
 	{name: "gear.channel.member-ttl", kind: kindDuration, ptr: func(c *Config) any { return &c.Channel.MemberTTL }},
 	{name: "gear.log.level", kind: kindString, ptr: func(c *Config) any { return &c.Log.Level }},
 	{name: "gear.log.format", kind: kindString, ptr: func(c *Config) any { return &c.Log.Format }},
+	// Bundle unpack limits and the worker's bundle cache.
+	{name: "gear.bundle.max-expansion", kind: kindInt, ptr: func(c *Config) any { return &c.Bundle.MaxExpansion }},
+	{name: "gear.bundle.max-unpacked-size", kind: kindSize, ptr: func(c *Config) any { return &c.Bundle.MaxUnpackedSize }},
+	{name: "gear.worker.cache-size", kind: kindSize, ptr: func(c *Config) any { return &c.Worker.CacheSize }},
+	{name: "gear.worker.cache-grace", kind: kindDuration, ptr: func(c *Config) any { return &c.Worker.CacheGrace }},
 }
 
 var keyIndex = func() map[string]*key {

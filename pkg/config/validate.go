@@ -241,6 +241,20 @@ func (c *Config) check() []checkError {
 
 	enum("gear.log.level", c.Log.Level, logLevels)
 	enum("gear.log.format", c.Log.Format, logFormats)
+
+	// Bundle unpack limits and the worker's bundle cache.
+	if c.Bundle.MaxExpansion < 2 {
+		add("gear.bundle.max-expansion", -1, "%d is too small (want a ratio of unpacked to archive size of at least 2, e.g. 100; real bundles compress up to about 10:1)", c.Bundle.MaxExpansion)
+	}
+	if c.Bundle.MaxUnpackedSize < 1<<20 {
+		add("gear.bundle.max-unpacked-size", -1, "%d bytes is too small (want at least 1MiB, e.g. 4GiB)", c.Bundle.MaxUnpackedSize)
+	}
+	if c.Worker.CacheSize < 0 {
+		add("gear.worker.cache-size", -1, "%d must not be negative (0 = keep no unused bundle, e.g. 10GiB)", c.Worker.CacheSize)
+	}
+	if c.Worker.CacheGrace < 0 {
+		add("gear.worker.cache-grace", -1, "%s must not be negative", FormatDuration(c.Worker.CacheGrace))
+	}
 	return out
 }
 

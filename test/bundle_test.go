@@ -1,0 +1,212 @@
+package test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// unpackedBundles lists the unpacked bundle directories (and any unpack or
+// eviction leftovers) in a worker's bundle cache.
+func unpackedBundles(t *testing.T, cacheDir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(cacheDir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// TestWorkerEvictsUnpackedBundle (issue 11, finding 4): after `app kill`
+// the unpacked bundle no executor on the worker uses goes away; while an
+// executor uses it, it stays.
+func TestWorkerEvictsUnpackedBundle(t *testing.T) {
+	c := newCluster(t, clusterOpts{masters: 1, workers: 1, conf: "gear.worker.cache-grace = 1s\n"})
+	waitFor(t, 20*time.Second, "the lone master to lead", func() bool { return c.leader() == c.masters[0] })
+	waitFor(t, 20*time.Second, "the worker to register", func() bool {
+		out, _, code := c.gear("workers", "-json")
+		return code == 0 && strings.Contains(out, `"alive": true`)
+	})
+	cacheDir := filepath.Join(c.dir, "worker0", "bundles")
+	id := strings.TrimSpace(c.mustGear("app", "submit", example("hello.tar.gz"), "-executors", "1", "-quiet"))
+	var pids map[string]int
+	waitFor(t, 30*time.Second, "app "+id+" RUNNING", func() bool {
+		pids = runningPIDs(c.app(id))
+		return len(pids) == 1
+	})
+	dirs := unpackedBundles(t, cacheDir)
+	if len(dirs) != 1 || !strings.HasSuffix(dirs[0], ".d") {
+		t.Fatalf("worker cache holds %v, want one unpacked bundle", dirs)
+	}
+	// In use: it outlives the grace (1s) several times over.
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := unpackedBundles(t, cacheDir); len(got) != 1 {
+			t.Fatalf("the unpacked bundle of a running executor was evicted: cache holds %v", got)
+		}
+		for _, pid := range pids {
+			if !alive(pid) {
+				t.Fatalf("executor pid %d died", pid)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.mustGear("app", "kill", id)
+	waitFor(t, 30*time.Second, "the unpacked bundle of the killed app to leave the worker's cache", func() bool {
+		return len(unpackedBundles(t, cacheDir)) == 0
+	})
+	// The download stays (under gear.worker.cache-size) for a resubmit,
+	// which unpacks it again.
+	ents, _ := os.ReadDir(cacheDir)
+	if len(ents) != 1 || !strings.HasSuffix(ents[0].Name(), ".bundle") {
+		t.Fatalf("worker cache after eviction holds %v, want the downloaded bundle only", ents)
+	}
+	id2 := strings.TrimSpace(c.mustGear("app", "submit", example("hello.tar.gz"), "-executors", "1", "-quiet"))
+	waitFor(t, 30*time.Second, "the resubmitted app RUNNING", func() bool { return len(runningPIDs(c.app(id2))) == 1 })
+}
+
+// writeBombTarGz streams a .tar.gz with a manifest and size zero bytes in
+// "run" to w (never in memory).
+func writeBombTarGz(w io.Writer, size int64) error {
+	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(zw)
+	conf := []byte("name = bomb\nprocesses { p { command = [\"./run\"] } }\n")
+	if err := tw.WriteHeader(&tar.Header{Name: "gear-app.conf", Mode: 0o644, Size: int64(len(conf)), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(conf); err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "run", Mode: 0o755, Size: size, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	zeros := make([]byte, 1<<20)
+	for left := size; left > 0; left -= int64(len(zeros)) {
+		if _, err := tw.Write(zeros[:min(left, int64(len(zeros)))]); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+func postJSON(t *testing.T, url string, body any) (int, string) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(msg, &e) == nil && e.Error != "" {
+		return resp.StatusCode, e.Error
+	}
+	return resp.StatusCode, string(msg)
+}
+
+// TestBundleBombAndKind (issue 11, finding 4 and the small ones): a bomb
+// that skips the CLI's check is refused by the worker at its configured
+// limit, leaving nothing unpacked; an unknown bundle kind is refused by
+// the master with the list of kinds.
+func TestBundleBombAndKind(t *testing.T) {
+	c := newCluster(t, clusterOpts{masters: 1, workers: 1, conf: "gear.bundle.max-expansion = 50\n"})
+	waitFor(t, 20*time.Second, "the lone master to lead", func() bool { return c.leader() == c.masters[0] })
+	base := "http://" + c.masters[0]
+
+	// The CLI refuses the bomb before uploading it.
+	bombPath := filepath.Join(t.TempDir(), "bomb.tar.gz")
+	f, err := os.Create(bombPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeBombTarGz(f, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, errOut, code := c.gear("app", "submit", bombPath, "-quiet")
+	if code == 0 || !strings.Contains(errOut, "gear.bundle.max-expansion") || !strings.Contains(errOut, "50:1") {
+		t.Fatalf("gear app submit of a bomb: exit %d, stderr %s; want a refusal naming gear.bundle.max-expansion and 50:1", code, errOut)
+	}
+	if ls := jarstoreLs(t, c); len(ls) != 0 {
+		t.Fatalf("the CLI uploaded the bomb: %+v", ls)
+	}
+
+	// Straight to the API, the worker refuses it while unpacking.
+	bomb, err := os.Open(bombPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(base+"/api/v1/bundles?name=bomb.tar.gz", "application/octet-stream", bomb)
+	bomb.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b cluster.Bundle
+	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("upload: %s %v", resp.Status, err)
+	}
+	resp.Body.Close()
+	procs := []cluster.Process{{Name: "p", Command: []string{"./run"}, Instances: 1}}
+
+	// Unknown kind: refused by the master, nothing recorded.
+	exe := b
+	exe.Kind = "exe"
+	status, msg := postJSON(t, base+"/api/v1/apps", cluster.SubmitRequest{Name: "exe", Bundle: exe, Processes: procs})
+	if status != http.StatusBadRequest || !strings.Contains(msg, `"exe"`) || !strings.Contains(msg, `tar.gz`) || !strings.Contains(msg, `zip`) {
+		t.Fatalf("submit of kind exe = %d %s; want 400 naming the kind and listing the known ones", status, msg)
+	}
+	if apps := c.apps(); len(apps) != 0 {
+		t.Fatalf("a refused submit created apps: %+v", apps)
+	}
+
+	status, msg = postJSON(t, base+"/api/v1/apps", cluster.SubmitRequest{Name: "bomb", Bundle: b, Processes: procs})
+	if status != 200 {
+		t.Fatalf("submit: %d %s", status, msg)
+	}
+	var out struct{ ID string }
+	_ = json.Unmarshal([]byte(msg), &out)
+	var lastErr string
+	waitFor(t, 60*time.Second, "the bomb's executor to fail with the limit", func() bool {
+		a := c.app(out.ID)
+		if a == nil || len(a.Executors) == 0 {
+			return false
+		}
+		e := a.Executors[0]
+		lastErr = e.LastError
+		return e.State == cluster.Failed && strings.Contains(e.LastError, "gear.bundle.max-expansion")
+	})
+	if !strings.Contains(lastErr, "50:1") {
+		t.Fatalf("the worker did not use its configured limit: %s", lastErr)
+	}
+	if got := unpackedBundles(t, filepath.Join(c.dir, "worker0", "bundles")); len(got) != 0 {
+		t.Fatalf("a refused bomb left %v in the worker's cache", got)
+	}
+}
