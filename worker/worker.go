@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +68,7 @@ type Worker struct {
 	opts   Options
 	log    *slog.Logger
 	id     string
+	secret string // proves this worker's id to the masters (DataDir/worker-secret)
 	addr   string
 	boot   string
 	mux    *netmux.Mux
@@ -156,6 +159,9 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if w.id, err = workerID(opts.DataDir); err != nil {
 		return nil, err
 	}
+	if w.secret, err = workerSecret(opts.DataDir); err != nil {
+		return nil, err
+	}
 	w.log = opts.Logger.With("worker", w.id)
 	w.client = cluster.NewClient(opts.Masters, opts.Token)
 	w.client.HTTP.Timeout = 0
@@ -171,7 +177,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	gossipLn := mux.Protocol(netmux.Gossip)
 	httpLn := mux.HTTP()
 	w.pool, err = gossip.Start(ctx, gossip.Options{
-		Name: "worker@" + w.id, BindIP: opts.IP, Port: w.opts.Port, Streams: gossipLn,
+		Name: gossip.WorkerName(w.id), BindIP: opts.IP, Port: w.opts.Port, Streams: gossipLn,
 		Meta: gossip.Meta{Role: gossip.RoleWorker, API: w.addr, Boot: w.boot},
 		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
 		Seeds: opts.Masters, Logger: w.log,
@@ -317,7 +323,15 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		if err != nil {
 			failures++
 			delay = min(interval<<min(failures, 3), time.Second)
-			if failures == 1 || failures%20 == 0 {
+			var apiErr *cluster.APIError
+			if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
+				// The leader is there but does not take this worker for
+				// who it says it is: retrying will not help by itself, and
+				// the executors are fenced like after a lost contact.
+				if failures == 1 || failures%20 == 0 {
+					w.log.Error("the leader refuses this worker's identity; another worker holds its id", "id", w.id, "data", w.opts.DataDir, "attempt", failures, "err", err)
+				}
+			} else if failures == 1 || failures%20 == 0 {
 				w.log.Warn("cannot reach the leader through any master; retrying with backoff", "masters", w.client.Masters(), "retry_in", delay, "attempt", failures, "err", err)
 			}
 			w.maybeFence()
@@ -458,7 +472,7 @@ func quorumPossible(masters []string) bool {
 
 // heartbeat describes this worker and its executors.
 func (w *Worker) heartbeat() cluster.Heartbeat {
-	hb := cluster.Heartbeat{Worker: cluster.Worker{ID: w.id, Addr: w.addr, CPUs: w.opts.CPUs, BootID: w.boot}}
+	hb := cluster.Heartbeat{Worker: cluster.Worker{ID: w.id, Addr: w.addr, CPUs: w.opts.CPUs, BootID: w.boot}, Secret: w.secret}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, e := range w.execs {
@@ -625,6 +639,32 @@ func workerCPUs(want []int) ([]int, error) {
 	out := slices.Clone(want)
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// workerSecret reads the secret that proves this worker's id to the
+// masters, creating it (256 random bits, mode 0600) on first start. It
+// stays with the data dir, so a restarted worker that adopts its executors
+// keeps its identity.
+func workerSecret(dir string) (string, error) {
+	path := filepath.Join(dir, "worker-secret")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read worker secret: %w", err)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("create worker secret: %w", err)
+	}
+	secret := hex.EncodeToString(b[:])
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write worker secret: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write worker secret: %w", err)
+	}
+	return secret, nil
 }
 
 // workerID reads the worker's stable id from its data dir, creating it on

@@ -33,6 +33,7 @@ type Config struct {
 		StopAfterDisconnect time.Duration `json:"stop-after-disconnect"` // gear.worker.stop-after-disconnect; 0 = 0.75 x failover timeout, -1 = never
 		OnExit              string        `json:"on-exit"`               // gear.worker.on-exit
 		AdminSocket         string        `json:"admin-socket"`          // gear.worker.admin-socket
+		ForgetAfter         time.Duration `json:"forget-after"`          // gear.worker.forget-after; Never = keep forever
 	} `json:"worker"`
 
 	Executor struct {
@@ -80,6 +81,7 @@ func Default() Config {
 	c.Worker.CPUs = []int{}
 	c.Worker.HeartbeatInterval = 250 * time.Millisecond
 	c.Worker.OnExit = "stop"
+	c.Worker.ForgetAfter = 24 * time.Hour
 	c.Executor.Restart = "always"
 	c.Executor.BackoffMin = 100 * time.Millisecond
 	c.Executor.BackoffMax = 5 * time.Second

@@ -35,6 +35,9 @@ const (
 	RoleWorker = "worker"
 )
 
+// WorkerName is the pool name of the worker with the given id.
+func WorkerName(id string) string { return "worker@" + id }
+
 // Meta is what every node tells the pool about itself.
 type Meta struct {
 	Role string `json:"r"`
