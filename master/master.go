@@ -40,42 +40,45 @@ type Options struct {
 	JarRoot         string // gear.jarstore.rootpath; "" = DataDir/jars (no HA)
 	MaxBundleSize   int64
 	GCGrace         time.Duration
+	GossipKey       []byte
+	GossipLabel     string
+	Logger          *slog.Logger
+
 	// ForgetAfter: the leader removes workers it has not heard from for
 	// this long (gear.worker.forget-after); <= 0 = never.
 	ForgetAfter time.Duration
-	GossipKey   []byte
-	GossipLabel string
-	Logger      *slog.Logger
 }
 
 // Master is a running master daemon.
 type Master struct {
-	opts Options
-	log  *slog.Logger
-	self string
-	boot string
-	mux  *netmux.Mux
-	fsm  *fsm
-	raft *raftNode
-	pool *gossip.Pool
+	opts  Options
+	log   *slog.Logger
+	self  string
+	boot  string
+	mux   *netmux.Mux
+	fsm   *fsm
+	raft  *raftNode
+	pool  *gossip.Pool
+	store jarstore.Store
+	blobs *jarstore.Blobs
+	http  *http.Server
+	lock  *os.File
+
 	// members lists the gossip pool as this master sees it: pool.Members,
 	// faked by tests of placement.
 	members func() []gossip.Member
-	store   jarstore.Store
-	blobs   *jarstore.Blobs
-	http    *http.Server
-	lock    *os.File
 
 	serveDone chan error
 
 	ecvDisabled atomic.Bool
 	started     time.Time
 
-	mu            sync.Mutex
-	lastSeen      map[string]time.Time // worker id -> last heartbeat (leader only)
-	leading       bool
-	refusedLogged map[string]time.Time // worker id -> last refused heartbeat logged
-	unpooled      map[string]unpooledNote
+	mu       sync.Mutex
+	lastSeen map[string]time.Time // worker id -> last heartbeat (leader only)
+	leading  bool
+
+	refusedLogged map[string]time.Time    // worker id -> last refused heartbeat logged (under mu)
+	unpooled      map[string]unpooledNote // heartbeating workers missing from the gossip pool (under mu)
 }
 
 // unpooledNote tracks a heartbeating worker missing from the gossip pool.
