@@ -63,9 +63,9 @@ const maxJSONBody = 8 << 20
 type bodyLimit struct {
 	max  int64 // <= 0: unbounded
 	what string
-	// streamed: the leader's handler enforces the limit itself while it
-	// streams the body (with a more precise message), so only a body that
-	// is forwarded to the leader is cut off here.
+	// streamed: the leader's handler enforces the limit itself (with a
+	// message that names the bundle), so only a body that is forwarded to
+	// the leader is checked here.
 	streamed bool
 	leading  func() bool
 }
@@ -99,6 +99,10 @@ func (l bodyLimit) wrap(h http.HandlerFunc) http.HandlerFunc {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		if l.streamed && l.leading() {
+			h(w, r)
+			return
+		}
 		if r.ContentLength > l.max {
 			// The body stays unread: the server closes the connection
 			// after this answer instead of draining it.
@@ -106,9 +110,7 @@ func (l bodyLimit) wrap(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, l.err())
 			return
 		}
-		if !l.streamed || !l.leading() {
-			r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, l.max), limit: l}
-		}
+		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, l.max), limit: l}
 		h(w, r)
 	}
 }
