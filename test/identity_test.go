@@ -216,7 +216,9 @@ func TestForgedHeartbeats(t *testing.T) {
 		w := findWorker(c.workersJSON(), real.ID)
 		return w != nil && w.Alive && !w.LastSeen.Before(time.Now().Add(-time.Second))
 	})
-	if a := c.appInfo(id); a == nil || !slices.ContainsFunc(a.Executors, func(e cluster.Executor) bool { return e.ID == target.ID && e.PID == target.PID && e.State == cluster.Running }) {
+	if a := c.appInfo(id); a == nil || !slices.ContainsFunc(a.Executors, func(e cluster.Executor) bool {
+		return e.ID == target.ID && e.PID == target.PID && e.State == cluster.Running
+	}) {
 		t.Fatalf("executor %s did not keep running as pid %d: %+v", target.ID, target.PID, a)
 	}
 	c.killApp(id, pidsOf(after))
