@@ -67,6 +67,7 @@ type Master struct {
 	// members lists the gossip pool as this master sees it: pool.Members,
 	// faked by tests of placement.
 	members func() []gossip.Member
+	member  func(name string) (gossip.Member, bool) // pool.Member
 
 	serveDone chan error
 
@@ -167,7 +168,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.members = m.pool.Members
+	m.members, m.member = m.pool.Members, m.pool.Member
 	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = m.http.Serve(httpLn) }()
 	ok = true
@@ -325,6 +326,18 @@ func gossipState(members map[string]gossip.Member, w *cluster.Worker) string {
 		return ""
 	}
 	return mem.State
+}
+
+// gossipStateOf is gossipState for one worker, without listing the pool.
+func (m *Master) gossipStateOf(w *cluster.Worker) string {
+	if m.member == nil {
+		return ""
+	}
+	mem, ok := m.member(gossip.WorkerName(w.ID))
+	if !ok {
+		return ""
+	}
+	return gossipState(map[string]gossip.Member{mem.Name: mem}, w)
 }
 
 // noteUnpooled logs, once per worker incarnation, that a worker heartbeats

@@ -98,7 +98,9 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, m.assignments(hb.Worker.ID))
+	reply := m.assignments(hb.Worker.ID)
+	reply.Gossip = m.gossipStateOf(&hb.Worker)
+	writeJSON(w, reply)
 }
 
 // refuseHeartbeat answers a heartbeat whose secret does not match with 403,

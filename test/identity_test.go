@@ -401,3 +401,23 @@ func TestRequestBodyLimits(t *testing.T) {
 		t.Fatalf("a good request after the refusals: %d %s, want 404 (no app 1)", status, answer)
 	}
 }
+
+// A worker killed with -9 and started again (same data dir, so the same id
+// and secret, but a new port) gets back into the gossip pool, which still
+// held its old address, and so gets executors again.
+func TestCrashedWorkerRejoinsPool(t *testing.T) {
+	c, out := workerCluster(t, "")
+	old := c.aliveWorkers()[0]
+	c.kill("worker0", syscall.SIGKILL)
+	c.startWorker(0)
+	waitFor(t, 20*time.Second, "the restarted worker alive, also in the gossip pool", func() bool {
+		w := findWorker(c.workersJSON(), old.ID)
+		return w != nil && w.Alive && w.Gossip == "alive" && w.BootID != old.BootID
+	})
+	id := c.submit(testBundle(t, out, "after-crash", `command = ["./server.sh"]`, "instances = 1"))
+	a := c.waitRunning(id, 1, 30*time.Second)
+	if a.Executors[0].Worker != old.ID {
+		t.Fatalf("executor placed on %q, want the restarted worker %s", a.Executors[0].Worker, old.ID)
+	}
+	c.killApp(id, pidsOf(a))
+}

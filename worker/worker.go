@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -91,7 +92,11 @@ type Worker struct {
 	fenced      bool
 	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
 
-	quorumDownLogged bool // heartbeat goroutine only
+	quorumDownLogged bool      // heartbeat goroutine only
+	unpooledSince    time.Time // heartbeat goroutine only: the leader has not seen us in the pool since
+	lastRejoin       time.Time // heartbeat goroutine only
+	rejoining        atomic.Bool
+	rejoinLogged     time.Time // owned by the rejoin goroutine (one at a time)
 	cancelRun        context.CancelFunc
 	wg               sync.WaitGroup // executor goroutines
 }
@@ -348,8 +353,45 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.fenced = false
 		w.mu.Unlock()
 		w.quorumDownLogged = false
+		w.checkPooled(reply.Gossip)
 		w.reconcile(reply.Assignments)
 	}
+}
+
+// checkPooled rejoins the masters' gossip pool when the leader has not seen
+// this worker alive there for a second (e.g. after a crash and a restart
+// on another port, while the pool still held the old address): the leader
+// places executors only on pool members. At most once a second, in the
+// background.
+func (w *Worker) checkPooled(state string) {
+	if state == "alive" {
+		w.unpooledSince = time.Time{}
+		return
+	}
+	now := time.Now()
+	if w.unpooledSince.IsZero() {
+		w.unpooledSince = now
+	}
+	if now.Sub(w.unpooledSince) < time.Second || now.Sub(w.lastRejoin) < time.Second || w.pool == nil || !w.rejoining.CompareAndSwap(false, true) {
+		return
+	}
+	w.lastRejoin = now
+	since := w.unpooledSince
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer w.rejoining.Store(false)
+		err := w.pool.Rejoin()
+		if err == nil && time.Since(w.rejoinLogged) < 30*time.Second {
+			return
+		}
+		w.rejoinLogged = time.Now()
+		if err != nil {
+			w.log.Warn("the leader does not see this worker in the gossip pool, and rejoining it failed; no executors are placed here until it is back", "gossip_state", state, "since", since, "err", err)
+			return
+		}
+		w.log.Info("the leader does not see this worker alive in the gossip pool; rejoined it (repeated every second until it does)", "gossip_state", state, "since", since)
+	}()
 }
 
 // sharedStore opens the shared jar store when one is configured and this

@@ -184,6 +184,9 @@ type HeartbeatReply struct {
 	Leader      string       `json:"leader"`
 	Masters     []string     `json:"masters"`
 	Assignments []Assignment `json:"assignments"`
+	// Gossip is the worker's state in the leader's gossip pool ("" = not
+	// known there); a worker that is not alive there rejoins the pool.
+	Gossip string `json:"gossip,omitempty"`
 }
 
 // SubmitRequest is the body of POST /api/v1/apps.
