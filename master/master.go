@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -383,12 +384,15 @@ func longDead(workers map[string]*cluster.Worker, lastSeen map[string]time.Time,
 // forgetLongDead removes workers not heard from for gear.worker.forget-after
 // through a raft write.
 func (m *Master) forgetLongDead(now time.Time) error {
+	if m.opts.ForgetAfter <= 0 {
+		return nil
+	}
+	// Copied first: the scheduler takes m.mu before the state's lock.
+	m.mu.Lock()
+	seen := maps.Clone(m.lastSeen)
+	m.mu.Unlock()
 	var ids []string
-	m.fsm.read(func(s *State) {
-		m.mu.Lock()
-		ids = longDead(s.Workers, m.lastSeen, now, m.opts.ForgetAfter)
-		m.mu.Unlock()
-	})
+	m.fsm.read(func(s *State) { ids = longDead(s.Workers, seen, now, m.opts.ForgetAfter) })
 	if len(ids) == 0 {
 		return nil
 	}
