@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,35 +20,114 @@ import (
 
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/config"
 )
 
 const forwardedHeader = "X-Gear-Forwarded-By"
 
 func (m *Master) routes() http.Handler {
 	mux := http.NewServeMux()
+	js := m.jsonLimit()
 	// Answered by every master from its own view.
 	mux.HandleFunc("GET /api/v1/status", m.handleStatus)
 	mux.HandleFunc("GET /api/v1/masters", m.handleMasters)
 	mux.HandleFunc("GET /ecv", m.handleECV)
-	mux.HandleFunc("POST /ecv/enable", m.auth(m.handleECVToggle(false)))
-	mux.HandleFunc("POST /ecv/disable", m.auth(m.handleECVToggle(true)))
+	mux.HandleFunc("POST /ecv/enable", m.auth(js.wrap(m.handleECVToggle(false))))
+	mux.HandleFunc("POST /ecv/disable", m.auth(js.wrap(m.handleECVToggle(true))))
 	mux.HandleFunc("GET /metrics", m.handleMetrics)
 	mux.HandleFunc("GET /api/v1/bundles/{digest}", m.handleGetBundle)
-	// Answered by the leader; other masters forward.
+	// Answered by the leader; other masters forward. Bodies over their
+	// limit are refused before anything is forwarded.
 	mux.HandleFunc("GET /api/v1/apps", m.lead(m.handleApps))
 	mux.HandleFunc("GET /api/v1/apps/{id}", m.lead(m.handleApp))
-	mux.HandleFunc("POST /api/v1/apps", m.auth(m.lead(m.handleSubmit)))
-	mux.HandleFunc("POST /api/v1/apps/{id}/kill", m.auth(m.lead(m.handleKill)))
-	mux.HandleFunc("POST /api/v1/apps/{id}/restart", m.auth(m.lead(m.handleRestart)))
-	mux.HandleFunc("POST /api/v1/apps/{id}/scale", m.auth(m.lead(m.handleScale)))
+	mux.HandleFunc("POST /api/v1/apps", m.auth(js.wrap(m.lead(m.handleSubmit))))
+	mux.HandleFunc("POST /api/v1/apps/{id}/kill", m.auth(js.wrap(m.lead(m.handleKill))))
+	mux.HandleFunc("POST /api/v1/apps/{id}/restart", m.auth(js.wrap(m.lead(m.handleRestart))))
+	mux.HandleFunc("POST /api/v1/apps/{id}/scale", m.auth(js.wrap(m.lead(m.handleScale))))
 	mux.HandleFunc("GET /api/v1/apps/{id}/logs", m.lead(m.handleLogs))
 	mux.HandleFunc("GET /api/v1/workers", m.lead(m.handleWorkers))
-	mux.HandleFunc("POST /api/v1/workers/heartbeat", m.auth(m.lead(m.handleHeartbeat)))
-	mux.HandleFunc("POST /api/v1/bundles", m.auth(m.lead(m.handleUpload)))
+	mux.HandleFunc("POST /api/v1/workers/heartbeat", m.auth(js.wrap(m.lead(m.handleHeartbeat))))
+	mux.HandleFunc("POST /api/v1/workers/{id}/remove", m.auth(js.wrap(m.lead(m.handleRemoveWorker))))
+	mux.HandleFunc("POST /api/v1/bundles", m.auth(m.bundleLimit().wrap(m.lead(m.handleUpload))))
 	mux.HandleFunc("GET /api/v1/bundles", m.lead(m.handleListBundles))
-	mux.HandleFunc("POST /api/v1/jarstore/gc", m.auth(m.lead(m.handleGC)))
+	mux.HandleFunc("POST /api/v1/jarstore/gc", m.auth(js.wrap(m.lead(m.handleGC))))
 	mux.HandleFunc("/", m.handleDashboard)
 	return mux
+}
+
+// maxJSONBody bounds the body of every JSON request.
+const maxJSONBody = 8 << 20
+
+// bodyLimit is one route's bound on request bodies and how to name it in
+// the refusal.
+type bodyLimit struct {
+	max  int64 // <= 0: unbounded
+	what string
+	// streamed: the leader's handler enforces the limit itself (with a
+	// message that names the bundle), so only a body that is forwarded to
+	// the leader is checked here.
+	streamed bool
+	leading  func() bool
+}
+
+func (m *Master) jsonLimit() bodyLimit {
+	return bodyLimit{max: maxJSONBody, what: "the API's limit for JSON requests"}
+}
+
+// bundleLimit bounds uploads by gear.jarstore.max-bundle-size. The leader's
+// jar store enforces it again while streaming (with its own message).
+func (m *Master) bundleLimit() bodyLimit {
+	return bodyLimit{max: m.opts.MaxBundleSize, what: "gear.jarstore.max-bundle-size", streamed: true, leading: m.isLeader}
+}
+
+// tooLargeError is a body over its route's limit. It reads as the limit
+// and what sets it, and matches ErrTooLarge.
+type tooLargeError struct{ msg string }
+
+func (e *tooLargeError) Error() string        { return e.msg }
+func (e *tooLargeError) Is(target error) bool { return target == ErrTooLarge }
+
+func (l bodyLimit) err() error {
+	return &tooLargeError{fmt.Sprintf("request body over %s (%s)", config.FormatSize(l.max), l.what)}
+}
+
+// wrap refuses a body that declares a length over the limit at once, on
+// whichever master receives it, and cuts off one that grows past it while
+// it is read (by a handler or by the proxy to the leader).
+func (l bodyLimit) wrap(h http.HandlerFunc) http.HandlerFunc {
+	if l.max <= 0 {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if l.streamed && l.leading() {
+			h(w, r)
+			return
+		}
+		if r.ContentLength > l.max {
+			// The body stays unread: the server closes the connection
+			// after this answer instead of draining it.
+			w.Header().Set("Connection", "close")
+			writeError(w, l.err())
+			return
+		}
+		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, l.max), limit: l}
+		h(w, r)
+	}
+}
+
+// limitedBody turns http.MaxBytesReader's error into the route's own.
+type limitedBody struct {
+	io.ReadCloser
+	limit bodyLimit
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		err = b.limit.err()
+	}
+	return n, err
 }
 
 // writeJSON answers v with status 200.
@@ -62,12 +142,18 @@ func writeJSON(w http.ResponseWriter, v any) {
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrNoSuchApp), errors.Is(err, jarstore.ErrNotFound):
+	case errors.Is(err, ErrNoSuchApp), errors.Is(err, ErrNoSuchWorker), errors.Is(err, jarstore.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, ErrBadRequest), errors.Is(err, jarstore.ErrTooLarge), errors.Is(err, jarstore.ErrDigestMismatch), errors.Is(err, jarstore.ErrInvalidDigest):
+	case errors.Is(err, ErrTooLarge), errors.Is(err, jarstore.ErrTooLarge):
+		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrBadRequest), errors.Is(err, jarstore.ErrDigestMismatch), errors.Is(err, jarstore.ErrInvalidDigest):
 		status = http.StatusBadRequest
 	case errors.Is(err, ErrUnauthorized):
 		status = http.StatusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		status = http.StatusForbidden
+	case errors.Is(err, ErrConflict):
+		status = http.StatusConflict
 	case errors.Is(err, ErrNoLeader):
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, jarstore.ErrNoSpace):
@@ -116,6 +202,12 @@ func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 			},
 			FlushInterval: -1,
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+				if errors.Is(err, ErrTooLarge) {
+					// The body grew past its limit while it was
+					// forwarded: the leader is fine, the request is not.
+					writeError(w, err)
+					return
+				}
 				writeError(w, fmt.Errorf("%w: the leader %s did not answer (%v); retry in a moment", ErrNoLeader, leader, err))
 			},
 		}
@@ -286,13 +378,34 @@ func (m *Master) handleApp(w http.ResponseWriter, r *http.Request) {
 	writeEncoded(w, b, err)
 }
 
+// decodeBody decodes exactly one JSON value into v: unknown fields and
+// anything after the value are refused. Routes bound the body with
+// bodyLimit.wrap; a body over it is ErrTooLarge.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<20))
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", ErrBadRequest, err)
+		return bodyError(err)
 	}
-	return nil
+	var extra json.RawMessage
+	switch err := dec.Decode(&extra); {
+	case err == io.EOF:
+		return nil
+	case err == nil:
+		return fmt.Errorf("%w: request body: more than one JSON value (send exactly one JSON object)", ErrBadRequest)
+	default:
+		if errors.Is(err, ErrTooLarge) {
+			return err
+		}
+		return fmt.Errorf("%w: request body: unexpected data after the JSON value (send exactly one JSON object): %v", ErrBadRequest, err)
+	}
+}
+
+func bodyError(err error) error {
+	if errors.Is(err, ErrTooLarge) {
+		return err
+	}
+	return fmt.Errorf("%w: request body: %v", ErrBadRequest, err)
 }
 
 func (m *Master) handleSubmit(w http.ResponseWriter, r *http.Request) {
@@ -395,6 +508,59 @@ func (m *Master) handleWorkers(w http.ResponseWriter, r *http.Request) {
 		ws = []cluster.Worker{}
 	}
 	writeJSON(w, ws)
+}
+
+// handleRemoveWorker removes a dead worker from the replicated state; its
+// executors become unplaced and are placed elsewhere. A worker heard from
+// within the failover timeout is refused unless force=true: it may still
+// run them.
+func (m *Master) handleRemoveWorker(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	force := false
+	if f := r.URL.Query().Get("force"); f != "" {
+		b, err := strconv.ParseBool(f)
+		if err != nil {
+			writeError(w, fmt.Errorf("%w: force=%q is not true or false", ErrBadRequest, f))
+			return
+		}
+		force = b
+	}
+	known := false
+	execs := []string{}
+	m.fsm.read(func(s *State) {
+		_, known = s.Workers[id]
+		for _, app := range s.Apps {
+			for _, e := range app.Executors {
+				if e.Worker == id {
+					execs = append(execs, e.ID)
+				}
+			}
+		}
+	})
+	if !known {
+		writeError(w, fmt.Errorf("%w: %q (see `gear workers`)", ErrNoSuchWorker, id))
+		return
+	}
+	now := time.Now()
+	m.mu.Lock()
+	last := m.lastSeen[id]
+	m.mu.Unlock()
+	if !force && !last.IsZero() && now.Sub(last) < m.opts.FailoverTimeout {
+		writeError(w, fmt.Errorf("%w: worker %s was heard from %s ago, within gear.failover.timeout (%s): it looks alive, and its %d executor(s) would run twice; stop the worker first and retry once the timeout has passed, or pass -force",
+			ErrConflict, id, now.Sub(last).Round(time.Millisecond), m.opts.FailoverTimeout, len(execs)))
+		return
+	}
+	if _, err := m.apply(command{Op: opForget, Forget: []string{id}}); err != nil {
+		writeError(w, err)
+		return
+	}
+	m.mu.Lock()
+	delete(m.lastSeen, id)
+	delete(m.unpooled, id)
+	m.mu.Unlock()
+	slices.Sort(execs)
+	m.log.Info("worker removed", "worker", id, "forced", force, "unplaced", execs)
+	writeJSON(w, cluster.RemoveWorkerResult{ID: id, Unplaced: execs})
 }
 
 // handleLogs proxies to the worker that runs the executor.

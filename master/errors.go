@@ -6,10 +6,20 @@ import "errors"
 var (
 	// ErrNoSuchApp: the application id is unknown.
 	ErrNoSuchApp = errors.New("no such application")
+	// ErrNoSuchWorker: the worker id is unknown.
+	ErrNoSuchWorker = errors.New("no such worker")
 	// ErrBadRequest: the request is malformed or asks for something impossible.
 	ErrBadRequest = errors.New("bad request")
 	// ErrNoLeader: no leader is known, or this master cannot reach a quorum.
 	ErrNoLeader = errors.New("no leader")
 	// ErrUnauthorized: a mutating call came without the right cluster token.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the caller is authenticated but may not act as who it
+	// claims to be (a heartbeat under a worker id with another secret).
+	ErrForbidden = errors.New("forbidden")
+	// ErrConflict: the request contradicts the cluster's current state
+	// (removing a worker that still heartbeats).
+	ErrConflict = errors.New("conflict")
+	// ErrTooLarge: a request body is over the API's limit for its route.
+	ErrTooLarge = errors.New("request body too large")
 )

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -43,6 +44,10 @@ type Options struct {
 	GossipKey       []byte
 	GossipLabel     string
 	Logger          *slog.Logger
+
+	// ForgetAfter: the leader removes workers it has not heard from for
+	// this long (gear.worker.forget-after); <= 0 = never.
+	ForgetAfter time.Duration
 }
 
 // Master is a running master daemon.
@@ -60,6 +65,11 @@ type Master struct {
 	http  *http.Server
 	lock  *os.File
 
+	// members lists the gossip pool as this master sees it: pool.Members,
+	// faked by tests of placement.
+	members func() []gossip.Member
+	member  func(name string) (gossip.Member, bool) // pool.Member
+
 	serveDone chan error
 
 	ecvDisabled atomic.Bool
@@ -68,6 +78,16 @@ type Master struct {
 	mu       sync.Mutex
 	lastSeen map[string]time.Time // worker id -> last heartbeat (leader only)
 	leading  bool
+
+	refusedLogged map[string]time.Time    // worker id -> last refused heartbeat logged (under mu)
+	unpooled      map[string]unpooledNote // heartbeating workers missing from the gossip pool (under mu)
+}
+
+// unpooledNote tracks a heartbeating worker missing from the gossip pool.
+type unpooledNote struct {
+	boot   string
+	since  time.Time
+	logged bool
 }
 
 // New binds the port, opens the data dir and the jar store, and starts
@@ -86,7 +106,8 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Master{opts: opts, mux: mux, fsm: &fsm{state: newState()}, lastSeen: map[string]time.Time{}, started: time.Now()}
+	m := &Master{opts: opts, mux: mux, fsm: &fsm{state: newState()}, lastSeen: map[string]time.Time{}, started: time.Now(),
+		refusedLogged: map[string]time.Time{}, unpooled: map[string]unpooledNote{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -148,6 +169,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.members, m.member = m.pool.Members, m.pool.Member
 	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = m.http.Serve(httpLn) }()
 	ok = true
@@ -282,11 +304,118 @@ func (m *Master) seen(id string, now time.Time) {
 	m.mu.Unlock()
 }
 
+// poolMembers indexes this master's view of the gossip pool by node name.
+func (m *Master) poolMembers() map[string]gossip.Member {
+	out := map[string]gossip.Member{}
+	if m.members == nil {
+		return out
+	}
+	for _, mem := range m.members() {
+		out[mem.Name] = mem
+	}
+	return out
+}
+
+// gossipState is worker w's state in the gossip pool (alive, dead, left),
+// or "" when the pool does not know this incarnation of it: the member
+// must carry the worker's name, the worker role, and the API address and
+// boot id the worker registered with. A heartbeat alone (anyone with the
+// token can send one) does not make a node a member.
+func gossipState(members map[string]gossip.Member, w *cluster.Worker) string {
+	mem, ok := members[gossip.WorkerName(w.ID)]
+	if !ok || mem.Meta.Role != gossip.RoleWorker || mem.Meta.API != w.Addr || mem.Meta.Boot != w.BootID {
+		return ""
+	}
+	return mem.State
+}
+
+// gossipStateOf is gossipState for one worker, without listing the pool.
+func (m *Master) gossipStateOf(w *cluster.Worker) string {
+	if m.member == nil {
+		return ""
+	}
+	mem, ok := m.member(gossip.WorkerName(w.ID))
+	if !ok {
+		return ""
+	}
+	return gossipState(map[string]gossip.Member{mem.Name: mem}, w)
+}
+
+// noteUnpooled logs, once per worker incarnation, that a worker heartbeats
+// but has not been alive in the gossip pool for half a failover timeout,
+// so nothing is placed on it. (A starting worker joins the pool within
+// moments of its first heartbeat.)
+func (m *Master) noteUnpooled(ws []*cluster.Worker, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range ws {
+		n, ok := m.unpooled[w.ID]
+		if !ok || n.boot != w.BootID {
+			n = unpooledNote{boot: w.BootID, since: now}
+		}
+		if n.logged || now.Sub(n.since) < m.opts.FailoverTimeout/2 {
+			m.unpooled[w.ID] = n
+			continue
+		}
+		n.logged = true
+		m.unpooled[w.ID] = n
+		m.log.Warn("worker heartbeats but is not alive in the gossip pool: no executors are placed on it until it is (check that its port is reachable over TCP and UDP from the masters and that gear.gossip.key and gear.gossip.cluster-label match)",
+			"worker", w.ID, "addr", w.Addr)
+	}
+}
+
+// longDead lists, sorted, the workers not heard from for at least after.
+// A worker without a lastSeen entry has not been judged yet (a new leader
+// gives every worker a fresh start) and is kept.
+func longDead(workers map[string]*cluster.Worker, lastSeen map[string]time.Time, now time.Time, after time.Duration) []string {
+	if after <= 0 {
+		return nil
+	}
+	var out []string
+	for id := range workers {
+		if t, ok := lastSeen[id]; ok && now.Sub(t) >= after {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// forgetLongDead removes workers not heard from for gear.worker.forget-after
+// through a raft write.
+func (m *Master) forgetLongDead(now time.Time) error {
+	if m.opts.ForgetAfter <= 0 {
+		return nil
+	}
+	// Copied first: the scheduler takes m.mu before the state's lock.
+	m.mu.Lock()
+	seen := maps.Clone(m.lastSeen)
+	m.mu.Unlock()
+	var ids []string
+	m.fsm.read(func(s *State) { ids = longDead(s.Workers, seen, now, m.opts.ForgetAfter) })
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := m.apply(command{Op: opForget, Forget: ids}); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	for _, id := range ids {
+		delete(m.lastSeen, id)
+		delete(m.unpooled, id)
+	}
+	m.mu.Unlock()
+	m.log.Info("forgot workers not heard from for gear.worker.forget-after", "workers", ids, "forget_after", m.opts.ForgetAfter)
+	return nil
+}
+
 // workersView fills the non-replicated fields of the workers.
 func (m *Master) workersView(st *State, now time.Time) []cluster.Worker {
 	var out []cluster.Worker
+	members := m.poolMembers()
 	for _, w := range st.Workers {
 		v := *w
+		v.Gossip = gossipState(members, w)
 		m.mu.Lock()
 		v.LastSeen = m.lastSeen[w.ID]
 		m.mu.Unlock()

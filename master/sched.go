@@ -2,6 +2,9 @@ package master
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -13,8 +16,10 @@ import (
 	"github.com/gear-run/gear/pkg/cluster"
 )
 
-// handleHeartbeat records a worker as alive, folds the state changes it
-// reports into the replicated state, and answers with its assignments.
+// handleHeartbeat checks the worker's secret, records the worker as alive,
+// folds the state changes it reports into the replicated state, and
+// answers with its assignments. A heartbeat under a registered id with
+// another secret changes nothing and gets nothing back.
 func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	var hb cluster.Heartbeat
 	if err := decodeBody(r, &hb); err != nil {
@@ -25,12 +30,22 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: heartbeat without worker id or address", ErrBadRequest))
 		return
 	}
+	if hb.Secret == "" {
+		writeError(w, fmt.Errorf("%w: heartbeat of worker %s without a worker secret: the worker is older than this master; upgrade it", ErrBadRequest, hb.Worker.ID))
+		return
+	}
+	hash := secretHash(hb.Secret)
 	now := time.Now()
-	m.seen(hb.Worker.ID, now)
 	var known *cluster.Worker
+	var refused error
+	hasSecret := false // workers registered before secrets existed have none
 	var reports []cluster.ExecutorReport
 	var gone []string
 	m.fsm.read(func(s *State) {
+		if refused = s.checkSecret(hb.Worker.ID, hash); refused != nil {
+			return
+		}
+		hasSecret = s.WorkerSecrets[hb.Worker.ID] != ""
 		if w, ok := s.Workers[hb.Worker.ID]; ok {
 			c := *w
 			known = &c
@@ -57,16 +72,26 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	})
-	if known == nil || known.Addr != hb.Worker.Addr || known.BootID != hb.Worker.BootID || !slices.Equal(known.CPUs, hb.Worker.CPUs) {
+	if refused != nil {
+		m.refuseHeartbeat(w, r, hb.Worker.ID, refused)
+		return
+	}
+	if known == nil || !hasSecret || known.Addr != hb.Worker.Addr || known.BootID != hb.Worker.BootID || !slices.Equal(known.CPUs, hb.Worker.CPUs) {
 		wk := hb.Worker
-		if _, err := m.apply(command{Op: opWorker, Worker: &wk}); err != nil {
+		wk.Gossip = ""
+		if _, err := m.apply(command{Op: opWorker, Worker: &wk, SecretHash: hash}); err != nil {
+			if errors.Is(err, ErrForbidden) {
+				m.refuseHeartbeat(w, r, hb.Worker.ID, err)
+				return
+			}
 			writeError(w, err)
 			return
 		}
 		if known == nil {
-			m.log.Info("worker registered", "worker", wk.ID, "addr", wk.Addr, "cpus", wk.CPUs)
+			m.log.Info("worker registered; executors are placed on it once it is also in the gossip pool", "worker", wk.ID, "addr", wk.Addr, "cpus", wk.CPUs)
 		}
 	}
+	m.seen(hb.Worker.ID, now)
 	if len(reports) > 0 || len(gone) > 0 {
 		wk := hb.Worker
 		if _, err := m.apply(command{Op: opStatus, Worker: &wk, Reports: reports, Gone: gone}); err != nil {
@@ -74,7 +99,34 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, m.assignments(hb.Worker.ID))
+	reply := m.assignments(hb.Worker.ID)
+	reply.Gossip = m.gossipStateOf(&hb.Worker)
+	writeJSON(w, reply)
+}
+
+// refuseHeartbeat answers a heartbeat whose secret does not match with 403,
+// logging it at most once a minute per worker id (anyone with the token
+// could otherwise fill the log).
+func (m *Master) refuseHeartbeat(w http.ResponseWriter, r *http.Request, id string, err error) {
+	now := time.Now()
+	m.mu.Lock()
+	last := m.refusedLogged[id]
+	logIt := now.Sub(last) >= time.Minute
+	if logIt {
+		m.refusedLogged[id] = now
+	}
+	m.mu.Unlock()
+	if logIt {
+		m.log.Warn("refused a heartbeat under a registered worker id with another secret", "worker", id, "from", r.RemoteAddr, "err", err)
+	}
+	writeError(w, err)
+}
+
+// secretHash is what the replicated state keeps of a worker secret. The
+// secret is 256 random bits, so a plain SHA-256 is enough.
+func secretHash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
 }
 
 // changed reports whether a worker's report differs from the replicated
@@ -147,6 +199,9 @@ func (m *Master) scheduleLoop(ctx context.Context) {
 		if err := m.reconcile(time.Now()); err != nil {
 			m.log.Warn("reconcile", "err", err)
 		}
+		if err := m.forgetLongDead(time.Now()); err != nil {
+			m.log.Warn("forget long-dead workers", "err", err)
+		}
 	}
 }
 
@@ -214,14 +269,21 @@ func (m *Master) place(st *State, now time.Time) []assignment {
 	}
 	var loads []*load
 	byID := map[string]*load{}
+	members := m.poolMembers()
+	var unpooled []*cluster.Worker
 	for _, w := range st.Workers {
 		if !m.workerAlive(w.ID, now) {
+			continue
+		}
+		if gossipState(members, w) != "alive" {
+			unpooled = append(unpooled, w)
 			continue
 		}
 		l := &load{w: w, exclusive: map[int]bool{}, shared: map[int]int{}}
 		loads = append(loads, l)
 		byID[w.ID] = l
 	}
+	m.noteUnpooled(unpooled, now)
 	sort.Slice(loads, func(i, j int) bool { return loads[i].w.ID < loads[j].w.ID })
 	for _, app := range st.Apps {
 		for _, e := range app.Executors {

@@ -1,6 +1,7 @@
 package master
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,10 +24,14 @@ type State struct {
 	Apps      map[string]*cluster.App    `json:"apps"`
 	Workers   map[string]*cluster.Worker `json:"workers"`
 	NextAppID int                        `json:"next_app_id"`
+	// WorkerSecrets maps a worker id to the SHA-256 (hex) of the secret
+	// its heartbeats carry. Only the hash is replicated; the secret stays
+	// in the worker's data dir.
+	WorkerSecrets map[string]string `json:"worker_secrets"`
 }
 
 func newState() *State {
-	return &State{Apps: map[string]*cluster.App{}, Workers: map[string]*cluster.Worker{}}
+	return &State{Apps: map[string]*cluster.App{}, Workers: map[string]*cluster.Worker{}, WorkerSecrets: map[string]string{}}
 }
 
 // Operations of the replicated log.
@@ -40,6 +45,7 @@ const (
 	opStatus   = "status"
 	opWorker   = "worker"
 	opBump     = "bump"
+	opForget   = "forget" // remove workers; their executors become unplaced
 )
 
 // command is one entry of the replicated log.
@@ -56,6 +62,9 @@ type command struct {
 	Reports []cluster.ExecutorReport `json:"reports,omitempty"`
 	Gone    []string                 `json:"gone,omitempty"` // executor ids the worker no longer runs
 	Bump    string                   `json:"bump,omitempty"` // executor id
+	// SecretHash is the hash of the registering worker's secret (opWorker).
+	SecretHash string   `json:"secret_hash,omitempty"`
+	Forget     []string `json:"forget,omitempty"` // worker ids (opForget)
 }
 
 type assignment struct {
@@ -155,8 +164,37 @@ func (s *State) apply(c *command) result {
 		}
 	case opWorker:
 		w := *c.Worker
+		// Checked here too, not only by the heartbeat handler, so that two
+		// registrations racing under one id cannot both win.
+		if err := s.checkSecret(w.ID, c.SecretHash); err != nil {
+			return result{Err: err}
+		}
 		w.Alive, w.LastSeen, w.Executors, w.FreeCPUs = false, time.Time{}, nil, nil
 		s.Workers[w.ID] = &w
+		if c.SecretHash != "" {
+			s.WorkerSecrets[w.ID] = c.SecretHash
+		}
+	case opForget:
+		forget := map[string]bool{}
+		for _, id := range c.Forget {
+			forget[id] = true
+			delete(s.Workers, id)
+			delete(s.WorkerSecrets, id)
+		}
+		for _, app := range s.Apps {
+			for i := range app.Executors {
+				e := &app.Executors[i]
+				if e.Worker == "" || !forget[e.Worker] {
+					continue
+				}
+				e.Worker, e.WorkerAddr, e.PID, e.CPUs = "", "", 0, []int{}
+				if app.State == cluster.AppKilled {
+					e.State = cluster.Stopped
+				} else {
+					e.State = cluster.Lost
+				}
+			}
+		}
 	case opStatus:
 		for _, r := range c.Reports {
 			e := s.executor(r.ID)
@@ -186,6 +224,20 @@ func (s *State) apply(c *command) result {
 		app.State = app.DeriveState()
 	}
 	return result{}
+}
+
+// checkSecret refuses hash for worker id when the id is registered with
+// another secret. A worker registered before secrets existed (no hash)
+// takes the first one it presents.
+func (s *State) checkSecret(id, hash string) error {
+	want, ok := s.WorkerSecrets[id]
+	if !ok || want == "" {
+		return nil
+	}
+	if subtle.ConstantTimeCompare([]byte(want), []byte(hash)) != 1 {
+		return fmt.Errorf("%w: worker %s is registered with another secret: its heartbeats are refused; if this is a new machine reusing the id, remove the old one with gear workers remove %s", ErrForbidden, id, id)
+	}
+	return nil
 }
 
 func newExecutor(app, process string, index int) cluster.Executor {
@@ -315,6 +367,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	if s.Workers == nil {
 		s.Workers = map[string]*cluster.Worker{}
+	}
+	if s.WorkerSecrets == nil {
+		s.WorkerSecrets = map[string]string{}
 	}
 	f.mu.Lock()
 	f.state = s

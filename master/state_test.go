@@ -86,6 +86,7 @@ func TestPlaceExclusiveCores(t *testing.T) {
 	s.Workers["dead"] = &cluster.Worker{ID: "dead", Addr: "d:1", CPUs: []int{0, 1, 2, 3, 4, 5}}
 	m.lastSeen["a"], m.lastSeen["b"] = now, now
 	m.lastSeen["dead"] = now.Add(-time.Hour)
+	inPool(m, s.Workers["a"], s.Workers["b"], s.Workers["dead"])
 	s.apply(submitCmd("web", cluster.Process{Name: "web", Command: []string{"x"}, Instances: 3, CPUs: 2}))
 
 	as := m.place(s, now)
@@ -122,6 +123,7 @@ func TestPlaceSpreadsUnpinnedExecutors(t *testing.T) {
 	s.Workers["a"] = &cluster.Worker{ID: "a", Addr: "a:1", CPUs: []int{0, 1, 2, 3}}
 	s.Workers["b"] = &cluster.Worker{ID: "b", Addr: "b:1", CPUs: []int{0}}
 	m.lastSeen["a"], m.lastSeen["b"] = now, now
+	inPool(m, s.Workers["a"], s.Workers["b"])
 	s.apply(submitCmd("chat", cluster.Process{Name: "chat", Command: []string{"x"}, Instances: 4}))
 	per := map[string]int{}
 	for _, a := range m.place(s, now) {

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,6 +78,7 @@ type Worker struct {
 	opts   Options
 	log    *slog.Logger
 	id     string
+	secret string // proves this worker's id to the masters (DataDir/worker-secret)
 	addr   string
 	boot   string
 	mux    *netmux.Mux
@@ -97,7 +101,11 @@ type Worker struct {
 	fenced      bool
 	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
 
-	quorumDownLogged bool // heartbeat goroutine only
+	quorumDownLogged bool      // heartbeat goroutine only
+	unpooledSince    time.Time // heartbeat goroutine only: the leader has not seen us in the pool since
+	lastRejoin       time.Time // heartbeat goroutine only
+	rejoining        atomic.Bool
+	rejoinLogged     time.Time // owned by the rejoin goroutine (one at a time)
 	cancelRun        context.CancelFunc
 	wg               sync.WaitGroup // executor goroutines
 }
@@ -165,6 +173,9 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if w.id, err = workerID(opts.DataDir); err != nil {
 		return nil, err
 	}
+	if w.secret, err = workerSecret(opts.DataDir); err != nil {
+		return nil, err
+	}
 	w.log = opts.Logger.With("worker", w.id)
 	w.client = cluster.NewClient(opts.Masters, opts.Token)
 	w.client.HTTP.Timeout = 0
@@ -181,7 +192,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	gossipLn := mux.Protocol(netmux.Gossip)
 	httpLn := mux.HTTP()
 	w.pool, err = gossip.Start(ctx, gossip.Options{
-		Name: "worker@" + w.id, BindIP: opts.IP, Port: w.opts.Port, Streams: gossipLn,
+		Name: gossip.WorkerName(w.id), BindIP: opts.IP, Port: w.opts.Port, Streams: gossipLn,
 		Meta: gossip.Meta{Role: gossip.RoleWorker, API: w.addr, Boot: w.boot},
 		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
 		Seeds: opts.Masters, Logger: w.log,
@@ -328,7 +339,15 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		if err != nil {
 			failures++
 			delay = min(interval<<min(failures, 3), time.Second)
-			if failures == 1 || failures%20 == 0 {
+			var apiErr *cluster.APIError
+			if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
+				// The leader is there but does not take this worker for
+				// who it says it is: retrying will not help by itself, and
+				// the executors are fenced like after a lost contact.
+				if failures == 1 || failures%20 == 0 {
+					w.log.Error("the leader refuses this worker's identity; another worker holds its id", "id", w.id, "data", w.opts.DataDir, "attempt", failures, "err", err)
+				}
+			} else if failures == 1 || failures%20 == 0 {
 				w.log.Warn("cannot reach the leader through any master; retrying with backoff", "masters", w.client.Masters(), "retry_in", delay, "attempt", failures, "err", err)
 			}
 			w.maybeFence()
@@ -345,8 +364,45 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.fenced = false
 		w.mu.Unlock()
 		w.quorumDownLogged = false
+		w.checkPooled(reply.Gossip)
 		w.reconcile(reply.Assignments)
 	}
+}
+
+// checkPooled rejoins the masters' gossip pool when the leader has not seen
+// this worker alive there for a second (e.g. after a crash and a restart
+// on another port, while the pool still held the old address): the leader
+// places executors only on pool members. At most once a second, in the
+// background.
+func (w *Worker) checkPooled(state string) {
+	if state == "alive" {
+		w.unpooledSince = time.Time{}
+		return
+	}
+	now := time.Now()
+	if w.unpooledSince.IsZero() {
+		w.unpooledSince = now
+	}
+	if now.Sub(w.unpooledSince) < time.Second || now.Sub(w.lastRejoin) < time.Second || w.pool == nil || !w.rejoining.CompareAndSwap(false, true) {
+		return
+	}
+	w.lastRejoin = now
+	since := w.unpooledSince
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer w.rejoining.Store(false)
+		err := w.pool.Rejoin()
+		if err == nil && time.Since(w.rejoinLogged) < 30*time.Second {
+			return
+		}
+		w.rejoinLogged = time.Now()
+		if err != nil {
+			w.log.Warn("the leader does not see this worker in the gossip pool, and rejoining it failed; no executors are placed here until it is back", "gossip_state", state, "since", since, "err", err)
+			return
+		}
+		w.log.Info("the leader does not see this worker alive in the gossip pool; rejoined it (repeated every second until it does)", "gossip_state", state, "since", since)
+	}()
 }
 
 // sharedStore opens the shared jar store when one is configured and this
@@ -469,7 +525,7 @@ func quorumPossible(masters []string) bool {
 
 // heartbeat describes this worker and its executors.
 func (w *Worker) heartbeat() cluster.Heartbeat {
-	hb := cluster.Heartbeat{Worker: cluster.Worker{ID: w.id, Addr: w.addr, CPUs: w.opts.CPUs, BootID: w.boot}}
+	hb := cluster.Heartbeat{Worker: cluster.Worker{ID: w.id, Addr: w.addr, CPUs: w.opts.CPUs, BootID: w.boot}, Secret: w.secret}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, e := range w.execs {
@@ -636,6 +692,32 @@ func workerCPUs(want []int) ([]int, error) {
 	out := slices.Clone(want)
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// workerSecret reads the secret that proves this worker's id to the
+// masters, creating it (256 random bits, mode 0600) on first start. It
+// stays with the data dir, so a restarted worker that adopts its executors
+// keeps its identity.
+func workerSecret(dir string) (string, error) {
+	path := filepath.Join(dir, "worker-secret")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read worker secret: %w", err)
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("create worker secret: %w", err)
+	}
+	secret := hex.EncodeToString(b[:])
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write worker secret: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write worker secret: %w", err)
+	}
+	return secret, nil
 }
 
 // workerID reads the worker's stable id from its data dir, creating it on

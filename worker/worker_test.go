@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -70,5 +72,32 @@ func TestRetryable(t *testing.T) {
 		if got := retryable(tc.err); got != tc.want {
 			t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// The worker secret is created once, private to the worker's user, and
+// kept across restarts (a restarted worker keeps its identity).
+func TestWorkerSecretKeptInDataDir(t *testing.T) {
+	dir := t.TempDir()
+	s1, err := workerSecret(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s1) != 64 {
+		t.Fatalf("secret %q, want 256 bits in hex", s1)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "worker-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("worker-secret has mode %v, want 0600", fi.Mode().Perm())
+	}
+	s2, err := workerSecret(dir)
+	if err != nil || s2 != s1 {
+		t.Fatalf("second start read %q, %v; want the same secret", s2, err)
+	}
+	if other, _ := workerSecret(t.TempDir()); other == s1 {
+		t.Fatal("two data dirs got the same secret")
 	}
 }

@@ -69,7 +69,7 @@ applications:
   logs ID [-executor EXEC] [-f] [-lines N]
 
 cluster:
-  masters [-json] | workers [-json]
+  masters [-json] | workers [-json] | workers remove ID [-force]
   jarstore ls [-json] | jarstore gc [-grace DURATION]
   config check [-conf FILE] | config show [-conf FILE] [-json]
 

@@ -377,6 +377,9 @@ func runMasters(ctx context.Context, env Env, g global, args []string) error {
 }
 
 func runWorkers(ctx context.Context, env Env, g global, args []string) error {
+	if len(args) > 0 && args[0] == "remove" {
+		return workersRemove(ctx, env, g, args[1:])
+	}
 	fs := flag.NewFlagSet("workers", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
 	asJSON := jsonFlag(fs)
@@ -395,11 +398,46 @@ func runWorkers(ctx context.Context, env Env, g global, args []string) error {
 		return printJSON(env.Stdout, ws)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tADDR\tALIVE\tCPUS\tFREE\tEXECUTORS")
+	fmt.Fprintln(tw, "WORKER\tADDR\tALIVE\tGOSSIP\tCPUS\tFREE\tEXECUTORS")
 	for _, w := range ws {
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%d\n", w.ID, w.Addr, w.Alive, ints(w.CPUs), ints(w.FreeCPUs), len(w.Executors))
+		gossip := w.Gossip
+		if gossip == "" {
+			gossip = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", w.ID, w.Addr, w.Alive, gossip, ints(w.CPUs), ints(w.FreeCPUs), len(w.Executors))
 	}
 	return tw.Flush()
+}
+
+// workersRemove is `gear workers remove ID [-force]`.
+func workersRemove(ctx context.Context, env Env, g global, args []string) error {
+	fs := flag.NewFlagSet("workers remove", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	force := fs.Bool("force", false, "remove it even if it heartbeated within the failover timeout (its executors may then run twice)")
+	asJSON := jsonFlag(fs)
+	pos, _, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("workers remove: want one worker ID (see `gear workers`)")
+	}
+	c, err := client(env, g)
+	if err != nil {
+		return err
+	}
+	res, err := c.RemoveWorker(ctx, pos[0], *force)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.Stdout, res)
+	}
+	fmt.Fprintf(env.Stdout, "removed worker %s; %d executor(s) are placed elsewhere\n", res.ID, len(res.Unplaced))
+	for _, e := range res.Unplaced {
+		fmt.Fprintln(env.Stdout, "  "+e)
+	}
+	return nil
 }
 
 func runLogs(ctx context.Context, env Env, g global, args []string) error {

@@ -69,7 +69,7 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 	return master.Options{
 		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token,
 		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
-		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace,
+		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace, ForgetAfter: cfg.Worker.ForgetAfter,
 		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
 	}, nil
 }

@@ -279,6 +279,19 @@ func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
 	return ws, err
 }
 
+// RemoveWorker removes a dead worker from the cluster state; its executors
+// are placed elsewhere. The masters refuse a worker that heartbeated within
+// the failover timeout unless force is set.
+func (c *Client) RemoveWorker(ctx context.Context, id string, force bool) (RemoveWorkerResult, error) {
+	var out RemoveWorkerResult
+	q := url.Values{}
+	if force {
+		q.Set("force", "true")
+	}
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/" + url.PathEscape(id) + "/remove", Query: q}, &out)
+	return out, err
+}
+
 // MasterList returns each configured master's state.
 func (c *Client) MasterList(ctx context.Context) ([]Master, error) {
 	var ms []Master

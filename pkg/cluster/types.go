@@ -139,9 +139,14 @@ type Worker struct {
 	Alive    bool      `json:"alive"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	BootID   string    `json:"boot_id"`
-	// Executors and FreeCPUs are filled in by the API, not replicated.
+	// Executors, FreeCPUs and Gossip are filled in by the API, not
+	// replicated.
 	Executors []string `json:"executors"`
 	FreeCPUs  []int    `json:"free_cpus"`
+	// Gossip is the worker's state in the leader's gossip pool: alive,
+	// dead, left, or "" when the pool does not know it (or knows another
+	// incarnation). Executors are placed only on workers alive there.
+	Gossip string `json:"gossip,omitempty"`
 }
 
 // Master is one configured master, as seen by the master answering.
@@ -168,7 +173,11 @@ type Assignment struct {
 
 // Heartbeat is what a worker sends the leader every heartbeat interval.
 type Heartbeat struct {
-	Worker    Worker           `json:"worker"`
+	Worker Worker `json:"worker"`
+	// Secret proves the worker is the one that registered Worker.ID: the
+	// worker creates it at its first start and keeps it in its data dir;
+	// the masters replicate only its hash.
+	Secret    string           `json:"secret"`
 	Executors []ExecutorReport `json:"executors"`
 }
 
@@ -192,6 +201,9 @@ type HeartbeatReply struct {
 	Leader      string       `json:"leader"`
 	Masters     []string     `json:"masters"`
 	Assignments []Assignment `json:"assignments"`
+	// Gossip is the worker's state in the leader's gossip pool ("" = not
+	// known there); a worker that is not alive there rejoins the pool.
+	Gossip string `json:"gossip,omitempty"`
 }
 
 // SubmitRequest is the body of POST /api/v1/apps.
@@ -206,6 +218,14 @@ type SubmitRequest struct {
 type ScaleRequest struct {
 	Process   string `json:"process,omitempty"` // "" = the only (or every) process group
 	Instances int    `json:"instances"`
+}
+
+// RemoveWorkerResult is the answer of POST /api/v1/workers/{id}/remove.
+type RemoveWorkerResult struct {
+	ID string `json:"id"`
+	// Unplaced lists the executors the worker held; they are placed again
+	// elsewhere.
+	Unplaced []string `json:"unplaced"`
 }
 
 // RestartRequest is the body of POST /api/v1/apps/{id}/restart.

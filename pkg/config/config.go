@@ -35,6 +35,7 @@ type Config struct {
 		AdminSocket         string        `json:"admin-socket"`          // gear.worker.admin-socket
 		CacheSize           int64         `json:"cache-size"`            // gear.worker.cache-size
 		CacheGrace          time.Duration `json:"cache-grace"`           // gear.worker.cache-grace
+		ForgetAfter         time.Duration `json:"forget-after"`          // gear.worker.forget-after; Never = keep forever
 	} `json:"worker"`
 
 	Executor struct {
@@ -88,6 +89,7 @@ func Default() Config {
 	c.Worker.CPUs = []int{}
 	c.Worker.HeartbeatInterval = 250 * time.Millisecond
 	c.Worker.OnExit = "stop"
+	c.Worker.ForgetAfter = 24 * time.Hour
 	c.Executor.Restart = "always"
 	c.Executor.BackoffMin = 100 * time.Millisecond
 	c.Executor.BackoffMax = 5 * time.Second

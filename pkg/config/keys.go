@@ -51,6 +51,7 @@ var keyTable = []key{
 	{name: "gear.worker.stop-after-disconnect", kind: kindDurationOff, ptr: func(c *Config) any { return &c.Worker.StopAfterDisconnect }},
 	{name: "gear.worker.on-exit", kind: kindString, ptr: func(c *Config) any { return &c.Worker.OnExit }},
 	{name: "gear.worker.admin-socket", kind: kindString, ptr: func(c *Config) any { return &c.Worker.AdminSocket }},
+	{name: "gear.worker.forget-after", kind: kindDurationOff, ptr: func(c *Config) any { return &c.Worker.ForgetAfter }},
 	{name: "gear.executor.restart", kind: kindString, ptr: func(c *Config) any { return &c.Executor.Restart }},
 	{name: "gear.executor.backoff-min", kind: kindDuration, ptr: func(c *Config) any { return &c.Executor.BackoffMin }},
 	{name: "gear.executor.backoff-max", kind: kindDuration, ptr: func(c *Config) any { return &c.Executor.BackoffMax }},

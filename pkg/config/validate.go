@@ -176,6 +176,9 @@ func (c *Config) check() []checkError {
 		add("gear.worker.stop-after-disconnect", -1, "%s is not below gear.failover.timeout (%s): the masters would reschedule executors while this worker still runs them (use a shorter value, 0 for 0.75 x the timeout, or off to accept duplicates)", FormatDuration(sad), FormatDuration(c.FailoverTimeout))
 	}
 	enum("gear.worker.on-exit", c.Worker.OnExit, onExitModes)
+	if fa := c.Worker.ForgetAfter; fa != Never && fa < c.FailoverTimeout {
+		add("gear.worker.forget-after", -1, "%s is below gear.failover.timeout (%s): a worker would be forgotten before it counts as lost (want e.g. 24h, or off to keep dead workers until `gear workers remove`)", FormatDuration(fa), FormatDuration(c.FailoverTimeout))
+	}
 	if len(c.Worker.AdminSocket) > maxSocketPath {
 		add("gear.worker.admin-socket", -1, "path is %d bytes long, unix sockets allow at most %d", len(c.Worker.AdminSocket), maxSocketPath)
 	}

@@ -36,6 +36,9 @@ const (
 	RoleWorker = "worker"
 )
 
+// WorkerName is the pool name of the worker with the given id.
+func WorkerName(id string) string { return "worker@" + id }
+
 // Meta is what every node tells the pool about itself.
 type Meta struct {
 	Role string `json:"r"`
@@ -119,6 +122,12 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 	cfg.GossipInterval = 100 * time.Millisecond
 	cfg.PushPullInterval = max(t*2, 5*time.Second)
 	cfg.TCPTimeout = max(t/2, time.Second)
+	// A worker restarted after a crash comes back under the same name on
+	// a new port. memberlist refuses a known name at a new address unless
+	// the old entry is dead for longer than this; 0 would mean never (until
+	// the dead entry is reaped), keeping the restarted worker out of the
+	// pool and so off the placement list.
+	cfg.DeadNodeReclaimTime = time.Millisecond
 	cfg.Delegate = &delegate{meta: meta}
 	cfg.Alive = &aliveFilter{self: opts.Name}
 	cfg.Logger = log.New(&logbridge.Writer{Log: opts.Logger, From: "memberlist"}, "", 0)
@@ -229,6 +238,30 @@ func (p *Pool) Members() []Member {
 	p.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// Member returns the node named name as this node sees it.
+func (p *Pool) Member(name string) (Member, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, ok := p.members[name]
+	return m, ok
+}
+
+// Rejoin pushes this node's state to every seed at once, e.g. when a
+// master says it does not see this node in the pool.
+func (p *Pool) Rejoin() error {
+	var seeds []string
+	for _, s := range p.opts.Seeds {
+		if s != p.self() {
+			seeds = append(seeds, s)
+		}
+	}
+	if len(seeds) == 0 {
+		return nil
+	}
+	_, err := p.ml.Join(seeds)
+	return err
 }
 
 // Alive reports whether the node at addr (host:port) is alive in our view.
