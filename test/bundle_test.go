@@ -117,19 +117,15 @@ func postJSON(t *testing.T, url string, body any) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body)
+	host, path, _ := strings.Cut(strings.TrimPrefix(url, "http://"), "/")
+	status, msg := postBody(t, host, "/"+path, bytes.NewReader(b), int64(len(b)))
 	var e struct {
 		Error string `json:"error"`
 	}
-	if json.Unmarshal(msg, &e) == nil && e.Error != "" {
-		return resp.StatusCode, e.Error
+	if json.Unmarshal([]byte(msg), &e) == nil && e.Error != "" {
+		return status, e.Error
 	}
-	return resp.StatusCode, string(msg)
+	return status, msg
 }
 
 // TestBundleBombAndKind (issue 11, finding 4 and the small ones): a bomb

@@ -22,7 +22,9 @@ import (
 )
 
 // postJSON posts body to a master and returns the status and answer.
-func postJSON(t *testing.T, master, path string, body io.Reader, length int64) (int, string) {
+// postBody POSTs body (of the given length, -1 = unknown: streamed) to
+// master's path and returns the status and the raw answer.
+func postBody(t *testing.T, master, path string, body io.Reader, length int64) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest("POST", "http://"+master+path, body)
 	if err != nil {
@@ -45,7 +47,7 @@ func heartbeat(t *testing.T, master string, hb cluster.Heartbeat) (int, string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return postJSON(t, master, "/api/v1/workers/heartbeat", bytes.NewReader(b), int64(len(b)))
+	return postBody(t, master, "/api/v1/workers/heartbeat", bytes.NewReader(b), int64(len(b)))
 }
 
 func (c *testCluster) workersJSON() []cluster.Worker {
@@ -371,7 +373,7 @@ func TestRequestBodyLimits(t *testing.T) {
 			if tc.chunked {
 				length, body = -1, io.MultiReader(body) // hides the length
 			}
-			status, answer := postJSON(t, tc.master, "/api/v1/apps/1/scale", body, length)
+			status, answer := postBody(t, tc.master, "/api/v1/apps/1/scale", body, length)
 			if status != http.StatusRequestEntityTooLarge || !strings.Contains(answer, "request body over 8MiB (the API's limit for JSON requests)") {
 				t.Fatalf("50 MB JSON body: %d %s, want 413 naming the 8MiB limit", status, answer)
 			}
@@ -385,20 +387,20 @@ func TestRequestBodyLimits(t *testing.T) {
 			if chunked {
 				length, body = -1, io.MultiReader(body)
 			}
-			status, answer := postJSON(t, follower, "/api/v1/bundles?name=big.tar.gz", body, length)
+			status, answer := postBody(t, follower, "/api/v1/bundles?name=big.tar.gz", body, length)
 			if status != http.StatusRequestEntityTooLarge || !strings.Contains(answer, "max-bundle-size") {
 				t.Fatalf("bundle over the limit (chunked %t): %d %s, want 413 naming gear.jarstore.max-bundle-size", chunked, status, answer)
 			}
 		}
 	})
 	for _, m := range []string{leader, follower} {
-		status, answer := postJSON(t, m, "/api/v1/apps/1/scale", strings.NewReader(`{"instances":1} garbage`), -1)
+		status, answer := postBody(t, m, "/api/v1/apps/1/scale", strings.NewReader(`{"instances":1} garbage`), -1)
 		if status != http.StatusBadRequest || !strings.Contains(answer, "after the JSON value") {
 			t.Fatalf("trailing garbage via %s: %d %s, want 400", m, status, answer)
 		}
 	}
 	// The cluster still works.
-	if status, answer := postJSON(t, follower, "/api/v1/apps/1/scale", strings.NewReader(`{"instances":1}`), -1); status != http.StatusNotFound {
+	if status, answer := postBody(t, follower, "/api/v1/apps/1/scale", strings.NewReader(`{"instances":1}`), -1); status != http.StatusNotFound {
 		t.Fatalf("a good request after the refusals: %d %s, want 404 (no app 1)", status, answer)
 	}
 }
