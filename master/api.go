@@ -70,8 +70,10 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusUnauthorized
 	case errors.Is(err, ErrNoLeader):
 		status = http.StatusServiceUnavailable
-	case errors.Is(err, jarstore.ErrNoSpace):
+	case errors.Is(err, jarstore.ErrNoSpace), errors.Is(err, ErrDiskFull):
 		status = http.StatusInsufficientStorage
+	case errors.Is(err, ErrStorage):
+		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -106,6 +108,10 @@ func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 		}
 		leader := m.leader()
 		if leader == "" || leader == m.self || r.Header.Get(forwardedHeader) != "" {
+			if p := m.raft.wal.problem(); p != nil {
+				writeError(w, p) // no leader because this master cannot write its log
+				return
+			}
 			writeError(w, fmt.Errorf("%w: %s", ErrNoLeader, m.quorumReport()))
 			return
 		}
