@@ -130,11 +130,9 @@ func isNoSpace(err error) bool {
 }
 
 // openLogStore checks that dir has room for the log and opens it.
-func openLogStore(dir string, segSize int64, log *slog.Logger, hlog hclog.Logger) (*logStore, error) {
+func openLogStore(dir string, segSize int64, log *slog.Logger) (*logStore, error) {
 	s := &logStore{dir: dir, segSize: segSize, log: log, free: freeBytes}
-	// raft-wal logs a failed rotation and carries on with a sealed segment;
-	// catch that line so the log counts as broken before the next write.
-	s.hlog = hclog.New(&hclog.LoggerOptions{Name: "raft-wal", Level: hclog.Warn, Output: &walLogWriter{s: s, next: &slogWriter{log: log}}})
+	s.hlog = hclogFor(s)
 	if err := s.checkSpace(); err != nil {
 		return nil, err
 	}
@@ -363,6 +361,13 @@ var (
 	_ raft.StableStore       = (*logStore)(nil)
 	_ raft.MonotonicLogStore = (*logStore)(nil)
 )
+
+// hclogFor is raft-wal's logger for s. raft-wal logs a failed rotation and
+// carries on with a sealed segment; the logger catches that line so the log
+// counts as broken before the next write.
+func hclogFor(s *logStore) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "raft-wal", Level: hclog.Warn, Output: &walLogWriter{s: s, next: &slogWriter{log: s.log}}})
+}
 
 // walLogWriter passes raft-wal's log lines on and marks the log broken on
 // a failed segment rotation, which raft-wal only logs.

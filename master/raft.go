@@ -68,7 +68,7 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, segSize
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: &slogWriter{log: log}})
-	wal, err := openLogStore(filepath.Join(dir, "wal"), segSize, log, hlog)
+	wal, err := openLogStore(filepath.Join(dir, "wal"), segSize, log)
 	if err != nil {
 		return nil, err
 	}
