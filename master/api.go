@@ -139,6 +139,9 @@ type status struct {
 	CommitIndex uint64    `json:"commit_index"`
 	Voters      []string  `json:"voters"`
 	Boot        string    `json:"boot"`
+	// StorageError says why this master cannot write its raft log (disk
+	// full), "" when it can.
+	StorageError string `json:"storage_error,omitempty"`
 }
 
 func (m *Master) status() status {
@@ -146,6 +149,9 @@ func (m *Master) status() status {
 	st := status{
 		Addr: m.self, State: strings.ToLower(r.State().String()), Term: r.CurrentTerm(),
 		Leader: m.leader(), CommitIndex: r.CommitIndex(), Voters: m.raft.voters(), Boot: m.boot,
+	}
+	if p := m.raft.wal.problem(); p != nil {
+		st.StorageError = p.Error()
 	}
 	if r.State() == raft.Leader {
 		st.LastContact = time.Now()
@@ -177,6 +183,7 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			views[i] = cluster.Master{Addr: v, State: st.State, Term: st.Term, LastContact: st.LastContact, Leader: st.Leader, CommitIndex: st.CommitIndex}
+			views[i].Error = st.StorageError
 		}()
 	}
 	wg.Wait()

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -198,4 +199,96 @@ func TestMasterStartOnTooSmallDisk(t *testing.T) {
 	if strings.Contains(log, "another master") {
 		t.Errorf("the master blames another master for a small disk:\n%s", log)
 	}
+}
+
+// masterStatus is one master's own /api/v1/status.
+type masterStatus struct {
+	State        string `json:"state"`
+	CommitIndex  uint64 `json:"commit_index"`
+	StorageError string `json:"storage_error"`
+}
+
+func statusOf(t *testing.T, addr string) masterStatus {
+	t.Helper()
+	var st masterStatus
+	cl := &http.Client{Timeout: 2 * time.Second}
+	resp, err := cl.Get("http://" + addr + "/api/v1/status")
+	if err != nil {
+		return st
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	return st
+}
+
+// With three masters, a full disk under the leader does not stop the
+// cluster: another master takes over, writes go on, `gear masters` names
+// the full master's problem, and that master catches up by itself once
+// space is freed.
+func TestDiskFullOneOfThreeMasters(t *testing.T) {
+	needRoot(t)
+	disks := []string{mountTmpfs(t, "8m"), mountTmpfs(t, "8m"), mountTmpfs(t, "8m")}
+	c := newCluster(t, clusterOpts{masters: 3, masterDirs: disks, conf: "gear.raft.segment-size = 64KiB\n"})
+	var leader string
+	waitFor(t, 30*time.Second, "a leader", func() bool { leader = c.leader(); return leader != "" })
+	full := -1
+	for i, m := range c.masters {
+		if m == leader {
+			full = i
+		}
+	}
+	other := c.masters[(full+1)%3]
+	id := strings.TrimSpace(c.mustGear("app", "submit", example("hello.tar.gz"), "-executors", "1", "-quiet"))
+	fillDisk(t, filepath.Join(disks[full], "fill"))
+
+	// Write through another master until the full one's log breaks; every
+	// write must go through within a failover.
+	sawProblem := false
+	for i := 0; !sawProblem; i++ {
+		if i == 3000 {
+			t.Fatalf("3000 writes and the full master %s reports no storage error", leader)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			s, b := post(t, other, "/api/v1/apps/"+id+"/scale", fmt.Sprintf(`{"instances":%d}`, 1+i%2))
+			if s == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("write %d through %s still fails after 15 s: %d %s", i, other, s, b)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if i%50 == 0 || i > 400 {
+			sawProblem = statusOf(t, leader).StorageError != ""
+		}
+	}
+	st := statusOf(t, leader)
+	if !strings.Contains(st.StorageError, "disk full") || !strings.Contains(st.StorageError, disks[full]) {
+		t.Fatalf("the full master's status says %q, want disk full naming %s", st.StorageError, disks[full])
+	}
+	out := c.mustGear("masters")
+	if !strings.Contains(out, "disk full") {
+		t.Errorf("gear masters does not show the full master's problem:\n%s", out)
+	}
+	// The cluster keeps taking writes.
+	for i := 0; i < 20; i++ {
+		waitFor(t, 15*time.Second, "a write through "+other, func() bool {
+			s, _ := post(t, other, "/api/v1/apps/"+id+"/scale", `{"instances":1}`)
+			return s == http.StatusOK
+		})
+	}
+
+	if err := os.Remove(filepath.Join(disks[full], "fill")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the full master to recover and catch up", func() bool {
+		f, o := statusOf(t, leader), statusOf(t, other)
+		return f.StorageError == "" && f.CommitIndex > 0 && f.CommitIndex >= o.CommitIndex
+	})
+	log := readFile(t, c.procs[c.masterName(leader)].log)
+	if !strings.Contains(log, "reopened the raft log") {
+		t.Errorf("the full master's log does not say it reopened the raft log")
+	}
+	t.Logf("the full master stepped down %d times", strings.Count(log, "failed to commit logs"))
 }
