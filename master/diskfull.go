@@ -47,6 +47,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -83,7 +84,19 @@ type logStore struct {
 	pmu      sync.Mutex
 	broken   error // first write failure not yet recovered from, nil when healthy
 	brokenAt time.Time
+
+	// Reopen attempts back off (250ms doubling to 10s) while the log keeps
+	// breaking again (say, an I/O error rather than a full disk); a
+	// successful write resets them. Only recoverLog uses nextTry.
+	tries   atomic.Int32
+	nextTry time.Time
+	now     func() time.Time // time.Now; tests replace it
 }
+
+const (
+	reopenBackoffMin = 250 * time.Millisecond
+	reopenBackoffMax = 10 * time.Second
+)
 
 // freeBytes is the space an unprivileged writer can still use under path.
 func freeBytes(path string) (uint64, error) {
@@ -249,6 +262,15 @@ func (s *logStore) recoverLog() bool {
 	if err != nil || free < spaceNeeded(s.segSize, true) {
 		return false
 	}
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	if s.tries.Load() > 0 && now().Before(s.nextTry) {
+		return false // still pausing; a successful write would have reset tries
+	}
+	n := s.tries.Add(1)
+	s.nextTry = now().Add(min(reopenBackoffMin<<min(n-1, 6), reopenBackoffMax))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var last uint64
@@ -260,10 +282,10 @@ func (s *logStore) recoverLog() bool {
 		s.log.Error("could not reopen the raft log; trying again", "dir", s.dir, "err", err)
 		return false
 	}
-	now, _ := s.wal.LastIndex()
+	after, _ := s.wal.LastIndex()
 	s.pmu.Lock()
 	s.log.Warn("reopened the raft log after a write failure; writes work again", "dir", s.dir,
-		"failed_for", time.Since(s.brokenAt).Round(time.Millisecond), "last_index", now, "last_index_before", last)
+		"failed_for", time.Since(s.brokenAt).Round(time.Millisecond), "last_index", after, "last_index_before", last, "attempt", n)
 	s.broken = nil
 	s.pmu.Unlock()
 	return true
@@ -297,7 +319,11 @@ func (s *logStore) read(f func(w *raftwal.WAL) error) error {
 // write runs f on the open WAL and records a failure.
 func (s *logStore) write(f func(w *raftwal.WAL) error) error {
 	err := s.read(f)
-	s.fail(err)
+	if err != nil {
+		s.fail(err)
+	} else if s.tries.Load() != 0 {
+		s.tries.Store(0)
+	}
 	return err
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
@@ -234,5 +235,43 @@ func TestStorageErrorsStatus(t *testing.T) {
 		if rec.Code != tc.want {
 			t.Errorf("writeError(%v) = %d, want %d", tc.err, rec.Code, tc.want)
 		}
+	}
+}
+
+// A log that breaks again right after each reopen (not a full disk) is
+// reopened with growing pauses; a successful write resets them.
+func TestReopenBacksOff(t *testing.T) {
+	free := uint64(64 << 20)
+	s := testStore(t, t.TempDir(), &free)
+	clock := time.Unix(1000, 0)
+	s.now = func() time.Time { return clock }
+	eio := errors.New("input/output error")
+
+	s.fail(eio)
+	if !s.recoverLog() {
+		t.Fatal("first reopen did not happen")
+	}
+	s.fail(eio)
+	if s.recoverLog() {
+		t.Fatal("reopened again at once")
+	}
+	clock = clock.Add(reopenBackoffMin)
+	if !s.recoverLog() {
+		t.Fatal("no reopen after the first pause")
+	}
+	s.fail(eio)
+	clock = clock.Add(reopenBackoffMin)
+	if s.recoverLog() {
+		t.Fatal("the second pause did not grow")
+	}
+	clock = clock.Add(reopenBackoffMin)
+	if !s.recoverLog() {
+		t.Fatal("no reopen after the second pause")
+	}
+	if err := s.StoreLogs(entries(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.tries.Load(); n != 0 {
+		t.Fatalf("a successful write left %d reopen attempts counted", n)
 	}
 }
