@@ -6,35 +6,42 @@ package master
 // (gear.raft.segment-size), each preallocated in full when it is created,
 // plus a small bolt file (wal-meta.db) with the segment list and raft's
 // stable store. Because segments are preallocated, appends keep working on a
-// full disk until the current segment is full. Then raft-wal seals it (writes
-// its index frame) and, in a background goroutine, creates the next segment.
-// On a full disk that creation fails, and raft-wal only logs "rotate error":
-//   - the sealed segment stays the tail in memory, so every later append
-//     fails with "segment is sealed", and nothing retries the rotation;
-//   - the segment list with the new segment was already committed to
-//     wal-meta.db before the file could be created (and the half-created
-//     file is left behind), while the in-memory list kept the old next id, so
-//     even a retry in place would collide with that file.
+// full disk until the current segment is full. Then it breaks, one of two
+// ways (both seen on a tmpfs, test/diskfull_test.go):
+//   - The batch that seals a segment always runs past the segment's
+//     preallocated end: raft-wal seals when the batch plus the index frame
+//     would not fit, and then writes them anyway. On a completely full disk
+//     that write fails with ENOSPC (the one 500 "no space left on device"),
+//     but the writer had already marked itself sealed in memory: every later
+//     append fails with "segment is sealed". Worse, the index frame may be on
+//     disk without its commit frame, and raft-wal's recovery then marks the
+//     tail sealed again, so not even a restart helps (scrubTail).
+//   - If that write fits, raft-wal creates the next segment in a goroutine;
+//     on a full disk that fails and raft-wal only logs "rotate error". The
+//     sealed segment stays the tail, nothing retries the rotation, and a
+//     retry in place could not work: the new segment was already committed to
+//     wal-meta.db, and its half-created file left behind, while the
+//     in-memory state kept the old next id.
 //
-// raft treats a failed append on the leader by answering the waiting writes
-// with the error (the one 500 "no space left on device") and stepping down;
-// a single master then wins its own election again, fails to append its
-// no-op entry, steps down, and so on: every later write saw "no quorum".
+// raft answers a failed append on the leader by failing the waiting writes
+// and stepping down; a single master then wins its own election again, fails
+// to append its no-op entry, steps down, and so on: every later write saw
+// "no quorum".
 //
-// raft-wal cannot recover in place, but it does recover on open: Open reads
-// the segment list from wal-meta.db, re-creates or re-opens the tail segment
-// and drops frames that were never committed. So gear wraps the WAL in
-// logStore, which remembers the first failed write, answers "disk full"
-// (ErrDiskFull, naming the directory) while the log is broken, and, once
-// the directory has room for a new segment again, closes the WAL and
-// opens it afresh under raft, which keeps running: raft only ever sees
-// failed writes and then working ones. Raft's own view of the log (its last
-// index) only advances on a successful append, so the reopened WAL agrees
-// with it.
+// raft-wal recovers on open: Open reads the segment list from wal-meta.db,
+// re-creates or re-opens the tail segment and drops frames that were never
+// committed. So gear wraps the WAL in logStore, which remembers the first
+// failed write, answers "disk full" (ErrDiskFull, naming the directory) while
+// the log is broken, and, once the directory has room for a new segment
+// again, cuts never-acknowledged frames off the tail, closes the WAL and
+// opens it afresh under raft, which keeps running: raft only ever sees failed
+// writes and then working ones. Raft's own view of the log (its last index)
+// only advances on a successful append, so the reopened WAL agrees with it.
 //
-// Not handled: if wal-meta.db itself cannot grow while a segment is sealed,
-// raft-wal recovers the sealed segment as the tail and stays sealed; bolt
-// reuses freed pages, so this needs a disk filled at that exact moment.
+// Not handled: if wal-meta.db itself cannot grow while a segment is being
+// rotated, the on-disk list keeps a properly sealed segment as the tail, and
+// raft-wal's recovery keeps it sealed. bolt reuses freed pages, so this needs
+// a disk filled at that exact moment; it was not seen in tests.
 
 import (
 	"context"
