@@ -68,9 +68,8 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 	return master.Options{
 		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token,
 		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
-		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace,
-		RaftSegmentSize: cfg.Raft.SegmentSize,
-		GossipKey:       key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
+		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace, RaftSegmentSize: cfg.Raft.SegmentSize,
+		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
 	}, nil
 }
 
