@@ -156,8 +156,10 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusConflict
 	case errors.Is(err, ErrNoLeader):
 		status = http.StatusServiceUnavailable
-	case errors.Is(err, jarstore.ErrNoSpace):
+	case errors.Is(err, jarstore.ErrNoSpace), errors.Is(err, ErrDiskFull):
 		status = http.StatusInsufficientStorage
+	case errors.Is(err, ErrStorage):
+		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -192,6 +194,10 @@ func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 		}
 		leader := m.leader()
 		if leader == "" || leader == m.self || r.Header.Get(forwardedHeader) != "" {
+			if p := m.raft.wal.problem(); p != nil {
+				writeError(w, p) // no leader because this master cannot write its log
+				return
+			}
 			writeError(w, fmt.Errorf("%w: %s", ErrNoLeader, m.quorumReport()))
 			return
 		}
@@ -225,6 +231,9 @@ type status struct {
 	CommitIndex uint64    `json:"commit_index"`
 	Voters      []string  `json:"voters"`
 	Boot        string    `json:"boot"`
+	// StorageError says why this master cannot write its raft log (disk
+	// full), "" when it can.
+	StorageError string `json:"storage_error,omitempty"`
 }
 
 func (m *Master) status() status {
@@ -232,6 +241,9 @@ func (m *Master) status() status {
 	st := status{
 		Addr: m.self, State: strings.ToLower(r.State().String()), Term: r.CurrentTerm(),
 		Leader: m.leader(), CommitIndex: r.CommitIndex(), Voters: m.raft.voters(), Boot: m.boot,
+	}
+	if p := m.raft.wal.problem(); p != nil {
+		st.StorageError = p.Error()
 	}
 	if r.State() == raft.Leader {
 		st.LastContact = time.Now()
@@ -263,6 +275,7 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			views[i] = cluster.Master{Addr: v, State: st.State, Term: st.Term, LastContact: st.LastContact, Leader: st.Leader, CommitIndex: st.CommitIndex}
+			views[i].Error = st.StorageError
 		}()
 	}
 	wg.Wait()

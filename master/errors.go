@@ -23,3 +23,13 @@ var (
 	// ErrTooLarge: a request body is over the API's limit for its route.
 	ErrTooLarge = errors.New("request body too large")
 )
+
+// Errors of the master's own storage.
+var (
+	// ErrDiskFull: the master's data dir has no room for its raft log
+	// (HTTP 507). The master resumes by itself once space is freed.
+	ErrDiskFull = errors.New("disk full")
+	// ErrStorage: the master's raft log failed to write for another reason;
+	// the master reopens it by itself (HTTP 503).
+	ErrStorage = errors.New("storage failure")
+)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
 	"github.com/gear-run/gear/pkg/netmux"
@@ -41,6 +42,9 @@ type Options struct {
 	JarRoot         string // gear.jarstore.rootpath; "" = DataDir/jars (no HA)
 	MaxBundleSize   int64
 	GCGrace         time.Duration
+	// RaftSegmentSize is gear.raft.segment-size: the size of one
+	// preallocated raft log segment. 0 = the config default.
+	RaftSegmentSize int64
 	GossipKey       []byte
 	GossipLabel     string
 	Logger          *slog.Logger
@@ -102,6 +106,9 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if opts.IP == "" {
 		opts.IP = "127.0.0.1"
 	}
+	if opts.RaftSegmentSize <= 0 {
+		opts.RaftSegmentSize = config.Default().Raft.SegmentSize
+	}
 	mux, err := netmux.Listen(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)))
 	if err != nil {
 		return nil, err
@@ -152,7 +159,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	// that does not serve yet stalls their joins and votes.
 	m.serveDone = make(chan error, 1)
 	go func() { m.serveDone <- m.mux.Serve() }()
-	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, raftLn, m.fsm, m.log)
+	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, opts.RaftSegmentSize, raftLn, m.fsm, m.log)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +200,7 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.log); return nil })
+	g.Go(func() error { m.raft.wal.watch(gctx, 250*time.Millisecond); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
 	err := g.Wait()
@@ -254,6 +262,11 @@ func (m *Master) apply(c command) (result, error) {
 	}
 	fut := m.raft.raft.Apply(b, 5*time.Second)
 	if err := fut.Error(); err != nil {
+		if p := m.raft.wal.problem(); p != nil {
+			// This master's own log cannot be written (raft stepped
+			// down because of it): say so, not "no quorum".
+			return result{}, p
+		}
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
 			return result{}, fmt.Errorf("%w: %s", ErrNoLeader, m.quorumReport())
 		}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
 
 	"github.com/gear-run/gear/pkg/logbridge"
 	"github.com/gear-run/gear/pkg/netmux"
@@ -45,7 +44,7 @@ func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.C
 type raftNode struct {
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
-	wal   *raftwal.WAL
+	wal   *logStore // raft-wal, reopened in place after a full disk (diskfull.go)
 }
 
 func (n *raftNode) close() {
@@ -63,15 +62,15 @@ func (n *raftNode) close() {
 // startRaft opens the raft stores under dir and starts the node. On first
 // start it bootstraps the configured masters as voters; afterwards the
 // membership comes from the log on disk ("sticky", like SeaweedFS -mdir).
-func startRaft(dir, self string, voters []string, timeout time.Duration, ln net.Listener, f *fsm, log *slog.Logger) (*raftNode, error) {
+func startRaft(dir, self string, voters []string, timeout time.Duration, segSize int64, ln net.Listener, f *fsm, log *slog.Logger) (*raftNode, error) {
 	n := &raftNode{}
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: &logbridge.Writer{Log: log, From: "raft"}})
-	wal, err := raftwal.Open(filepath.Join(dir, "wal"))
+	wal, err := openLogStore(filepath.Join(dir, "wal"), segSize, log)
 	if err != nil {
-		return nil, fmt.Errorf("open raft log in %s: %w (is another master using this data dir?)", dir, err)
+		return nil, err
 	}
 	n.wal = wal
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, hlog)

@@ -123,6 +123,7 @@ type testCluster struct {
 	masters []string
 	procs   map[string]*proc
 	env     []string
+	mdirs   []string // per-master -datadir overrides (clusterOpts.masterDirs)
 }
 
 type clusterOpts struct {
@@ -130,12 +131,15 @@ type clusterOpts struct {
 	workers int
 	conf    string // extra gear.conf lines
 	env     []string
+	// masterDirs overrides master i's -datadir when masterDirs[i] != ""
+	// (e.g. a small tmpfs the test mounted).
+	masterDirs []string
 }
 
 func newCluster(t *testing.T, o clusterOpts) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
-	c := &testCluster{t: t, dir: dir, procs: map[string]*proc{}, env: o.env}
+	c := &testCluster{t: t, dir: dir, procs: map[string]*proc{}, env: o.env, mdirs: o.masterDirs}
 	for i := 0; i < o.masters; i++ {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
 		c.masters = append(c.masters, net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))))
@@ -185,8 +189,11 @@ func (c *testCluster) start(name string, args ...string) *proc {
 
 func (c *testCluster) startMaster(i int) *proc {
 	host, port, _ := net.SplitHostPort(c.masters[i])
-	return c.start(fmt.Sprintf("master%d", i), "master", "-ip", host, "-port", port,
-		"-datadir", filepath.Join(c.dir, fmt.Sprintf("master%d", i)))
+	dataDir := filepath.Join(c.dir, fmt.Sprintf("master%d", i))
+	if i < len(c.mdirs) && c.mdirs[i] != "" {
+		dataDir = c.mdirs[i]
+	}
+	return c.start(fmt.Sprintf("master%d", i), "master", "-ip", host, "-port", port, "-datadir", dataDir)
 }
 
 func (c *testCluster) startWorker(i int) *proc {

@@ -373,7 +373,15 @@ func runMasters(ctx context.Context, env Env, g global, args []string) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%t\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Error != "" && m.State != "unreachable" { // e.g. its disk is full
+			fmt.Fprintf(env.Stdout, "%s: %s\n", m.Addr, m.Error)
+		}
+	}
+	return nil
 }
 
 func runWorkers(ctx context.Context, env Env, g global, args []string) error {

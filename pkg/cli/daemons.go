@@ -70,7 +70,8 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token,
 		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
 		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace, ForgetAfter: cfg.Worker.ForgetAfter,
-		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
+		RaftSegmentSize: cfg.Raft.SegmentSize,
+		GossipKey:       key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
 	}, nil
 }
 

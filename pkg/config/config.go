@@ -27,6 +27,10 @@ type Config struct {
 		GCGrace       time.Duration `json:"gc-grace"`        // gear.jarstore.gc-grace
 	} `json:"jarstore"`
 
+	Raft struct {
+		SegmentSize int64 `json:"segment-size"` // gear.raft.segment-size
+	} `json:"raft"`
+
 	Worker struct {
 		CPUs                []int         `json:"cpus"`                  // gear.worker.cpus
 		HeartbeatInterval   time.Duration `json:"heartbeat-interval"`    // gear.worker.heartbeat-interval
@@ -86,6 +90,7 @@ func Default() Config {
 	c.Gossip.ClusterLabel = "gear"
 	c.JarStore.MaxBundleSize = 4e9 // 4GB
 	c.JarStore.GCGrace = time.Hour
+	c.Raft.SegmentSize = 8 << 20 // 8MiB
 	c.Worker.CPUs = []int{}
 	c.Worker.HeartbeatInterval = 250 * time.Millisecond
 	c.Worker.OnExit = "stop"
@@ -161,3 +166,10 @@ func (c *Config) Value(key string) (any, error) {
 	}
 	return k.fileForm(c), nil
 }
+
+// Bounds of gear.raft.segment-size. raft-wal preallocates each log segment
+// in full and addresses it with 32-bit offsets.
+const (
+	MinRaftSegmentSize int64 = 64 << 10 // 64KiB
+	MaxRaftSegmentSize int64 = 1 << 30  // 1GiB
+)

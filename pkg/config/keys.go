@@ -46,6 +46,7 @@ var keyTable = []key{
 	{name: "gear.jarstore.rootpath", kind: kindString, ptr: func(c *Config) any { return &c.JarStore.RootPath }},
 	{name: "gear.jarstore.max-bundle-size", kind: kindSize, ptr: func(c *Config) any { return &c.JarStore.MaxBundleSize }},
 	{name: "gear.jarstore.gc-grace", kind: kindDuration, ptr: func(c *Config) any { return &c.JarStore.GCGrace }},
+	{name: "gear.raft.segment-size", kind: kindSize, ptr: func(c *Config) any { return &c.Raft.SegmentSize }},
 	{name: "gear.worker.cpus", kind: kindInts, ptr: func(c *Config) any { return &c.Worker.CPUs }},
 	{name: "gear.worker.heartbeat-interval", kind: kindDuration, ptr: func(c *Config) any { return &c.Worker.HeartbeatInterval }},
 	{name: "gear.worker.stop-after-disconnect", kind: kindDurationOff, ptr: func(c *Config) any { return &c.Worker.StopAfterDisconnect }},

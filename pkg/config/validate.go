@@ -155,6 +155,11 @@ func (c *Config) check() []checkError {
 		add("gear.jarstore.gc-grace", -1, "%s must not be negative", FormatDuration(c.JarStore.GCGrace))
 	}
 
+	if n := c.Raft.SegmentSize; n < MinRaftSegmentSize || n > MaxRaftSegmentSize {
+		add("gear.raft.segment-size", -1, "%s is out of range (want %s to %s, e.g. 8MiB; a master needs this much free space in its data dir for the next log segment)",
+			FormatSize(n), FormatSize(MinRaftSegmentSize), FormatSize(MaxRaftSegmentSize))
+	}
+
 	cpus := map[int]bool{}
 	for i, n := range c.Worker.CPUs {
 		if n < 0 {
