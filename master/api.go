@@ -305,18 +305,22 @@ func (m *Master) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := m.apply(command{Op: opSubmit, Submit: &req})
+	lim := m.opts.Limits
+	res, err := m.apply(command{Op: opSubmit, Submit: &req, Limits: &lim})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	m.log.Info("application submitted", "app", res.ID, "name", req.Name, "bundle", req.Bundle.Digest)
+	m.log.Info("application submitted", "app", res.ID, "name", shorten(req.Name), "bundle", req.Bundle.Digest)
 	writeJSON(w, map[string]string{"id": res.ID})
 }
 
 func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest) error {
 	if req.Name == "" {
 		return fmt.Errorf("%w: the application has no name (set name in gear-app.conf or pass -name)", ErrBadRequest)
+	}
+	if err := m.opts.Limits.checkApp(req.Name, req.Processes); err != nil {
+		return err
 	}
 	if len(req.Processes) == 0 {
 		return fmt.Errorf("%w: the application has no process groups (gear-app.conf needs processes { NAME { command = [...] } })", ErrBadRequest)
@@ -330,8 +334,8 @@ func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest)
 			return fmt.Errorf("%w: process group %q is listed twice", ErrBadRequest, p.Name)
 		case len(p.Command) == 0:
 			return fmt.Errorf("%w: process group %q has no command", ErrBadRequest, p.Name)
-		case p.Instances < 0 || p.Instances > 10000:
-			return fmt.Errorf("%w: process group %q: instances must be 0..10000, got %d", ErrBadRequest, p.Name, p.Instances)
+		case p.Instances < 0:
+			return fmt.Errorf("%w: process group %q: instances must be >= 0, got %d", ErrBadRequest, p.Name, p.Instances)
 		case p.CPUs < 0:
 			return fmt.Errorf("%w: process group %q: cpus must be >= 0, got %d", ErrBadRequest, p.Name, p.CPUs)
 		case p.Restart != "" && p.Restart != "always" && p.Restart != "on-failure" && p.Restart != "never":
@@ -377,7 +381,8 @@ func (m *Master) handleScale(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := m.apply(command{Op: opScale, App: r.PathValue("id"), Scale: &req})
+	lim := m.opts.Limits
+	res, err := m.apply(command{Op: opScale, App: r.PathValue("id"), Scale: &req, Limits: &lim})
 	if err != nil {
 		writeError(w, err)
 		return

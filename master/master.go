@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +42,9 @@ type Options struct {
 	GossipKey       []byte
 	GossipLabel     string
 	Logger          *slog.Logger
+	// Limits bound submits and scales (gear.limits.*); unset fields take
+	// config.Default's values.
+	Limits Limits
 }
 
 // Master is a running master daemon.
@@ -82,6 +84,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if opts.IP == "" {
 		opts.IP = "127.0.0.1"
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	mux, err := netmux.Listen(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)))
 	if err != nil {
 		return nil, err
@@ -226,7 +229,7 @@ func (m *Master) leader() string {
 // ErrNoLeader when this master is not (or no longer) the leader.
 func (m *Master) apply(c command) (result, error) {
 	c.Now = time.Now().UTC()
-	b, err := json.Marshal(c)
+	b, err := encodeCommand(c)
 	if err != nil {
 		return result{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,11 @@ type State struct {
 	Apps      map[string]*cluster.App    `json:"apps"`
 	Workers   map[string]*cluster.Worker `json:"workers"`
 	NextAppID int                        `json:"next_app_id"`
+
+	// index maps app id -> executor id -> position in that app's
+	// Executors. It is derived (never serialised): built per app on first
+	// lookup and dropped whenever the app's executor list is rebuilt.
+	index map[string]map[string]int
 }
 
 func newState() *State {
@@ -56,6 +62,9 @@ type command struct {
 	Reports []cluster.ExecutorReport `json:"reports,omitempty"`
 	Gone    []string                 `json:"gone,omitempty"` // executor ids the worker no longer runs
 	Bump    string                   `json:"bump,omitempty"` // executor id
+	// Limits are the leader's gear.limits.*, checked by submit and scale
+	// when they are applied (nil in entries written before limits).
+	Limits *Limits `json:"limits,omitempty"`
 }
 
 type assignment struct {
@@ -77,6 +86,14 @@ type result struct {
 func (s *State) apply(c *command) result {
 	switch c.Op {
 	case opSubmit:
+		if c.Limits != nil {
+			if err := c.Limits.checkApp(c.Submit.Name, c.Submit.Processes); err != nil {
+				return result{Err: err}
+			}
+			if err := c.Limits.checkCluster(s, "", desiredExecutors(c.Submit.Processes)); err != nil {
+				return result{Err: err}
+			}
+		}
 		s.NextAppID++
 		id := strconv.Itoa(s.NextAppID)
 		app := &cluster.App{
@@ -90,6 +107,8 @@ func (s *State) apply(c *command) result {
 			}
 		}
 		s.Apps[id] = app
+		delete(s.index, id)
+		app.State = app.DeriveState()
 		return result{ID: id}
 	case opKill:
 		app, ok := s.Apps[c.App]
@@ -108,13 +127,17 @@ func (s *State) apply(c *command) result {
 				}
 			}
 		}
+		app.State = app.DeriveState()
 		return result{ID: app.ID}
 	case opScale:
 		app, ok := s.Apps[c.App]
 		if !ok {
 			return result{Err: fmt.Errorf("%w: %s", ErrNoSuchApp, c.App)}
 		}
-		return result{ID: app.ID, Err: scaleApp(app, c.Scale)}
+		err := scaleApp(s, app, c.Scale, c.Limits)
+		delete(s.index, app.ID)
+		app.State = app.DeriveState()
+		return result{ID: app.ID, Err: err}
 	case opRestart:
 		app, ok := s.Apps[c.App]
 		if !ok {
@@ -122,6 +145,7 @@ func (s *State) apply(c *command) result {
 		}
 		app.Generation++
 		app.RestartEnv = c.Restart.Env
+		app.State = app.DeriveState()
 		return result{ID: app.ID}
 	case opBump:
 		if e := s.executor(c.Bump); e != nil {
@@ -182,10 +206,35 @@ func (s *State) apply(c *command) result {
 	default:
 		return result{Err: fmt.Errorf("unknown operation %q in the replicated log (is this master older than the others?)", c.Op)}
 	}
-	for _, app := range s.Apps {
-		app.State = app.DeriveState()
+	// Only the apps whose executors this entry named can have changed
+	// state; deriving every app's on every entry would cost the whole
+	// cluster's executors per heartbeat.
+	touched := map[string]bool{}
+	for _, id := range c.executorIDs() {
+		touched[appOfExecutor(id)] = true
+	}
+	for id := range touched {
+		if app := s.Apps[id]; app != nil {
+			app.State = app.DeriveState()
+		}
 	}
 	return result{}
+}
+
+// executorIDs lists the executors an entry names.
+func (c *command) executorIDs() []string {
+	ids := slices.Clone(c.Lost)
+	ids = append(ids, c.Gone...)
+	for _, a := range c.Assign {
+		ids = append(ids, a.Executor)
+	}
+	for _, r := range c.Reports {
+		ids = append(ids, r.ID)
+	}
+	if c.Bump != "" {
+		ids = append(ids, c.Bump)
+	}
+	return ids
 }
 
 func newExecutor(app, process string, index int) cluster.Executor {
@@ -195,7 +244,7 @@ func newExecutor(app, process string, index int) cluster.Executor {
 	}
 }
 
-func scaleApp(app *cluster.App, req *cluster.ScaleRequest) error {
+func scaleApp(s *State, app *cluster.App, req *cluster.ScaleRequest, lim *Limits) error {
 	if app.State == cluster.AppKilled {
 		return fmt.Errorf("%w: app %s was killed; submit it again", ErrBadRequest, app.ID)
 	}
@@ -215,7 +264,12 @@ func scaleApp(app *cluster.App, req *cluster.ScaleRequest) error {
 	}
 	pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == name })
 	if pi < 0 {
-		return fmt.Errorf("%w: app %s has no process group %q", ErrBadRequest, app.ID, name)
+		return fmt.Errorf("%w: app %s has no process group %q", ErrBadRequest, app.ID, shorten(name))
+	}
+	if lim != nil {
+		if err := lim.checkScale(s, app, name, req.Instances); err != nil {
+			return err
+		}
 	}
 	app.Processes[pi].Instances = req.Instances
 	kept := []cluster.Executor{}
@@ -246,16 +300,39 @@ func scaleApp(app *cluster.App, req *cluster.ScaleRequest) error {
 	return nil
 }
 
-// executor finds an executor by id ("<app>.<process>.<index>").
+// executor finds an executor by id ("<app>.<process>.<index>"): the app
+// id is the part before the first dot (app ids are numbers, process group
+// names have no dots), its position comes from the index.
 func (s *State) executor(id string) *cluster.Executor {
-	for _, app := range s.Apps {
-		for i := range app.Executors {
-			if app.Executors[i].ID == id {
-				return &app.Executors[i]
-			}
-		}
+	appID := appOfExecutor(id)
+	app := s.Apps[appID]
+	if app == nil {
+		return nil
 	}
-	return nil
+	idx, ok := s.index[appID]
+	if !ok {
+		idx = make(map[string]int, len(app.Executors))
+		for i := range app.Executors {
+			idx[app.Executors[i].ID] = i
+		}
+		if s.index == nil {
+			s.index = map[string]map[string]int{}
+		}
+		s.index[appID] = idx
+	}
+	i, ok := idx[id]
+	if !ok || i >= len(app.Executors) || app.Executors[i].ID != id {
+		return nil
+	}
+	return &app.Executors[i]
+}
+
+// appOfExecutor is the app id part of an executor id.
+func appOfExecutor(id string) string {
+	if i := strings.IndexByte(id, '.'); i >= 0 {
+		return id[:i]
+	}
+	return id
 }
 
 // fsm adapts State to raft.FSM and guards it for concurrent readers.

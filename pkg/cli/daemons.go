@@ -70,6 +70,10 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
 		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace,
 		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
+		Limits: master.Limits{
+			InstancesPerProcess: cfg.Limits.InstancesPerProcess, ExecutorsPerApp: cfg.Limits.ExecutorsPerApp,
+			Executors: cfg.Limits.Executors, NameLength: cfg.Limits.NameLength,
+		},
 	}, nil
 }
 

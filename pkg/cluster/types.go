@@ -196,13 +196,11 @@ type RestartRequest struct {
 	Env map[string]string `json:"env,omitempty"`
 }
 
-// DeriveState computes an application's state from its executors.
+// DeriveState computes an application's state from its executors. An app
+// scaled to no executors at all is RUNNING: all of its zero executors run.
 func (a *App) DeriveState() AppState {
 	if a.State == AppKilled {
 		return AppKilled
-	}
-	if len(a.Executors) == 0 {
-		return AppPending
 	}
 	running := 0
 	for _, e := range a.Executors {
