@@ -133,6 +133,10 @@ type status struct {
 	CommitIndex uint64    `json:"commit_index"`
 	Voters      []string  `json:"voters"`
 	Boot        string    `json:"boot"`
+	LastIndex   uint64    `json:"last_index"`
+	// CommitStalledSince is set while the commit index stands still
+	// behind the last log index (for a quarter of the failover timeout).
+	CommitStalledSince time.Time `json:"commit_stalled_since,omitzero"`
 }
 
 func (m *Master) status() status {
@@ -140,6 +144,7 @@ func (m *Master) status() status {
 	st := status{
 		Addr: m.self, State: strings.ToLower(r.State().String()), Term: r.CurrentTerm(),
 		Leader: m.leader(), CommitIndex: r.CommitIndex(), Voters: m.raft.voters(), Boot: m.boot,
+		LastIndex: r.LastIndex(), CommitStalledSince: m.commitStalledSince(),
 	}
 	if r.State() == raft.Leader {
 		st.LastContact = time.Now()
@@ -170,12 +175,14 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 				views[i].Error = err.Error()
 				return
 			}
-			views[i] = cluster.Master{Addr: v, State: st.State, Term: st.Term, LastContact: st.LastContact, Leader: st.Leader, CommitIndex: st.CommitIndex}
+			views[i] = cluster.Master{Addr: v, State: st.State, Term: st.Term, LastContact: st.LastContact, Leader: st.Leader, CommitIndex: st.CommitIndex,
+				LastIndex: st.LastIndex, CommitStalledSince: st.CommitStalledSince}
 		}()
 	}
 	wg.Wait()
 	// The group has quorum when a majority answers and agrees on a leader
-	// that itself answers as leader.
+	// that itself answers as leader, and that leader's commit index is not
+	// stalled (a leader that cannot commit takes no writes).
 	leaders := map[string]int{}
 	for _, v := range views {
 		if v.State != "unreachable" && v.Leader != "" {
@@ -185,7 +192,7 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 	quorum := false
 	for l, n := range leaders {
 		for _, v := range views {
-			if v.Addr == l && v.State == "leader" && n >= len(voters)/2+1 {
+			if v.Addr == l && v.State == "leader" && v.CommitStalledSince.IsZero() && n >= len(voters)/2+1 {
 				quorum = true
 			}
 		}

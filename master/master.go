@@ -70,6 +70,9 @@ type Master struct {
 	mu       sync.Mutex
 	lastSeen map[string]time.Time // worker id -> last heartbeat (leader only)
 	leading  bool
+	// stalledSince is when the commit index stopped behind the last log
+	// index (see stallLoop); zero when it moves.
+	stalledSince time.Time
 }
 
 // New binds the port, opens the data dir and the jar store, and starts
@@ -176,6 +179,7 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.log); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
+	g.Go(func() error { m.stallLoop(gctx); return nil })
 	err := g.Wait()
 	m.shutdown()
 	if errors.Is(err, context.Canceled) {

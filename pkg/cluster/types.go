@@ -137,6 +137,11 @@ type Master struct {
 	Leader      string    `json:"leader"`
 	CommitIndex uint64    `json:"commit_index,omitempty"`
 	Error       string    `json:"error,omitempty"`
+	LastIndex   uint64    `json:"last_index,omitempty"`
+	// CommitStalledSince is set while this master's commit index stands
+	// still behind its last log index for a quarter of the failover
+	// timeout: writes hang although a leader is elected.
+	CommitStalledSince time.Time `json:"commit_stalled_since,omitzero"`
 }
 
 // Assignment is what the leader tells a worker to run.
