@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/gear-run/gear/pkg/netmux"
 )
@@ -46,6 +47,7 @@ type raftNode struct {
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	wal   *raftwal.WAL
+	meta  *metadb.BoltMetaDB // the WAL's meta store: WAL.Close leaves it open
 }
 
 func (n *raftNode) close() {
@@ -58,6 +60,10 @@ func (n *raftNode) close() {
 	if n.wal != nil {
 		_ = n.wal.Close()
 	}
+	if n.meta != nil {
+		_ = n.meta.Close()
+		n.meta = nil
+	}
 }
 
 // startRaft opens the raft stores under dir and starts the node. On first
@@ -69,11 +75,22 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, ln net.
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: &slogWriter{log: log}})
-	wal, err := raftwal.Open(filepath.Join(dir, "wal"))
+	n.meta = &metadb.BoltMetaDB{}
+	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithMetaStore(n.meta))
+	if err != nil {
+		n.close()
+	}
+	if err != nil && isCorrupt(err) {
+		return nil, corruptLogError(filepath.Join(dir, "wal"), 0, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open raft log in %s: %w (is another master using this data dir?)", dir, err)
 	}
 	n.wal = wal
+	if err := checkLog(wal, filepath.Join(dir, "wal")); err != nil {
+		n.close()
+		return nil, err
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, hlog)
 	if err != nil {
 		n.close()
@@ -97,7 +114,7 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, ln net.
 		n.close()
 		return nil, err
 	}
-	r, err := raft.NewRaft(cfg, f, wal, wal, snaps, n.trans)
+	r, err := newRaft(filepath.Join(dir, "wal"), cfg, f, wal, wal, snaps, n.trans)
 	if err != nil {
 		n.close()
 		return nil, fmt.Errorf("start raft: %w", err)
