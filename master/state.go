@@ -358,17 +358,40 @@ func (f *fsm) read(fn func(s *State)) {
 	fn(f.state)
 }
 
-// snapshotState returns a deep copy of the state.
+// snapshotState returns a copy of the state that later applies do not
+// change (see clone).
 func (f *fsm) snapshotState() *State {
 	f.mu.RLock()
-	b, err := json.Marshal(f.state)
-	f.mu.RUnlock()
-	if err != nil {
-		panic(err) // State is plain data; Marshal cannot fail
+	defer f.mu.RUnlock()
+	return f.state.clone()
+}
+
+// clone copies the state for readers outside the lock: the maps, the apps,
+// their process groups and executors, the workers. Slices and maps inside
+// an executor, a process group or a worker (CPUs, LogTail, Command, Env)
+// are shared: apply only ever replaces them, never writes into them.
+// A JSON round trip did the same at 50 ms per copy for 10 000 executors,
+// and the reconciler copies several times per round.
+func (s *State) clone() *State {
+	c := &State{
+		Apps:      make(map[string]*cluster.App, len(s.Apps)),
+		Workers:   make(map[string]*cluster.Worker, len(s.Workers)),
+		NextAppID: s.NextAppID,
 	}
-	s := newState()
-	_ = json.Unmarshal(b, s)
-	return s
+	for id, a := range s.Apps {
+		ca := *a
+		ca.Processes = slices.Clone(a.Processes)
+		ca.Executors = slices.Clone(a.Executors)
+		if ca.Executors == nil {
+			ca.Executors = []cluster.Executor{}
+		}
+		c.Apps[id] = &ca
+	}
+	for id, w := range s.Workers {
+		cw := *w
+		c.Workers[id] = &cw
+	}
+	return c
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
