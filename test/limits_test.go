@@ -96,6 +96,15 @@ func TestOneRequestCannotWedgeTheCluster(t *testing.T) {
 		t.Fatalf("a 7 MB name: %d %.500s", code, body)
 	}
 
+	// A submit that passes every limit but would not fit in one raft
+	// entry (2 MB of env): 400, naming the entry limit.
+	bundle := c.appInfo(pinned).Bundle
+	code, body = postJSON(t, "http://"+leader+"/api/v1/apps", cluster.SubmitRequest{Name: "fat", Bundle: bundle,
+		Processes: []cluster.Process{{Name: "web", Command: []string{"x"}, Instances: 1, Env: map[string]string{"BLOB": strings.Repeat("b", 2<<20)}}}})
+	if code != http.StatusBadRequest || !strings.Contains(body, "over the limit of 1048576 bytes (1 MiB) per entry") {
+		t.Fatalf("a 2 MB submit: %d %.500s", code, body)
+	}
+
 	// The cluster still takes writes: a submit, and a scale of an unpinned
 	// group to 10 000 executors. With no worker, each of them gets a
 	// "waiting for a worker" placement error: about 2 MB of placements,
