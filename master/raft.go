@@ -79,11 +79,9 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, ln net.
 	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithMetaStore(n.meta))
 	if err != nil {
 		n.close()
-	}
-	if err != nil && isCorrupt(err) {
-		return nil, corruptLogError(filepath.Join(dir, "wal"), 0, err)
-	}
-	if err != nil {
+		if isCorrupt(err) {
+			return nil, corruptLogError(filepath.Join(dir, "wal"), 0, err)
+		}
 		return nil, fmt.Errorf("open raft log in %s: %w (is another master using this data dir?)", dir, err)
 	}
 	n.wal = wal
