@@ -144,8 +144,15 @@ func (l Limits) checkCluster(s *State, except string, n int) error {
 	return nil
 }
 
-// checkScale checks a scale of one process group of app to instances.
+// checkScale checks a scale of one process group of app to instances. A
+// scale that does not grow the group always passes, so that a cluster over
+// lowered limits can still shrink.
 func (l Limits) checkScale(s *State, app *cluster.App, process string, instances int) error {
+	for _, p := range app.Processes {
+		if p.Name == process && instances <= p.Instances {
+			return nil
+		}
+	}
 	if instances > l.InstancesPerProcess {
 		return fmt.Errorf("%w: scale to %d instances: over gear.limits.instances-per-process = %d (raise it in gear.conf)",
 			ErrBadRequest, instances, l.InstancesPerProcess)

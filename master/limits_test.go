@@ -164,6 +164,14 @@ func TestLimitsOnSubmitAndScale(t *testing.T) {
 	if r := scale(third.ID, 10000); r.Err != nil {
 		t.Fatalf("after a kill there is room: %v", r.Err)
 	}
+	// Limits lowered below what runs: growing is refused, shrinking is not.
+	low := Limits{InstancesPerProcess: 10, ExecutorsPerApp: 10, Executors: 10, NameLength: 200}
+	if r := s.apply(&command{Op: opScale, App: third.ID, Scale: &cluster.ScaleRequest{Instances: 10001}, Limits: &low}); !errors.Is(r.Err, ErrBadRequest) {
+		t.Fatalf("growing over lowered limits: %v", r.Err)
+	}
+	if r := s.apply(&command{Op: opScale, App: third.ID, Scale: &cluster.ScaleRequest{Instances: 5000}, Limits: &low}); r.Err != nil {
+		t.Fatalf("shrinking under lowered limits must pass: %v", r.Err)
+	}
 	// An app with two groups: the other group counts towards executors-per-app.
 	two := sub("two", p("a", 1), p("b", 1))
 	s.apply(&command{Op: opKill, App: third.ID})
