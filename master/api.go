@@ -231,6 +231,10 @@ type status struct {
 	CommitIndex uint64    `json:"commit_index"`
 	Voters      []string  `json:"voters"`
 	Boot        string    `json:"boot"`
+	LastIndex   uint64    `json:"last_index"`
+	// CommitStalledSince is set while the commit index stands still
+	// behind the last log index (for a quarter of the failover timeout).
+	CommitStalledSince time.Time `json:"commit_stalled_since,omitzero"`
 	// StorageError says why this master cannot write its raft log (disk
 	// full), "" when it can.
 	StorageError string `json:"storage_error,omitempty"`
@@ -241,6 +245,7 @@ func (m *Master) status() status {
 	st := status{
 		Addr: m.self, State: strings.ToLower(r.State().String()), Term: r.CurrentTerm(),
 		Leader: m.leader(), CommitIndex: r.CommitIndex(), Voters: m.raft.voters(), Boot: m.boot,
+		LastIndex: r.LastIndex(), CommitStalledSince: m.commitStalledSince(),
 	}
 	if p := m.raft.wal.problem(); p != nil {
 		st.StorageError = p.Error()
@@ -274,13 +279,15 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 				views[i].Error = err.Error()
 				return
 			}
-			views[i] = cluster.Master{Addr: v, State: st.State, Term: st.Term, LastContact: st.LastContact, Leader: st.Leader, CommitIndex: st.CommitIndex}
+			views[i] = cluster.Master{Addr: v, State: st.State, Term: st.Term, LastContact: st.LastContact, Leader: st.Leader, CommitIndex: st.CommitIndex,
+				LastIndex: st.LastIndex, CommitStalledSince: st.CommitStalledSince}
 			views[i].Error = st.StorageError
 		}()
 	}
 	wg.Wait()
 	// The group has quorum when a majority answers and agrees on a leader
-	// that itself answers as leader.
+	// that itself answers as leader, and that leader's commit index is not
+	// stalled (a leader that cannot commit takes no writes).
 	leaders := map[string]int{}
 	for _, v := range views {
 		if v.State != "unreachable" && v.Leader != "" {
@@ -290,7 +297,7 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 	quorum := false
 	for l, n := range leaders {
 		for _, v := range views {
-			if v.Addr == l && v.State == "leader" && n >= len(voters)/2+1 {
+			if v.Addr == l && v.State == "leader" && v.CommitStalledSince.IsZero() && n >= len(voters)/2+1 {
 				quorum = true
 			}
 		}
@@ -431,18 +438,22 @@ func (m *Master) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := m.apply(command{Op: opSubmit, Submit: &req})
+	lim := m.opts.Limits
+	res, err := m.apply(command{Op: opSubmit, Submit: &req, Limits: &lim})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	m.log.Info("application submitted", "app", res.ID, "name", req.Name, "bundle", req.Bundle.Digest)
+	m.log.Info("application submitted", "app", res.ID, "name", shorten(req.Name), "bundle", req.Bundle.Digest)
 	writeJSON(w, map[string]string{"id": res.ID})
 }
 
 func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest) error {
 	if req.Name == "" {
 		return fmt.Errorf("%w: the application has no name (set name in gear-app.conf or pass -name)", ErrBadRequest)
+	}
+	if err := m.opts.Limits.checkApp(req.Name, req.Processes); err != nil {
+		return err
 	}
 	if len(req.Processes) == 0 {
 		return fmt.Errorf("%w: the application has no process groups (gear-app.conf needs processes { NAME { command = [...] } })", ErrBadRequest)
@@ -456,8 +467,8 @@ func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest)
 			return fmt.Errorf("%w: process group %q is listed twice", ErrBadRequest, p.Name)
 		case len(p.Command) == 0:
 			return fmt.Errorf("%w: process group %q has no command", ErrBadRequest, p.Name)
-		case p.Instances < 0 || p.Instances > 10000:
-			return fmt.Errorf("%w: process group %q: instances must be 0..10000, got %d", ErrBadRequest, p.Name, p.Instances)
+		case p.Instances < 0:
+			return fmt.Errorf("%w: process group %q: instances must be >= 0, got %d", ErrBadRequest, p.Name, p.Instances)
 		case p.CPUs < 0:
 			return fmt.Errorf("%w: process group %q: cpus must be >= 0, got %d", ErrBadRequest, p.Name, p.CPUs)
 		case p.Restart != "" && p.Restart != "always" && p.Restart != "on-failure" && p.Restart != "never":
@@ -506,7 +517,8 @@ func (m *Master) handleScale(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := m.apply(command{Op: opScale, App: r.PathValue("id"), Scale: &req})
+	lim := m.opts.Limits
+	res, err := m.apply(command{Op: opScale, App: r.PathValue("id"), Scale: &req, Limits: &lim})
 	if err != nil {
 		writeError(w, err)
 		return

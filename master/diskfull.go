@@ -198,6 +198,8 @@ func (s *logStore) open() error {
 			return fmt.Errorf("%w (%v)", notEnoughSpace(s.dir, free, spaceNeeded(s.segSize, true), s.segSize), err)
 		case errors.Is(err, syscall.EWOULDBLOCK):
 			return fmt.Errorf("open raft log in %s: %w (is another master using this data dir?)", s.dir, err)
+		case isCorrupt(err):
+			return corruptLogError(s.dir, 0, err)
 		}
 		return fmt.Errorf("open raft log in %s: %w", s.dir, err)
 	}

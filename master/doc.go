@@ -13,6 +13,13 @@
 // leader; a master without quorum refuses writes with an error that says
 // which masters it can and cannot reach.
 //
+// Every log entry is at most MaxEntrySize (1 MiB): commands are encoded in
+// one place (encodeCommand), which refuses larger ones; lists that grow with
+// the cluster (placements, lost executors, status reports) go in batches;
+// and submits and scales are bounded by gear.limits.*. A log that does not
+// read back stops the master with the recovery step (walcheck.go), and a
+// commit index that stands still is reported by `gear masters` (stall.go).
+//
 // Everything runs on the one port the operator typed: HTTP (API, /ecv,
 // /metrics), raft and gossip streams are told apart by netmux, and gossip
 // packets use UDP on the same port number.

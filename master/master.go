@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +51,9 @@ type Options struct {
 	// ForgetAfter: the leader removes workers it has not heard from for
 	// this long (gear.worker.forget-after); <= 0 = never.
 	ForgetAfter time.Duration
+	// Limits bound submits and scales (gear.limits.*); unset fields take
+	// config.Default's values.
+	Limits Limits
 }
 
 // Master is a running master daemon.
@@ -85,6 +87,9 @@ type Master struct {
 
 	refusedLogged map[string]time.Time    // worker id -> last refused heartbeat logged (under mu)
 	unpooled      map[string]unpooledNote // heartbeating workers missing from the gossip pool (under mu)
+	// stalledSince is when the commit index stopped behind the last log
+	// index (see stallLoop); zero when it moves.
+	stalledSince time.Time
 }
 
 // unpooledNote tracks a heartbeating worker missing from the gossip pool.
@@ -109,6 +114,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if opts.RaftSegmentSize <= 0 {
 		opts.RaftSegmentSize = config.Default().Raft.SegmentSize
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	mux, err := netmux.Listen(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)))
 	if err != nil {
 		return nil, err
@@ -203,6 +209,7 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { m.raft.wal.watch(gctx, 250*time.Millisecond); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
+	g.Go(func() error { m.stallLoop(gctx); return nil })
 	err := g.Wait()
 	m.shutdown()
 	if errors.Is(err, context.Canceled) {
@@ -256,7 +263,7 @@ func (m *Master) leader() string {
 // ErrNoLeader when this master is not (or no longer) the leader.
 func (m *Master) apply(c command) (result, error) {
 	c.Now = time.Now().UTC()
-	b, err := json.Marshal(c)
+	b, err := encodeCommand(c)
 	if err != nil {
 		return result{}, err
 	}

@@ -73,6 +73,10 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, segSize
 		return nil, err
 	}
 	n.wal = wal
+	if err := checkLog(wal, filepath.Join(dir, "wal")); err != nil {
+		n.close()
+		return nil, err
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, hlog)
 	if err != nil {
 		n.close()
@@ -96,7 +100,7 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, segSize
 		n.close()
 		return nil, err
 	}
-	r, err := raft.NewRaft(cfg, f, wal, wal, snaps, n.trans)
+	r, err := newRaft(filepath.Join(dir, "wal"), cfg, f, wal, wal, snaps, n.trans)
 	if err != nil {
 		n.close()
 		return nil, fmt.Errorf("start raft: %w", err)

@@ -93,8 +93,7 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	m.seen(hb.Worker.ID, now)
 	if len(reports) > 0 || len(gone) > 0 {
-		wk := hb.Worker
-		if _, err := m.apply(command{Op: opStatus, Worker: &wk, Reports: reports, Gone: gone}); err != nil {
+		if err := m.applyStatus(hb.Worker.ID, reports, gone); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -218,15 +217,15 @@ func (m *Master) reconcile(now time.Time) error {
 		}
 	}
 	if len(lost) > 0 {
-		m.log.Warn("workers unreachable past the failover timeout; rescheduling their executors", "executors", lost, "timeout", m.opts.FailoverTimeout)
-		if _, err := m.apply(command{Op: opUnassign, Lost: lost}); err != nil {
+		m.log.Warn("workers unreachable past the failover timeout; rescheduling their executors", "count", len(lost), "executors", lost[:min(len(lost), 20)], "timeout", m.opts.FailoverTimeout)
+		if err := m.applyUnassign(lost); err != nil {
 			return err
 		}
 		st = m.fsm.snapshotState()
 	}
 	// 2. Place unplaced executors.
 	if as := m.place(st, now); len(as) > 0 {
-		if _, err := m.apply(command{Op: opAssign, Assign: as}); err != nil {
+		if err := m.applyAssign(as); err != nil {
 			return err
 		}
 		st = m.fsm.snapshotState()

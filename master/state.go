@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,11 @@ type State struct {
 	// its heartbeats carry. Only the hash is replicated; the secret stays
 	// in the worker's data dir.
 	WorkerSecrets map[string]string `json:"worker_secrets"`
+
+	// index maps app id -> executor id -> position in that app's
+	// Executors. It is derived (never serialised): built per app on first
+	// lookup and dropped whenever the app's executor list is rebuilt.
+	index map[string]map[string]int
 }
 
 func newState() *State {
@@ -65,6 +71,9 @@ type command struct {
 	// SecretHash is the hash of the registering worker's secret (opWorker).
 	SecretHash string   `json:"secret_hash,omitempty"`
 	Forget     []string `json:"forget,omitempty"` // worker ids (opForget)
+	// Limits are the leader's gear.limits.*, checked by submit and scale
+	// when they are applied (nil in entries written before limits).
+	Limits *Limits `json:"limits,omitempty"`
 }
 
 type assignment struct {
@@ -86,6 +95,14 @@ type result struct {
 func (s *State) apply(c *command) result {
 	switch c.Op {
 	case opSubmit:
+		if c.Limits != nil {
+			if err := c.Limits.checkApp(c.Submit.Name, c.Submit.Processes); err != nil {
+				return result{Err: err}
+			}
+			if err := c.Limits.checkCluster(s, "", desiredExecutors(c.Submit.Processes)); err != nil {
+				return result{Err: err}
+			}
+		}
 		s.NextAppID++
 		id := strconv.Itoa(s.NextAppID)
 		app := &cluster.App{
@@ -99,6 +116,8 @@ func (s *State) apply(c *command) result {
 			}
 		}
 		s.Apps[id] = app
+		delete(s.index, id)
+		app.State = app.DeriveState()
 		return result{ID: id}
 	case opKill:
 		app, ok := s.Apps[c.App]
@@ -117,13 +136,17 @@ func (s *State) apply(c *command) result {
 				}
 			}
 		}
+		app.State = app.DeriveState()
 		return result{ID: app.ID}
 	case opScale:
 		app, ok := s.Apps[c.App]
 		if !ok {
 			return result{Err: fmt.Errorf("%w: %s", ErrNoSuchApp, c.App)}
 		}
-		return result{ID: app.ID, Err: scaleApp(app, c.Scale)}
+		err := scaleApp(s, app, c.Scale, c.Limits)
+		delete(s.index, app.ID)
+		app.State = app.DeriveState()
+		return result{ID: app.ID, Err: err}
 	case opRestart:
 		app, ok := s.Apps[c.App]
 		if !ok {
@@ -131,6 +154,7 @@ func (s *State) apply(c *command) result {
 		}
 		app.Generation++
 		app.RestartEnv = c.Restart.Env
+		app.State = app.DeriveState()
 		return result{ID: app.ID}
 	case opBump:
 		if e := s.executor(c.Bump); e != nil {
@@ -220,8 +244,17 @@ func (s *State) apply(c *command) result {
 	default:
 		return result{Err: fmt.Errorf("unknown operation %q in the replicated log (is this master older than the others?)", c.Op)}
 	}
-	for _, app := range s.Apps {
-		app.State = app.DeriveState()
+	// Only the apps whose executors this entry named can have changed
+	// state; deriving every app's on every entry would cost the whole
+	// cluster's executors per heartbeat.
+	touched := map[string]bool{}
+	for _, id := range c.executorIDs() {
+		touched[appOfExecutor(id)] = true
+	}
+	for id := range touched {
+		if app := s.Apps[id]; app != nil {
+			app.State = app.DeriveState()
+		}
 	}
 	return result{}
 }
@@ -240,6 +273,22 @@ func (s *State) checkSecret(id, hash string) error {
 	return nil
 }
 
+// executorIDs lists the executors an entry names.
+func (c *command) executorIDs() []string {
+	ids := slices.Clone(c.Lost)
+	ids = append(ids, c.Gone...)
+	for _, a := range c.Assign {
+		ids = append(ids, a.Executor)
+	}
+	for _, r := range c.Reports {
+		ids = append(ids, r.ID)
+	}
+	if c.Bump != "" {
+		ids = append(ids, c.Bump)
+	}
+	return ids
+}
+
 func newExecutor(app, process string, index int) cluster.Executor {
 	return cluster.Executor{
 		ID: fmt.Sprintf("%s.%s.%d", app, process, index), App: app, Process: process,
@@ -247,7 +296,7 @@ func newExecutor(app, process string, index int) cluster.Executor {
 	}
 }
 
-func scaleApp(app *cluster.App, req *cluster.ScaleRequest) error {
+func scaleApp(s *State, app *cluster.App, req *cluster.ScaleRequest, lim *Limits) error {
 	if app.State == cluster.AppKilled {
 		return fmt.Errorf("%w: app %s was killed; submit it again", ErrBadRequest, app.ID)
 	}
@@ -267,7 +316,12 @@ func scaleApp(app *cluster.App, req *cluster.ScaleRequest) error {
 	}
 	pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == name })
 	if pi < 0 {
-		return fmt.Errorf("%w: app %s has no process group %q", ErrBadRequest, app.ID, name)
+		return fmt.Errorf("%w: app %s has no process group %q", ErrBadRequest, app.ID, shorten(name))
+	}
+	if lim != nil {
+		if err := lim.checkScale(s, app, name, req.Instances); err != nil {
+			return err
+		}
 	}
 	app.Processes[pi].Instances = req.Instances
 	kept := []cluster.Executor{}
@@ -298,16 +352,39 @@ func scaleApp(app *cluster.App, req *cluster.ScaleRequest) error {
 	return nil
 }
 
-// executor finds an executor by id ("<app>.<process>.<index>").
+// executor finds an executor by id ("<app>.<process>.<index>"): the app
+// id is the part before the first dot (app ids are numbers, process group
+// names have no dots), its position comes from the index.
 func (s *State) executor(id string) *cluster.Executor {
-	for _, app := range s.Apps {
-		for i := range app.Executors {
-			if app.Executors[i].ID == id {
-				return &app.Executors[i]
-			}
-		}
+	appID := appOfExecutor(id)
+	app := s.Apps[appID]
+	if app == nil {
+		return nil
 	}
-	return nil
+	idx, ok := s.index[appID]
+	if !ok {
+		idx = make(map[string]int, len(app.Executors))
+		for i := range app.Executors {
+			idx[app.Executors[i].ID] = i
+		}
+		if s.index == nil {
+			s.index = map[string]map[string]int{}
+		}
+		s.index[appID] = idx
+	}
+	i, ok := idx[id]
+	if !ok || i >= len(app.Executors) || app.Executors[i].ID != id {
+		return nil
+	}
+	return &app.Executors[i]
+}
+
+// appOfExecutor is the app id part of an executor id.
+func appOfExecutor(id string) string {
+	if i := strings.IndexByte(id, '.'); i >= 0 {
+		return id[:i]
+	}
+	return id
 }
 
 // fsm adapts State to raft.FSM and guards it for concurrent readers.
@@ -333,17 +410,40 @@ func (f *fsm) read(fn func(s *State)) {
 	fn(f.state)
 }
 
-// snapshotState returns a deep copy of the state.
+// snapshotState returns a copy of the state that later applies do not
+// change (see clone).
 func (f *fsm) snapshotState() *State {
 	f.mu.RLock()
-	b, err := json.Marshal(f.state)
-	f.mu.RUnlock()
-	if err != nil {
-		panic(err) // State is plain data; Marshal cannot fail
+	defer f.mu.RUnlock()
+	return f.state.clone()
+}
+
+// clone copies the state for readers outside the lock: the maps, the apps,
+// their process groups and executors, the workers. Slices and maps inside
+// an executor, a process group or a worker (CPUs, LogTail, Command, Env)
+// are shared: apply only ever replaces them, never writes into them.
+// A JSON round trip did the same at 50 ms per copy for 10 000 executors,
+// and the reconciler copies several times per round.
+func (s *State) clone() *State {
+	c := &State{
+		Apps:      make(map[string]*cluster.App, len(s.Apps)),
+		Workers:   make(map[string]*cluster.Worker, len(s.Workers)),
+		NextAppID: s.NextAppID,
 	}
-	s := newState()
-	_ = json.Unmarshal(b, s)
-	return s
+	for id, a := range s.Apps {
+		ca := *a
+		ca.Processes = slices.Clone(a.Processes)
+		ca.Executors = slices.Clone(a.Executors)
+		if ca.Executors == nil {
+			ca.Executors = []cluster.Executor{}
+		}
+		c.Apps[id] = &ca
+	}
+	for id, w := range s.Workers {
+		cw := *w
+		c.Workers[id] = &cw
+	}
+	return c
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {

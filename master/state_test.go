@@ -133,3 +133,22 @@ func TestPlaceSpreadsUnpinnedExecutors(t *testing.T) {
 		t.Fatalf("unpinned executors should spread evenly, got %v", per)
 	}
 }
+
+// The reconciler works on a clone while apply goes on: nothing apply does
+// may show through.
+func TestCloneIsNotChangedByLaterApplies(t *testing.T) {
+	s := newState()
+	s.apply(submitCmd("web", cluster.Process{Name: "web", Command: []string{"x"}, Instances: 2}))
+	s.Workers["w1"] = &cluster.Worker{ID: "w1", CPUs: []int{0, 1}}
+	c := s.clone()
+	s.apply(&command{Op: opAssign, Assign: []assignment{{Executor: "1.web.0", Worker: "w1", CPUs: []int{1}}}})
+	s.apply(&command{Op: opScale, App: "1", Scale: &cluster.ScaleRequest{Instances: 5}})
+	s.apply(&command{Op: opRestart, App: "1", Restart: &cluster.RestartRequest{}})
+	s.apply(&command{Op: opWorker, Worker: &cluster.Worker{ID: "w1", CPUs: []int{0}}})
+	s.apply(&command{Op: opKill, App: "1"})
+	a := c.Apps["1"]
+	if a.Executors[0].Worker != "" || len(a.Executors) != 2 || a.Processes[0].Instances != 2 || a.Generation != 0 ||
+		a.State != cluster.AppPending || len(c.Workers["w1"].CPUs) != 2 {
+		t.Fatalf("the clone changed with the state: %+v %+v", a, c.Workers["w1"])
+	}
+}

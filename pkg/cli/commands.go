@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -365,13 +366,21 @@ func runMasters(ctx context.Context, env Env, g global, args []string) error {
 		return printJSON(env.Stdout, ms)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM")
+	fmt.Fprintln(tw, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM\tCOMMIT")
 	for _, m := range ms {
 		lc := "-"
 		if !m.LastContact.IsZero() {
 			lc = time.Since(m.LastContact).Round(time.Millisecond).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%t\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum)
+		commit := "-"
+		switch {
+		case !m.CommitStalledSince.IsZero():
+			commit = fmt.Sprintf("STALLED at %d of %d since %s (%s ago)", m.CommitIndex, m.LastIndex,
+				m.CommitStalledSince.Format(time.RFC3339), time.Since(m.CommitStalledSince).Round(time.Second))
+		case m.State != "unreachable":
+			commit = strconv.FormatUint(m.CommitIndex, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%t\t%s\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum, commit)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -72,6 +72,10 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace, ForgetAfter: cfg.Worker.ForgetAfter,
 		RaftSegmentSize: cfg.Raft.SegmentSize,
 		GossipKey:       key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
+		Limits: master.Limits{
+			InstancesPerProcess: cfg.Limits.InstancesPerProcess, ExecutorsPerApp: cfg.Limits.ExecutorsPerApp,
+			Executors: cfg.Limits.Executors, NameLength: cfg.Limits.NameLength,
+		},
 	}, nil
 }
 

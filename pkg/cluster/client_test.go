@@ -78,7 +78,7 @@ func TestDeriveState(t *testing.T) {
 		app   App
 		state AppState
 	}{
-		{"no executors", App{}, AppPending},
+		{"no executors (instances = 0) is running", App{Executors: []Executor{}}, AppRunning},
 		{"all running", App{Executors: []Executor{{State: Running}, {State: Running}}}, AppRunning},
 		{"one starting", App{Executors: []Executor{{State: Running}, {State: Starting}}}, AppPending},
 		{"one failed", App{Executors: []Executor{{State: Running}, {State: Failed}}}, AppFailed},

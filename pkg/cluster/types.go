@@ -159,6 +159,11 @@ type Master struct {
 	Leader      string    `json:"leader"`
 	CommitIndex uint64    `json:"commit_index,omitempty"`
 	Error       string    `json:"error,omitempty"`
+	LastIndex   uint64    `json:"last_index,omitempty"`
+	// CommitStalledSince is set while this master's commit index stands
+	// still behind its last log index for a quarter of the failover
+	// timeout: writes hang although a leader is elected.
+	CommitStalledSince time.Time `json:"commit_stalled_since,omitzero"`
 }
 
 // Assignment is what the leader tells a worker to run.
@@ -233,13 +238,11 @@ type RestartRequest struct {
 	Env map[string]string `json:"env,omitempty"`
 }
 
-// DeriveState computes an application's state from its executors.
+// DeriveState computes an application's state from its executors. An app
+// scaled to no executors at all is RUNNING: all of its zero executors run.
 func (a *App) DeriveState() AppState {
 	if a.State == AppKilled {
 		return AppKilled
-	}
-	if len(a.Executors) == 0 {
-		return AppPending
 	}
 	running := 0
 	for _, e := range a.Executors {

@@ -54,6 +54,13 @@ type Config struct {
 		LogMaxFiles   int           `json:"log-max-files"`  // gear.executor.log-max-files
 	} `json:"executor"`
 
+	Limits struct {
+		InstancesPerProcess int `json:"instances-per-process"` // gear.limits.instances-per-process
+		ExecutorsPerApp     int `json:"executors-per-app"`     // gear.limits.executors-per-app
+		Executors           int `json:"executors"`             // gear.limits.executors
+		NameLength          int `json:"name-length"`           // gear.limits.name-length
+	} `json:"limits"`
+
 	Channel struct {
 		Redis          string        `json:"redis"`           // gear.channel.redis
 		Password       string        `json:"password"`        // gear.channel.password
@@ -104,6 +111,10 @@ func Default() Config {
 	c.Executor.MaxRestarts = 10
 	c.Executor.LogMaxSize = 10e6 // 10MB
 	c.Executor.LogMaxFiles = 3
+	c.Limits.InstancesPerProcess = 10000
+	c.Limits.ExecutorsPerApp = 10000
+	c.Limits.Executors = 100000
+	c.Limits.NameLength = 200
 	c.Channel.SentinelAddrs = []string{}
 	c.Channel.ClusterAddrs = []string{}
 	c.Channel.MemberTTL = 30 * time.Second

@@ -228,6 +228,11 @@ func TestErrors(t *testing.T) {
 			[]string{`F:1:33: gear.jarstore.max-bundle-size: "4 jiggabytes" is not a size (want e.g. 1024, 64KiB, 512MB, 4GB, 1g; K/M/G/Ki/MiB are powers of 1024, kB/MB/GB of 1000)`}},
 		{"raft segment too small", "gear.raft.segment-size = 4KiB", nil, nil,
 			[]string{`F:1:26: gear.raft.segment-size: 4KiB is out of range (want 64KiB to 1GiB, e.g. 8MiB; a master needs this much free space in its data dir for the next log segment)`}},
+		{"limits", "gear.limits { instances-per-process = 0, executors = -5 }", nil, nil,
+			[]string{
+				`F:1:39: gear.limits.instances-per-process: 0 must be at least 1`,
+				`F:1:54: gear.limits.executors: -5 must be at least 1`,
+			}},
 		{"enum", "gear.executor.restart = sometimes\ngear.log { level = loud, format = xml }", nil, nil,
 			[]string{
 				`F:1:25: gear.executor.restart: "sometimes" is not valid (want one of "always", "on-failure", "never")`,

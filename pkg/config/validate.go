@@ -209,6 +209,20 @@ func (c *Config) check() []checkError {
 		add("gear.executor.log-max-files", -1, "%d must be at least 1", e.LogMaxFiles)
 	}
 
+	for _, l := range []struct {
+		key string
+		v   int
+	}{
+		{"gear.limits.instances-per-process", c.Limits.InstancesPerProcess},
+		{"gear.limits.executors-per-app", c.Limits.ExecutorsPerApp},
+		{"gear.limits.executors", c.Limits.Executors},
+		{"gear.limits.name-length", c.Limits.NameLength},
+	} {
+		if l.v < 1 {
+			add(l.key, -1, "%d must be at least 1", l.v)
+		}
+	}
+
 	ch := &c.Channel
 	if ch.Redis != "" {
 		if msg := checkRedisAddr(ch.Redis); msg != "" {
