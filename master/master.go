@@ -21,6 +21,7 @@ import (
 
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
 	"github.com/gear-run/gear/pkg/netmux"
@@ -37,9 +38,9 @@ type Options struct {
 	// FailoverTimeout tunes leader-loss detection, gossip suspicion and how
 	// long an unreachable worker is tolerated before rescheduling.
 	FailoverTimeout time.Duration
-	JarRoot         string // gear.jarstore.rootpath; "" = DataDir/jars (no HA)
-	MaxBundleSize   int64
-	GCGrace         time.Duration
+	JarRoot         string        // gear.jarstore.rootpath; "" = DataDir/jars (no HA)
+	MaxBundleSize   int64         // 0 = no limit
+	GCGrace         time.Duration // keep unreferenced bundles this long; 0 = delete at the next GC
 	GossipKey       []byte
 	GossipLabel     string
 	Logger          *slog.Logger
@@ -62,6 +63,14 @@ type Master struct {
 
 	serveDone chan error
 
+	// life guards Run and Close: Close cancels a running Run and waits
+	// for it; release runs once, whoever gets there first.
+	life      sync.Mutex
+	closed    bool
+	cancelRun context.CancelFunc
+	runDone   chan struct{}
+	release   sync.Once
+
 	ecvDisabled atomic.Bool
 	started     time.Time
 
@@ -76,11 +85,14 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	// Options left zero (tests, embedders) take gear's defaults, which live
+	// in config.Default only.
+	def := config.Default()
 	if opts.FailoverTimeout <= 0 {
-		opts.FailoverTimeout = 6 * time.Second
+		opts.FailoverTimeout = def.FailoverTimeout
 	}
 	if opts.IP == "" {
-		opts.IP = "127.0.0.1"
+		opts.IP = def.Hostname
 	}
 	mux, err := netmux.Listen(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)))
 	if err != nil {
@@ -90,7 +102,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			m.shutdown()
+			m.release.Do(m.shutdown)
 		}
 	}()
 	opts.Port = mux.Port()
@@ -158,9 +170,21 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 // Addr is the master's host:port.
 func (m *Master) Addr() string { return m.self }
 
-// Run serves until ctx is done, then shuts down. The background loops end
-// before anything they use is closed.
+// Run serves until ctx is done or Close is called, then releases
+// everything (as Close does). The background loops end before anything
+// they use is closed.
 func (m *Master) Run(ctx context.Context) error {
+	m.life.Lock()
+	if m.closed {
+		m.life.Unlock()
+		return ErrClosed
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	m.cancelRun, m.runDone = cancel, done
+	m.life.Unlock()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		select {
@@ -174,11 +198,31 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
 	err := g.Wait()
-	m.shutdown()
+	m.release.Do(m.shutdown)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// ErrClosed is returned by Run on a master that was closed.
+var ErrClosed = errors.New("master: closed")
+
+// Close stops the master and releases its port (TCP and gossip UDP),
+// raft, gossip, the jar store and the data-dir lock. It ends a running
+// Run and waits for it; it may be called more than once, also
+// concurrently with Run's end. Run after Close fails with ErrClosed.
+func (m *Master) Close() error {
+	m.life.Lock()
+	m.closed = true
+	cancel, done := m.cancelRun, m.runDone
+	m.life.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	m.release.Do(m.shutdown)
+	return nil
 }
 
 func (m *Master) shutdown() {

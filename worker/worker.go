@@ -21,6 +21,7 @@ import (
 
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
 	"github.com/gear-run/gear/pkg/netmux"
@@ -39,7 +40,8 @@ type Options struct {
 	FailoverTimeout   time.Duration
 	HeartbeatInterval time.Duration
 	// StopAfterDisconnect: stop every executor after this long without
-	// contact to a leader. 0 = 3/4 of FailoverTimeout; < 0 = never.
+	// contact to a leader. 0 = as config.EffectiveStopAfterDisconnect says
+	// for FailoverTimeout; < 0 = never.
 	StopAfterDisconnect time.Duration
 	// OnExit says what a SIGINT/SIGTERM does to the executors: "stop"
 	// stops them gracefully, "leave" leaves them running for the next
@@ -90,6 +92,9 @@ type Worker struct {
 
 	quorumDownLogged bool // heartbeat goroutine only
 	cancelRun        context.CancelFunc
+	runDone          chan struct{}  // closed when run has released everything
+	closed           bool           // Close was called: Run refuses to start
+	release          sync.Once      // close runs once
 	wg               sync.WaitGroup // executor goroutines
 }
 
@@ -99,20 +104,24 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	// Options left zero (tests, embedders) take gear's defaults, which live
+	// in config.Default only.
+	def := config.Default()
 	if opts.IP == "" {
-		opts.IP = "127.0.0.1"
+		opts.IP = def.Hostname
 	}
 	if opts.FailoverTimeout <= 0 {
-		opts.FailoverTimeout = 6 * time.Second
+		opts.FailoverTimeout = def.FailoverTimeout
 	}
 	if opts.HeartbeatInterval <= 0 {
-		opts.HeartbeatInterval = 250 * time.Millisecond
+		opts.HeartbeatInterval = def.Worker.HeartbeatInterval
 	}
 	if opts.StopAfterDisconnect == 0 {
-		opts.StopAfterDisconnect = opts.FailoverTimeout * 3 / 4
+		def.FailoverTimeout = opts.FailoverTimeout
+		opts.StopAfterDisconnect = def.EffectiveStopAfterDisconnect()
 	}
 	if opts.OnExit == "" {
-		opts.OnExit = "stop"
+		opts.OnExit = def.Worker.OnExit
 	}
 	if opts.OnExit != "stop" && opts.OnExit != "leave" {
 		return nil, fmt.Errorf("gear.worker.on-exit must be stop or leave, got %q", opts.OnExit)
@@ -145,7 +154,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			w.close()
+			w.release.Do(w.close)
 		}
 	}()
 	w.opts.Port = mux.Port()
@@ -201,11 +210,38 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.run(ctx, w.opts.OnExit == "stop")
 }
 
+// ErrClosed is returned by Run on a worker that was closed.
+var ErrClosed = errors.New("worker: closed")
+
+// Close stops the worker and releases its port (TCP and gossip UDP),
+// gossip, the shared jar store and the data-dir lock. A running Run ends
+// first, stopping or leaving the executors as OnExit says; executors
+// adopted by a worker that never ran are left running. Close may be
+// called more than once, also concurrently with Run's end.
+func (w *Worker) Close() error {
+	w.mu.Lock()
+	w.closed = true
+	cancel, done := w.cancelRun, w.runDone
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	w.release.Do(w.close)
+	return nil
+}
+
 func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
 	w.mu.Lock()
-	w.cancelRun = cancel
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	w.cancelRun, w.runDone = cancel, done
 	w.mu.Unlock()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -252,7 +288,7 @@ func (w *Worker) shutdown(stopExecs bool) {
 		}
 	}
 	w.wg.Wait()
-	w.close()
+	w.release.Do(w.close)
 }
 
 func (w *Worker) stopAll(execs []*executor, hard bool) {
