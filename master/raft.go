@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/gear-run/gear/pkg/netmux"
 )
@@ -46,6 +47,10 @@ type raftNode struct {
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	wal   *raftwal.WAL
+	// meta is the WAL's metadata store. raft-wal v0.4.0's WAL.Close leaves
+	// it open, and with it a flock on meta.db that makes the next open in
+	// this process wait forever, so the node closes it itself.
+	meta *metadb.BoltMetaDB
 }
 
 func (n *raftNode) close() {
@@ -58,6 +63,9 @@ func (n *raftNode) close() {
 	if n.wal != nil {
 		_ = n.wal.Close()
 	}
+	if n.meta != nil {
+		_ = n.meta.Close()
+	}
 }
 
 // startRaft opens the raft stores under dir and starts the node. On first
@@ -69,8 +77,10 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, ln net.
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: &slogWriter{log: log}})
-	wal, err := raftwal.Open(filepath.Join(dir, "wal"))
+	n.meta = &metadb.BoltMetaDB{}
+	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithMetaStore(n.meta))
 	if err != nil {
+		n.close()
 		return nil, fmt.Errorf("open raft log in %s: %w (is another master using this data dir?)", dir, err)
 	}
 	n.wal = wal
