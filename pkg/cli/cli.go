@@ -36,7 +36,13 @@ func Main(args []string, extra ...Command) int {
 	env := Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Environ: os.Environ}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return ExitCode(env, Run(ctx, env, append(extra, Commands()...), args))
+	return ExitCode(env, Run(ctx, env, Registry(extra...), args))
+}
+
+// Registry is every command of the binary: extra (the daemons, from
+// package main) first, then the operator commands.
+func Registry(extra ...Command) []Command {
+	return append(append([]Command{}, extra...), Commands()...)
 }
 
 // ExitCode reports err on env.Stderr and returns the exit code for it.
