@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
 )
 
@@ -62,6 +63,12 @@ func closeTwice(t *testing.T, w *Worker) {
 func TestCloseReleasesPortAndDataDir(t *testing.T) {
 	dir := t.TempDir()
 	w := newTestWorker(t, dir, 0)
+	// Options left zero take config.Default's values.
+	def := config.Default()
+	if w.opts.HeartbeatInterval != def.Worker.HeartbeatInterval || w.opts.OnExit != def.Worker.OnExit ||
+		w.opts.StopAfterDisconnect != 1500*time.Millisecond {
+		t.Fatalf("defaults: heartbeat %v on-exit %q stop-after-disconnect %v", w.opts.HeartbeatInterval, w.opts.OnExit, w.opts.StopAfterDisconnect)
+	}
 	addr := w.Addr()
 	closeTwice(t, w)
 	if err := w.Run(context.Background()); !errors.Is(err, ErrClosed) {

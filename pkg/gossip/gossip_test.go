@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +104,13 @@ func TestRejoinsConfiguredSeeds(t *testing.T) {
 	}
 	c := startNode(t, "master@c", RoleMaster, []string{cAddr}, mux)
 	waitUntil(t, "b to re-join c in the background", func() bool { return b.pool.Alive(c.addr) })
+}
+
+// The failover timeout has no default here (it lives in config.Default):
+// a caller that forgets it gets an error, not a silent 6 s.
+func TestStartWantsTheTimeout(t *testing.T) {
+	_, err := Start(context.Background(), Options{Name: "n", BindIP: "127.0.0.1"})
+	if err == nil || !strings.Contains(err.Error(), "Timeout") {
+		t.Fatalf("Start without a Timeout: err = %v", err)
+	}
 }
