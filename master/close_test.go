@@ -138,9 +138,7 @@ func waitRunning(t *testing.T, m *Master) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		m.life.Lock()
-		running := m.runDone != nil
-		m.life.Unlock()
+		running := m.life.Begun()
 		if running {
 			return
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
+	"github.com/gear-run/gear/pkg/lifecycle"
 	"github.com/gear-run/gear/pkg/netmux"
 )
 
@@ -63,13 +64,7 @@ type Master struct {
 
 	serveDone chan error
 
-	// life guards Run and Close: Close cancels a running Run and waits
-	// for it; release runs once, whoever gets there first.
-	life      sync.Mutex
-	closed    bool
-	cancelRun context.CancelFunc
-	runDone   chan struct{}
-	release   sync.Once
+	life lifecycle.Life // Run and Close: shutdown runs once, whoever ends first
 
 	ecvDisabled atomic.Bool
 	started     time.Time
@@ -102,7 +97,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			m.release.Do(m.shutdown)
+			m.life.Release(m.shutdown)
 		}
 	}()
 	opts.Port = mux.Port()
@@ -174,17 +169,11 @@ func (m *Master) Addr() string { return m.self }
 // everything (as Close does). The background loops end before anything
 // they use is closed.
 func (m *Master) Run(ctx context.Context) error {
-	m.life.Lock()
-	if m.closed {
-		m.life.Unlock()
-		return ErrClosed
+	ctx, end, err := m.life.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("master %s: %w", m.self, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan struct{})
-	defer close(done)
-	m.cancelRun, m.runDone = cancel, done
-	m.life.Unlock()
+	defer end()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		select {
@@ -197,31 +186,23 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.log); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
-	err := g.Wait()
-	m.release.Do(m.shutdown)
+	err = g.Wait()
+	m.life.Release(m.shutdown)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
 }
 
-// ErrClosed is returned by Run on a master that was closed.
-var ErrClosed = errors.New("master: closed")
+// ErrClosed is returned (wrapped) by Run on a master that was closed.
+var ErrClosed = lifecycle.ErrClosed
 
 // Close stops the master and releases its port (TCP and gossip UDP),
 // raft, gossip, the jar store and the data-dir lock. It ends a running
 // Run and waits for it; it may be called more than once, also
 // concurrently with Run's end. Run after Close fails with ErrClosed.
 func (m *Master) Close() error {
-	m.life.Lock()
-	m.closed = true
-	cancel, done := m.cancelRun, m.runDone
-	m.life.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
-	m.release.Do(m.shutdown)
+	m.life.Close(m.shutdown)
 	return nil
 }
 

@@ -102,10 +102,7 @@ func TestCloseEndsRun(t *testing.T) {
 	go func() { ran <- w.Run(ctx) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		w.mu.Lock()
-		running := w.runDone != nil
-		w.mu.Unlock()
-		if running {
+		if w.life.Begun() {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -24,6 +24,7 @@ import (
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
+	"github.com/gear-run/gear/pkg/lifecycle"
 	"github.com/gear-run/gear/pkg/netmux"
 	"github.com/gear-run/gear/pkg/procs"
 )
@@ -90,11 +91,8 @@ type Worker struct {
 	fenced      bool
 	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
 
-	quorumDownLogged bool // heartbeat goroutine only
-	cancelRun        context.CancelFunc
-	runDone          chan struct{}  // closed when run has released everything
-	closed           bool           // Close was called: Run refuses to start
-	release          sync.Once      // close runs once
+	quorumDownLogged bool           // heartbeat goroutine only
+	life             lifecycle.Life // Run, Close and the REPL's stop: close runs once
 	wg               sync.WaitGroup // executor goroutines
 }
 
@@ -154,7 +152,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			w.release.Do(w.close)
+			w.life.Release(w.close)
 		}
 	}()
 	w.opts.Port = mux.Port()
@@ -210,8 +208,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.run(ctx, w.opts.OnExit == "stop")
 }
 
-// ErrClosed is returned by Run on a worker that was closed.
-var ErrClosed = errors.New("worker: closed")
+// ErrClosed is returned (wrapped) by Run on a worker that was closed.
+var ErrClosed = lifecycle.ErrClosed
 
 // Close stops the worker and releases its port (TCP and gossip UDP),
 // gossip, the shared jar store and the data-dir lock. A running Run ends
@@ -219,30 +217,16 @@ var ErrClosed = errors.New("worker: closed")
 // adopted by a worker that never ran are left running. Close may be
 // called more than once, also concurrently with Run's end.
 func (w *Worker) Close() error {
-	w.mu.Lock()
-	w.closed = true
-	cancel, done := w.cancelRun, w.runDone
-	w.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
-	w.release.Do(w.close)
+	w.life.Close(w.close)
 	return nil
 }
 
 func (w *Worker) run(ctx context.Context, stopExecs bool) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan struct{})
-	defer close(done)
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return ErrClosed
+	ctx, end, err := w.life.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", w.id, err)
 	}
-	w.cancelRun, w.runDone = cancel, done
-	w.mu.Unlock()
+	defer end()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		select {
@@ -258,7 +242,7 @@ func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 	}
 	// The loops end first, so nothing starts an executor while shutdown
 	// stops (or leaves) them.
-	err := g.Wait()
+	err = g.Wait()
 	w.shutdown(stopExecs)
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -288,7 +272,7 @@ func (w *Worker) shutdown(stopExecs bool) {
 		}
 	}
 	w.wg.Wait()
-	w.release.Do(w.close)
+	w.life.Release(w.close)
 }
 
 func (w *Worker) stopAll(execs []*executor, hard bool) {

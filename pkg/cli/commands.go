@@ -6,9 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,7 @@ process's command.`,
 		{
 			Name: "app list", NArgs: 0, Group: groupApps, Global: ClusterFlags, JSON: true,
 			Synopsis: "list the applications and how many of their executors run",
-			Run:      show(func(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.App, error) { return cl.Apps(ctx) }, appTable),
+			Run:      show(listApps, appTable),
 		},
 		{
 			Name: "app info", Args: "ID", NArgs: 1, Group: groupApps, Global: ClusterFlags, JSON: true,
@@ -78,16 +79,12 @@ executor id such as 3.web.0. With -f it follows the log until interrupted.`,
 		{
 			Name: "masters", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
 			Synopsis: "list the masters: leader, follower or unreachable, term, quorum",
-			Run: show(func(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.Master, error) {
-				return cl.MasterList(ctx)
-			}, mastersTable),
+			Run:      show(listMasters, mastersTable),
 		},
 		{
 			Name: "workers", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
 			Synopsis: "list the workers, their cores and executors",
-			Run: show(func(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.Worker, error) {
-				return cl.Workers(ctx)
-			}, workersTable),
+			Run:      show(listWorkers, workersTable),
 		},
 		{
 			Name: "jarstore ls", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
@@ -319,6 +316,18 @@ func appScale(fs *flag.FlagSet) Action {
 	}
 }
 
+func listApps(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.App, error) {
+	return cl.Apps(ctx)
+}
+
+func listMasters(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.Master, error) {
+	return cl.MasterList(ctx)
+}
+
+func listWorkers(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.Worker, error) {
+	return cl.Workers(ctx)
+}
+
 func mastersTable(w io.Writer, ms []cluster.Master) {
 	fmt.Fprintln(w, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM")
 	for _, m := range ms {
@@ -396,12 +405,7 @@ func configShow(_ context.Context, c *Call) error {
 	if err := json.Unmarshal(b, &flat); err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(flat))
-	for k := range flat {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(flat)) {
 		v, _ := json.Marshal(flat[k])
 		fmt.Fprintf(c.Stdout, "%s = %s\n", k, v)
 	}

@@ -129,21 +129,10 @@ func show[T any](get func(ctx context.Context, cl *cluster.Client, c *Call) (T, 
 	}
 }
 
-// request is the flag set -> client -> one call -> one line pattern of the
-// commands that change something: do returns the line to print.
+// request is the pattern of the commands that change something: do makes
+// one call and returns the line to print (-json is not offered).
 func request(do func(ctx context.Context, cl *cluster.Client, c *Call) (string, error)) Action {
-	return func(ctx context.Context, c *Call) error {
-		cl, err := c.Client()
-		if err != nil {
-			return err
-		}
-		msg, err := do(ctx, cl, c)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(c.Stdout, msg)
-		return err
-	}
+	return show(do, func(w io.Writer, msg string) { fmt.Fprintln(w, msg) })
 }
 
 // usageError is a command line the user must fix: exit code 2.
