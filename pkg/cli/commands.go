@@ -30,6 +30,20 @@ const (
 )
 
 // Commands returns the operator commands. Package main adds the daemons.
+//
+// Adding a command is one entry here. A command that calls the API and
+// prints a result for people or as JSON needs only a getter and a table:
+//
+//	{
+//		Name: "workers remove", Args: "ID", NArgs: 1, Group: groupCluster, Global: ClusterFlags,
+//		Synopsis: "forget a worker",
+//		Run: request(func(ctx context.Context, cl *cluster.Client, c *Call) (string, error) {
+//			return "worker " + c.Args[0] + " removed", cl.RemoveWorker(ctx, c.Args[0])
+//		}),
+//	},
+//
+// Flags are defined in Flags(fs), which returns the Action; help, usage
+// and the README's CLI block (go test . -run README -update) follow.
 func Commands() []Command {
 	return []Command{
 		{

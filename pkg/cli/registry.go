@@ -81,7 +81,20 @@ func (g *Global) register(fs *flag.FlagSet, which GlobalFlags) {
 	}
 }
 
-var globalNames = []string{"master", "token", "conf"}
+// notApplicable explains a global flag given to a command that has no use
+// for it (-master to `config check`), or returns "".
+func notApplicable(cmd *Command, err error) string {
+	const undefined = "flag provided but not defined: -"
+	name, ok := strings.CutPrefix(err.Error(), undefined)
+	if !ok {
+		return ""
+	}
+	f, global := map[string]GlobalFlags{"master": MasterFlag, "token": TokenFlag, "conf": ConfFlag}[name]
+	if !global || cmd.Global&f != 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: -%s does not apply to this command (it is a global flag for the commands that need it)", cmd.Name, name)
+}
 
 // Call is one invocation of a command: its streams, the global flags and
 // the parsed arguments.
@@ -173,6 +186,9 @@ func dispatch(ctx context.Context, env Env, g Global, cmds []Command, args []str
 		return nil
 	}
 	if err != nil {
+		if msg := notApplicable(cmd, err); msg != "" {
+			return usageError{msg: msg, cmd: cmd}
+		}
 		return usageError{msg: fmt.Sprintf("%s: %v", cmd.Name, err), cmd: cmd}
 	}
 	if extra != nil && !cmd.Rest {

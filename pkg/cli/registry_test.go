@@ -127,6 +127,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"logs", "-lines", "x", "1", "-master", m}, 2, "-lines"},
 		{[]string{"-master", "127.0.0.1", "app", "list"}, 2, "port"},
 		{[]string{"help", "nope"}, 2, `unknown command "nope"`},
+		{[]string{"config", "check", "-master", m}, 2, "-master does not apply"},
+		{[]string{"version", "-conf", bad}, 2, "-conf does not apply"},
 		{[]string{"version", "extra"}, 2, "version: want no arguments"},
 		{[]string{"config", "check", "-conf", bad}, 1, "bad.conf:1:"},
 		{[]string{"help"}, 0, "usage: gear"},
