@@ -89,3 +89,14 @@ func TestDaemonCommands(t *testing.T) {
 		})
 	}
 }
+
+// Every command of the binary, daemons included, answers -h with its
+// usage line and exit 0.
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, c := range cli.Registry(daemonCommands()...) {
+		code, out, errOut := run(t, append(strings.Fields(c.Name), "-h")...)
+		if code != 0 || !strings.HasPrefix(out, "usage: gear "+cli.UsageLine(&c)+"\n") {
+			t.Errorf("gear %s -h: exit %d\nstdout: %s\nstderr: %s", c.Name, code, out, errOut)
+		}
+	}
+}
