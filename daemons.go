@@ -53,6 +53,9 @@ gear.worker.on-exit says.`,
 		{
 			Name: "local", NArgs: 0, Group: "daemons", Global: cli.ConfFlag,
 			Synopsis: "run one master and N workers in one process (bin/local)",
+			Help: `The master listens on -port or the first entry of gear.cluster.masters; the
+workers take free ports and share this machine's cores between them. Data goes
+under -datadir. Ctrl-C stops them all.`,
 			Flags:    runLocal,
 		},
 	}

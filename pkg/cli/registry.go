@@ -195,11 +195,14 @@ func dispatch(ctx context.Context, env Env, g Global, cmds []Command, args []str
 		return usageError{msg: fmt.Sprintf("%s: takes no arguments after --, got %q", cmd.Name, extra), cmd: cmd}
 	}
 	if cmd.NArgs >= 0 && len(pos) != cmd.NArgs {
-		want := "no arguments"
-		if cmd.NArgs > 0 {
-			want = cmd.Args
+		msg := fmt.Sprintf("%s: want %s", cmd.Name, cmd.Args)
+		if cmd.NArgs == 0 {
+			msg = fmt.Sprintf("%s: want no arguments", cmd.Name)
 		}
-		return usageError{msg: fmt.Sprintf("%s: want %s, got %d argument(s) %q", cmd.Name, want, len(pos), pos), cmd: cmd}
+		if len(pos) > 0 {
+			msg += fmt.Sprintf(", got %q", pos)
+		}
+		return usageError{msg: msg, cmd: cmd}
 	}
 	call.Args, call.Rest = pos, extra
 	err = run(ctx, call)
