@@ -56,7 +56,7 @@ gear.worker.on-exit says.`,
 			Help: `The master listens on -port or the first entry of gear.cluster.masters; the
 workers take free ports and share this machine's cores between them. Data goes
 under -datadir. Ctrl-C stops them all.`,
-			Flags:    runLocal,
+			Flags: runLocal,
 		},
 	}
 }
