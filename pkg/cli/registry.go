@@ -256,7 +256,7 @@ func unknown(env Env, cmds []Command, args []string) error {
 	group := args[0]
 	subs := under(cmds, group)
 	if len(subs) == 0 {
-		return usageError{msg: fmt.Sprintf("unknown command %q (see 'gear help')", group)}
+		return usageError{msg: fmt.Sprintf("unknown command %q", group)}
 	}
 	if len(args) > 1 && isHelpFlag(args[1]) {
 		writeGroupHelp(env.Stdout, group, subs)
