@@ -66,8 +66,9 @@ func TestCloseReleasesPortAndDataDir(t *testing.T) {
 	// Options left zero take config.Default's values.
 	def := config.Default()
 	if w.opts.HeartbeatInterval != def.Worker.HeartbeatInterval || w.opts.OnExit != def.Worker.OnExit ||
-		w.opts.StopAfterDisconnect != 1500*time.Millisecond {
-		t.Fatalf("defaults: heartbeat %v on-exit %q stop-after-disconnect %v", w.opts.HeartbeatInterval, w.opts.OnExit, w.opts.StopAfterDisconnect)
+		w.opts.StopAfterDisconnect != 1500*time.Millisecond || w.stopTimeout() != def.Executor.StopTimeout ||
+		w.opts.LogMaxFiles != def.Executor.LogMaxFiles || w.opts.LogMaxSize != def.Executor.LogMaxSize {
+		t.Fatalf("defaults: %+v", w.opts)
 	}
 	addr := w.Addr()
 	closeTwice(t, w)

@@ -121,6 +121,15 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if opts.OnExit == "" {
 		opts.OnExit = def.Worker.OnExit
 	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = def.Executor.StopTimeout
+	}
+	if opts.LogMaxSize <= 0 {
+		opts.LogMaxSize = def.Executor.LogMaxSize
+	}
+	if opts.LogMaxFiles <= 0 {
+		opts.LogMaxFiles = def.Executor.LogMaxFiles
+	}
 	if opts.OnExit != "stop" && opts.OnExit != "leave" {
 		return nil, fmt.Errorf("gear.worker.on-exit must be stop or leave, got %q", opts.OnExit)
 	}
@@ -586,12 +595,7 @@ func (w *Worker) checkCPUs(a cluster.Assignment) error {
 	return nil
 }
 
-func (w *Worker) stopTimeout() time.Duration {
-	if w.opts.StopTimeout > 0 {
-		return w.opts.StopTimeout
-	}
-	return procs.DefaultStopTimeout
-}
+func (w *Worker) stopTimeout() time.Duration { return w.opts.StopTimeout }
 
 func (w *Worker) adminSocket() string {
 	switch w.opts.AdminSocket {
