@@ -1,6 +1,10 @@
 // Command gear is gear's single binary: `gear master`, `gear worker`,
 // `gear local` and the operator commands. bin/master, bin/worker, bin/local
 // and bin/gear are thin scripts that build it if needed and exec it.
+//
+// The daemons are wired here (daemons.go), not in pkg/: package main is
+// the only place that imports both master and worker. The operator
+// commands live in pkg/cli, whose registry this package adds the daemons to.
 package main
 
 import (
@@ -9,4 +13,4 @@ import (
 	"github.com/gear-run/gear/pkg/cli"
 )
 
-func main() { os.Exit(cli.Main(os.Args[1:])) }
+func main() { os.Exit(cli.Main(os.Args[1:], daemonCommands()...)) }

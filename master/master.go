@@ -24,6 +24,7 @@ import (
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
+	"github.com/gear-run/gear/pkg/lifecycle"
 	"github.com/gear-run/gear/pkg/netmux"
 )
 
@@ -38,9 +39,9 @@ type Options struct {
 	// FailoverTimeout tunes leader-loss detection, gossip suspicion and how
 	// long an unreachable worker is tolerated before rescheduling.
 	FailoverTimeout time.Duration
-	JarRoot         string // gear.jarstore.rootpath; "" = DataDir/jars (no HA)
-	MaxBundleSize   int64
-	GCGrace         time.Duration
+	JarRoot         string        // gear.jarstore.rootpath; "" = DataDir/jars (no HA)
+	MaxBundleSize   int64         // 0 = no limit
+	GCGrace         time.Duration // keep unreferenced bundles this long; 0 = delete at the next GC
 	// RaftSegmentSize is gear.raft.segment-size: the size of one
 	// preallocated raft log segment. 0 = the config default.
 	RaftSegmentSize int64
@@ -78,6 +79,8 @@ type Master struct {
 
 	serveDone chan error
 
+	life lifecycle.Life // Run and Close: shutdown runs once, whoever ends first
+
 	ecvDisabled atomic.Bool
 	started     time.Time
 
@@ -105,14 +108,17 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	// Options left zero (tests, embedders) take gear's defaults, which live
+	// in config.Default only.
+	def := config.Default()
 	if opts.FailoverTimeout <= 0 {
-		opts.FailoverTimeout = 6 * time.Second
+		opts.FailoverTimeout = def.FailoverTimeout
 	}
 	if opts.IP == "" {
-		opts.IP = "127.0.0.1"
+		opts.IP = def.Hostname
 	}
 	if opts.RaftSegmentSize <= 0 {
-		opts.RaftSegmentSize = config.Default().Raft.SegmentSize
+		opts.RaftSegmentSize = def.Raft.SegmentSize
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	mux, err := netmux.Listen(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)))
@@ -124,7 +130,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			m.shutdown()
+			m.life.Release(m.shutdown)
 		}
 	}()
 	opts.Port = mux.Port()
@@ -193,9 +199,15 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 // Addr is the master's host:port.
 func (m *Master) Addr() string { return m.self }
 
-// Run serves until ctx is done, then shuts down. The background loops end
-// before anything they use is closed.
+// Run serves until ctx is done or Close is called, then releases
+// everything (as Close does). The background loops end before anything
+// they use is closed.
 func (m *Master) Run(ctx context.Context) error {
+	ctx, end, err := m.life.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("master %s: %w", m.self, err)
+	}
+	defer end()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		select {
@@ -210,12 +222,24 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
 	g.Go(func() error { m.stallLoop(gctx); return nil })
-	err := g.Wait()
-	m.shutdown()
+	err = g.Wait()
+	m.life.Release(m.shutdown)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// ErrClosed is returned (wrapped) by Run on a master that was closed.
+var ErrClosed = lifecycle.ErrClosed
+
+// Close stops the master and releases its port (TCP and gossip UDP),
+// raft, gossip, the jar store and the data-dir lock. It ends a running
+// Run and waits for it; it may be called more than once, also
+// concurrently with Run's end. Run after Close fails with ErrClosed.
+func (m *Master) Close() error {
+	m.life.Close(m.shutdown)
+	return nil
 }
 
 func (m *Master) shutdown() {

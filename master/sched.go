@@ -400,9 +400,6 @@ func noRoomMessage(p cluster.Process, noWorkers bool) string {
 // grace period.
 func (m *Master) gcLoop(ctx context.Context) {
 	grace := m.opts.GCGrace
-	if grace <= 0 {
-		grace = time.Hour
-	}
 	tick := time.NewTicker(max(grace/4, time.Minute))
 	defer tick.Stop()
 	for {

@@ -153,11 +153,8 @@ func (w *Worker) adminCommand(ctx context.Context, f []string, conns *atomic.Int
 		}
 		w.mu.Lock()
 		w.stopMode = mode
-		cancel := w.cancelRun
 		w.mu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
+		w.life.Stop()
 		return "stopping the worker (" + mode + ")\n", true
 	}
 	return fmt.Sprintf("unknown command %q; type help\n", f[0]), false

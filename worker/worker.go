@@ -25,8 +25,10 @@ import (
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
 	"github.com/gear-run/gear/pkg/gossip"
+	"github.com/gear-run/gear/pkg/lifecycle"
 	"github.com/gear-run/gear/pkg/netmux"
 	"github.com/gear-run/gear/pkg/procs"
 )
@@ -43,7 +45,8 @@ type Options struct {
 	FailoverTimeout   time.Duration
 	HeartbeatInterval time.Duration
 	// StopAfterDisconnect: stop every executor after this long without
-	// contact to a leader. 0 = 3/4 of FailoverTimeout; < 0 = never.
+	// contact to a leader. 0 = as config.EffectiveStopAfterDisconnect says
+	// for FailoverTimeout; < 0 = never.
 	StopAfterDisconnect time.Duration
 	// OnExit says what a SIGINT/SIGTERM does to the executors: "stop"
 	// stops them gracefully, "leave" leaves them running for the next
@@ -101,12 +104,12 @@ type Worker struct {
 	fenced      bool
 	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
 
-	quorumDownLogged bool      // heartbeat goroutine only
-	unpooledSince    time.Time // heartbeat goroutine only: the leader has not seen us in the pool since
-	lastRejoin       time.Time // heartbeat goroutine only
+	quorumDownLogged bool           // heartbeat goroutine only
+	life             lifecycle.Life // Run, Close and the REPL's stop: close runs once
+	unpooledSince    time.Time      // heartbeat goroutine only: the leader has not seen us in the pool since
+	lastRejoin       time.Time      // heartbeat goroutine only
 	rejoining        atomic.Bool
-	rejoinLogged     time.Time // owned by the rejoin goroutine (one at a time)
-	cancelRun        context.CancelFunc
+	rejoinLogged     time.Time      // owned by the rejoin goroutine (one at a time)
 	wg               sync.WaitGroup // executor goroutines
 }
 
@@ -116,20 +119,33 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	// Options left zero (tests, embedders) take gear's defaults, which live
+	// in config.Default only.
+	def := config.Default()
 	if opts.IP == "" {
-		opts.IP = "127.0.0.1"
+		opts.IP = def.Hostname
 	}
 	if opts.FailoverTimeout <= 0 {
-		opts.FailoverTimeout = 6 * time.Second
+		opts.FailoverTimeout = def.FailoverTimeout
 	}
 	if opts.HeartbeatInterval <= 0 {
-		opts.HeartbeatInterval = 250 * time.Millisecond
+		opts.HeartbeatInterval = def.Worker.HeartbeatInterval
 	}
 	if opts.StopAfterDisconnect == 0 {
-		opts.StopAfterDisconnect = opts.FailoverTimeout * 3 / 4
+		def.FailoverTimeout = opts.FailoverTimeout
+		opts.StopAfterDisconnect = def.EffectiveStopAfterDisconnect()
 	}
 	if opts.OnExit == "" {
-		opts.OnExit = "stop"
+		opts.OnExit = def.Worker.OnExit
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = def.Executor.StopTimeout
+	}
+	if opts.LogMaxSize <= 0 {
+		opts.LogMaxSize = def.Executor.LogMaxSize
+	}
+	if opts.LogMaxFiles <= 0 {
+		opts.LogMaxFiles = def.Executor.LogMaxFiles
 	}
 	if opts.OnExit != "stop" && opts.OnExit != "leave" {
 		return nil, fmt.Errorf("gear.worker.on-exit must be stop or leave, got %q", opts.OnExit)
@@ -162,7 +178,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			w.close()
+			w.life.Release(w.close)
 		}
 	}()
 	w.opts.Port = mux.Port()
@@ -222,12 +238,25 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.run(ctx, w.opts.OnExit == "stop")
 }
 
+// ErrClosed is returned (wrapped) by Run on a worker that was closed.
+var ErrClosed = lifecycle.ErrClosed
+
+// Close stops the worker and releases its port (TCP and gossip UDP),
+// gossip, the shared jar store and the data-dir lock. A running Run ends
+// first, stopping or leaving the executors as OnExit says; executors
+// adopted by a worker that never ran are left running. Close may be
+// called more than once, also concurrently with Run's end.
+func (w *Worker) Close() error {
+	w.life.Close(w.close)
+	return nil
+}
+
 func (w *Worker) run(ctx context.Context, stopExecs bool) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w.mu.Lock()
-	w.cancelRun = cancel
-	w.mu.Unlock()
+	ctx, end, err := w.life.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("worker %s: %w", w.id, err)
+	}
+	defer end()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		select {
@@ -244,7 +273,7 @@ func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 	}
 	// The loops end first, so nothing starts an executor while shutdown
 	// stops (or leaves) them.
-	err := g.Wait()
+	err = g.Wait()
 	w.shutdown(stopExecs)
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -274,7 +303,7 @@ func (w *Worker) shutdown(stopExecs bool) {
 		}
 	}
 	w.wg.Wait()
-	w.close()
+	w.life.Release(w.close)
 }
 
 func (w *Worker) stopAll(execs []*executor, hard bool) {
@@ -633,12 +662,7 @@ func (w *Worker) checkCPUs(a cluster.Assignment) error {
 	return nil
 }
 
-func (w *Worker) stopTimeout() time.Duration {
-	if w.opts.StopTimeout > 0 {
-		return w.opts.StopTimeout
-	}
-	return procs.DefaultStopTimeout
-}
+func (w *Worker) stopTimeout() time.Duration { return w.opts.StopTimeout }
 
 func (w *Worker) adminSocket() string {
 	switch w.opts.AdminSocket {

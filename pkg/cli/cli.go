@@ -1,8 +1,9 @@
-// Package cli is the `gear` binary: the daemons (`master`, `worker`,
-// `local`) and the operator commands (`app`, `masters`, `workers`, `logs`,
-// `config`, `jarstore`). It turns gear.conf, environment and flags into the
-// options of master.Master and worker.Worker, and prints what the API
-// answers. It holds no cluster logic of its own.
+// Package cli is gear's command line: the registry that describes every
+// command once (registry.go) and the operator commands (`app`, `masters`,
+// `workers`, `logs`, `config`, `jarstore`, `version`, `help`). It prints
+// what the API answers and holds no cluster logic of its own. The daemons
+// (`master`, `worker`, `local`) are wired in package main, which registers
+// them into the same registry; nothing here imports master or worker.
 package cli
 
 import (
@@ -28,105 +29,63 @@ type Env struct {
 	Environ        func() []string
 }
 
-// Main runs the gear command line and returns the exit code.
-func Main(args []string) int {
+// Main runs the gear command line with the operator commands and extra
+// (the daemons, from package main) and returns the exit code: 0 ok, 1 the
+// command failed, 2 the command line is wrong.
+func Main(args []string, extra ...Command) int {
 	env := Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Environ: os.Environ}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	err := Run(ctx, env, args)
+	return ExitCode(env, Run(ctx, env, Registry(extra...), args))
+}
+
+// Registry is every command of the binary: extra (the daemons, from
+// package main) first, then the operator commands.
+func Registry(extra ...Command) []Command {
+	return append(append([]Command{}, extra...), Commands()...)
+}
+
+// ExitCode reports err on env.Stderr and returns the exit code for it.
+func ExitCode(env Env, err error) int {
 	if err == nil {
 		return 0
 	}
+	fmt.Fprintln(env.Stderr, "gear:", err)
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintln(env.Stderr, "gear:", err)
+		switch {
+		case ue.cmd != nil:
+			fmt.Fprintf(env.Stderr, "usage: gear %s\nrun 'gear help %s' for more\n", UsageLine(ue.cmd), ue.cmd.Name)
+		case ue.group != "":
+			fmt.Fprintf(env.Stderr, "run 'gear help %s' for its subcommands\n", ue.group)
+		default:
+			fmt.Fprintln(env.Stderr, "run 'gear help' for the list of commands")
+		}
 		return 2
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	fmt.Fprintln(env.Stderr, "gear:", err)
 	return 1
 }
 
-type usageError struct{ msg string }
-
-func (u usageError) Error() string { return u.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
-const topUsage = `usage: gear [-master host:port,...] [-token T] [-conf FILE] COMMAND
-
-daemons:
-  master -ip HOST -port PORT [-conf FILE] [-datadir DIR]
-  worker [-ip HOST] [-port PORT] [-conf FILE] [-datadir DIR]
-  local  [-workernum N] [-conf FILE] [-port PORT]    one master and N workers in one process
-
-applications:
-  app submit BUNDLE [-name NAME] [-executors N] [-main CLASS] [-quiet] [-- ARGS...]
-  app list [-json] | app info ID [-json] | app kill ID
-  app restart ID [-env K=V ...] | app scale ID N [-process NAME]
-  logs ID [-executor EXEC] [-f] [-lines N]
-
-cluster:
-  masters [-json] | workers [-json] | workers remove ID [-force]
-  jarstore ls [-json] | jarstore gc [-grace DURATION]
-  config check [-conf FILE] | config show [-conf FILE] [-json]
-
--master defaults to gear.cluster.masters of the conf file; GEAR_MASTERS, GEAR_TOKEN
-and GEAR_CONF work too.
-`
-
-// global holds the flags every command shares.
-type global struct {
-	masters string
-	token   string
-	conf    string
-}
-
-// Run dispatches args (without the program name).
-func Run(ctx context.Context, env Env, args []string) error {
+// Run parses the global flags and runs the command args name (args
+// without the program name) from cmds.
+func Run(ctx context.Context, env Env, cmds []Command, args []string) error {
 	fs := flag.NewFlagSet("gear", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	var g global
-	fs.StringVar(&g.masters, "master", "", "masters to talk to, host:port[,host:port...] (default: gear.cluster.masters)")
-	fs.StringVar(&g.token, "token", "", "cluster token (default: GEAR_TOKEN or gear.auth.token)")
-	fs.StringVar(&g.conf, "conf", "", "gear.conf to read (default: GEAR_CONF or conf/gear.conf of the install)")
-	fs.Usage = func() { fmt.Fprint(env.Stderr, topUsage) }
-	if err := fs.Parse(args); err != nil {
-		return err
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var g Global
+	g.register(fs, ClusterFlags)
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(env.Stdout, TopHelp(cmds))
+		return nil
+	} else if err != nil {
+		return Usagef("%v", err)
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fmt.Fprint(env.Stderr, topUsage)
-		return usagef("no command given")
+		fmt.Fprint(env.Stderr, TopHelp(cmds))
+		return Usagef("no command given")
 	}
-	cmd, rest := rest[0], rest[1:]
-	switch cmd {
-	case "master":
-		return runMaster(ctx, env, g, rest)
-	case "worker":
-		return runWorker(ctx, env, g, rest)
-	case "local":
-		return runLocal(ctx, env, g, rest)
-	case "app":
-		return runApp(ctx, env, g, rest)
-	case "masters":
-		return runMasters(ctx, env, g, rest)
-	case "workers":
-		return runWorkers(ctx, env, g, rest)
-	case "logs":
-		return runLogs(ctx, env, g, rest)
-	case "config":
-		return runConfig(env, g, rest)
-	case "jarstore":
-		return runJarstore(ctx, env, g, rest)
-	case "help", "-h", "--help":
-		fmt.Fprint(env.Stdout, topUsage)
-		return nil
-	}
-	fmt.Fprint(env.Stderr, topUsage)
-	return usagef("unknown command %q", cmd)
+	return dispatch(ctx, env, g, cmds, rest)
 }
 
 // home is the install directory: GEAR_HOME (set by bin/*), else the
@@ -176,6 +135,18 @@ func loadConfig(env Env, file string, overrides map[string]any) (*config.Config,
 	}
 	return cfg, nil
 }
+
+// LoadConfig reads gear.conf (-conf, GEAR_CONF or the install's) with the
+// environment and overrides layered on top; warnings go to stderr.
+func (c *Call) LoadConfig(overrides map[string]any) (*config.Config, error) {
+	return loadConfig(c.Env, c.Global.Conf, overrides)
+}
+
+// Logger is the daemons' logger, built from gear.log.*.
+func (c *Call) Logger(cfg *config.Config) *slog.Logger { return newLogger(c.Env, cfg) }
+
+// Home is the install directory (GEAR_HOME, else the binary's parent).
+func (c *Call) Home() string { return home(c.Env) }
 
 // newLogger builds the daemons' logger from gear.log.*.
 func newLogger(env Env, cfg *config.Config) *slog.Logger {

@@ -6,12 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -21,6 +21,130 @@ import (
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
 )
+
+// Groups of `gear help`, in the order they are listed after the daemons.
+const (
+	groupApps    = "applications"
+	groupCluster = "cluster"
+	groupOther   = "configuration and help"
+)
+
+// Commands returns the operator commands. Package main adds the daemons.
+//
+// Adding a command is one entry here. A command that calls the API and
+// prints a result for people or as JSON needs only a getter and a table:
+//
+//	{
+//		Name: "workers remove", Args: "ID", NArgs: 1, Group: groupCluster, Global: ClusterFlags,
+//		Synopsis: "forget a worker",
+//		Run: request(func(ctx context.Context, cl *cluster.Client, c *Call) (string, error) {
+//			return "worker " + c.Args[0] + " removed", cl.RemoveWorker(ctx, c.Args[0])
+//		}),
+//	},
+//
+// Flags are defined in Flags(fs), which returns the Action; help, usage
+// and the README's CLI block (go test . -run README -update) follow.
+func Commands() []Command {
+	return []Command{
+		{
+			Name: "app submit", Args: "BUNDLE", NArgs: 1, Rest: true, Group: groupApps, Global: ClusterFlags,
+			Synopsis: "upload a bundle and start it as a new application; prints the app id",
+			Help: `BUNDLE is a .jar (run as java -cp BUNDLE MAIN ARGS) or a .tar.gz/.zip with a
+gear-app.conf manifest at its root. Arguments after -- are appended to every
+process's command.`,
+			Flags: appSubmit,
+		},
+		{
+			Name: "app list", NArgs: 0, Group: groupApps, Global: ClusterFlags, JSON: true,
+			Synopsis: "list the applications and how many of their executors run",
+			Run:      show(listApps, appTable),
+		},
+		{
+			Name: "app info", Args: "ID", NArgs: 1, Group: groupApps, Global: ClusterFlags, JSON: true,
+			Synopsis: "show an application and each of its executors",
+			Run: show(func(ctx context.Context, cl *cluster.Client, c *Call) (*cluster.App, error) {
+				return cl.App(ctx, c.Args[0])
+			}, appInfoTable),
+		},
+		{
+			Name: "app kill", Args: "ID", NArgs: 1, Group: groupApps, Global: ClusterFlags,
+			Synopsis: "stop every executor of an application for good (state KILLED)",
+			Run: request(func(ctx context.Context, cl *cluster.Client, c *Call) (string, error) {
+				return "app " + c.Args[0] + ": kill requested", cl.Kill(ctx, c.Args[0])
+			}),
+		},
+		{
+			Name: "app restart", Args: "ID", NArgs: 1, Group: groupApps, Global: ClusterFlags,
+			Synopsis: "rolling restart: one executor at a time, the next once the previous runs",
+			Flags:    appRestart,
+		},
+		{
+			Name: "app scale", Args: "ID N", NArgs: 2, Group: groupApps, Global: ClusterFlags,
+			Synopsis: "run N instances of an application's process group",
+			Flags:    appScale,
+		},
+		{
+			Name: "logs", Args: "ID|EXECUTOR", NArgs: 1, Group: groupApps, Global: ClusterFlags,
+			Synopsis: "print an executor's output (stdout and stderr)",
+			Help: `ID is an application id (its first placed executor, or -executor) or an
+executor id such as 3.web.0. With -f it follows the log until interrupted.`,
+			Flags: logs,
+		},
+		{
+			Name: "masters", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "list the masters: leader, follower or unreachable, term, quorum",
+			Run:      show(listMasters, mastersTable),
+		},
+		{
+			Name: "workers", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "list the workers, their cores and executors",
+			Run:      show(listWorkers, workersTable),
+		},
+		{
+			Name: "workers remove", Args: "ID", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "forget a dead worker; its executors are placed elsewhere",
+			Help: `Refused while the worker heartbeated within the failover timeout, unless
+-force. The leader also forgets workers silent for gear.worker.forget-after.`,
+			Flags: workersRemove,
+		},
+		{
+			Name: "jarstore ls", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "list the stored bundles and the applications using them",
+			Run:      show(jarstoreList, jarstoreTable),
+		},
+		{
+			Name: "jarstore gc", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "delete stored bundles no application references",
+			Flags:    jarstoreGC,
+		},
+		{
+			Name: "config check", NArgs: 0, Group: groupOther, Global: ConfFlag,
+			Synopsis: "check gear.conf: file:line:col errors, \"did you mean\" warnings",
+			Run:      configCheck,
+		},
+		{
+			Name: "config show", NArgs: 0, Group: groupOther, Global: ConfFlag, JSON: true,
+			Synopsis: "print the effective configuration (after aliases, env and defaults)",
+			Run:      configShow,
+		},
+		{
+			Name: "version", NArgs: 0, Group: groupOther, JSON: true,
+			Synopsis: "print gear's version, source revision and Go version",
+			Run:      version,
+		},
+		{
+			Name: "help", Args: "[COMMAND]", NArgs: -1, Group: groupOther,
+			Synopsis: "list the commands, or explain one",
+			Run:      help,
+		},
+	}
+}
+
+// BundleLimits are the unpack limits of gear.bundle.*, the same for the
+// CLI's check before an upload and a worker's unpack.
+func BundleLimits(cfg *config.Config) bundle.Limits {
+	return bundle.Limits{MaxBytes: cfg.Bundle.MaxUnpackedSize, MaxExpansion: cfg.Bundle.MaxExpansion}
+}
 
 func splitList(s string) []string {
 	var out []string
@@ -33,14 +157,14 @@ func splitList(s string) []string {
 }
 
 // client builds an API client from -master/-token, the env, or gear.conf.
-func client(env Env, g global) (*cluster.Client, error) {
-	masters := splitList(g.masters)
-	token := g.token
+func client(env Env, g Global) (*cluster.Client, error) {
+	masters := g.MasterList()
+	token := g.Token
 	if token == "" {
 		token = env.Getenv("GEAR_TOKEN")
 	}
 	if len(masters) == 0 || token == "" {
-		cfg, err := loadConfig(env, g.conf, nil)
+		cfg, err := loadConfig(env, g.Conf, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -53,7 +177,7 @@ func client(env Env, g global) (*cluster.Client, error) {
 	}
 	for _, m := range masters {
 		if _, _, err := config.ParseHostPort(m); err != nil {
-			return nil, fmt.Errorf("-master: %w", err)
+			return nil, Usagef("-master: %v", err)
 		}
 	}
 	c := cluster.NewClient(masters, token)
@@ -61,109 +185,74 @@ func client(env Env, g global) (*cluster.Client, error) {
 	return c, nil
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func runApp(ctx context.Context, env Env, g global, args []string) error {
-	if len(args) == 0 {
-		return usagef("app: want submit, list, info, kill, restart or scale")
-	}
-	sub, args := args[0], args[1:]
-	switch sub {
-	case "submit":
-		return appSubmit(ctx, env, g, args)
-	case "list":
-		return appList(ctx, env, g, args)
-	case "info":
-		return appInfo(ctx, env, g, args)
-	case "kill":
-		return appSimple(ctx, env, g, "kill", args, func(c *cluster.Client, id string) error { return c.Kill(ctx, id) })
-	case "restart":
-		return appRestart(ctx, env, g, args)
-	case "scale":
-		return appScale(ctx, env, g, args)
-	}
-	return usagef("app: unknown subcommand %q (want submit, list, info, kill, restart or scale)", sub)
-}
-
-func appSubmit(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("app submit", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	name := fs.String("name", "", "application name (default: the manifest's name or the file name)")
+func appSubmit(fs *flag.FlagSet) Action {
+	name := fs.String("name", "", "application `name` (default: the manifest's name or the file name)")
 	executors := fs.Int("executors", 0, "instances of every process group (default: the manifest's)")
-	mainClass := fs.String("main", "", "main class of a .jar (default: its manifest's Main-Class)")
+	mainClass := fs.String("main", "", "main `class` of a .jar (default: its manifest's Main-Class)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	pos, extra, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("app submit: want exactly one BUNDLE (a .jar, .tar.gz or .zip), got %d", len(pos))
-	}
-	path := pos[0]
-	cfg, err := loadConfig(env, g.conf, nil)
-	if err != nil {
-		return err
-	}
-	// The workers refuse what breaks these limits or holds unsafe entries:
-	// refuse it here, before the upload.
-	man, kind, err := bundle.InspectLimits(path, *mainClass, extra, bundleLimits(cfg))
-	if err != nil {
-		return err
-	}
-	procs := toProcesses(man)
-	if *executors > 0 {
-		for i := range procs {
-			procs[i].Instances = *executors
-		}
-	}
-	appName := *name
-	if appName == "" {
-		appName = man.Name
-	}
-	if appName == "" {
-		appName = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), ".tar")
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	showBar := !*quiet && isTerminal(env.Stderr)
-	open := func() (io.ReadCloser, error) {
-		f, err := os.Open(path)
+	return func(ctx context.Context, c *Call) error {
+		path := c.Args[0]
+		cfg, err := c.LoadConfig(nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if !showBar {
-			return f, nil
+		// The workers refuse what breaks these limits or holds unsafe
+		// entries: refuse it here, before the upload.
+		man, kind, err := bundle.InspectLimits(path, *mainClass, c.Rest, BundleLimits(cfg))
+		if err != nil {
+			return err
 		}
-		bar := progressbar.DefaultBytes(st.Size(), "uploading "+filepath.Base(path))
-		r := progressbar.NewReader(f, bar)
-		return readCloser{Reader: &r, Closer: f}, nil
+		procs := toProcesses(man)
+		if *executors > 0 {
+			for i := range procs {
+				procs[i].Instances = *executors
+			}
+		}
+		appName := *name
+		if appName == "" {
+			appName = man.Name
+		}
+		if appName == "" {
+			appName = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), ".tar")
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		cl, err := c.Client()
+		if err != nil {
+			return err
+		}
+		showBar := !*quiet && isTerminal(c.Stderr)
+		open := func() (io.ReadCloser, error) {
+			f, err := os.Open(path)
+			if err != nil {
+				return nil, err
+			}
+			if !showBar {
+				return f, nil
+			}
+			bar := progressbar.DefaultBytes(st.Size(), "uploading "+filepath.Base(path))
+			r := progressbar.NewReader(f, bar)
+			return readCloser{Reader: &r, Closer: f}, nil
+		}
+		b, err := cl.UploadBundle(ctx, filepath.Base(path), st.Size(), open)
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", path, err)
+		}
+		if showBar {
+			fmt.Fprintln(c.Stderr)
+		}
+		b.Kind = cluster.BundleKind(kind.String())
+		// The arguments are already part of each process's command (bundle.Inspect);
+		// they are recorded with the app for `app info`.
+		id, err := cl.Submit(ctx, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: c.Rest})
+		if err != nil {
+			return fmt.Errorf("submit %s: %w", path, err)
+		}
+		fmt.Fprintln(c.Stdout, id)
+		return nil
 	}
-	b, err := c.UploadBundle(ctx, filepath.Base(path), st.Size(), open)
-	if err != nil {
-		return fmt.Errorf("upload %s: %w", path, err)
-	}
-	if showBar {
-		fmt.Fprintln(env.Stderr)
-	}
-	b.Kind = cluster.BundleKind(kind.String())
-	// The arguments are already part of each process's command (bundle.Inspect);
-	// they are recorded with the app for `app info`.
-	id, err := c.Submit(ctx, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: extra})
-	if err != nil {
-		return fmt.Errorf("submit %s: %w", path, err)
-	}
-	fmt.Fprintln(env.Stdout, id)
-	return nil
 }
 
 type readCloser struct {
@@ -194,28 +283,8 @@ func toProcesses(m *bundle.Manifest) []cluster.Process {
 	return out
 }
 
-func jsonFlag(fs *flag.FlagSet) *bool { return fs.Bool("json", false, "print JSON") }
-
-func appList(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("app list", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	asJSON := jsonFlag(fs)
-	if _, _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	apps, err := c.Apps(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(env.Stdout, apps)
-	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tEXECUTORS\tSUBMITTED")
+func appTable(w io.Writer, apps []cluster.App) {
+	fmt.Fprintln(w, "ID\tNAME\tSTATE\tEXECUTORS\tSUBMITTED")
 	for _, a := range apps {
 		running := 0
 		for _, e := range a.Executors {
@@ -223,44 +292,20 @@ func appList(ctx context.Context, env Env, g global, args []string) error {
 				running++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d running\t%s\n", a.ID, a.Name, a.State, running, len(a.Executors), a.Submitted.Local().Format(time.DateTime))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d running\t%s\n", a.ID, a.Name, a.State, running, len(a.Executors), a.Submitted.Local().Format(time.DateTime))
 	}
-	return tw.Flush()
 }
 
-func appInfo(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("app info", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	asJSON := jsonFlag(fs)
-	pos, _, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("app info: want one application ID")
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	app, err := c.App(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(env.Stdout, app)
-	}
-	fmt.Fprintf(env.Stdout, "app %s %q: %s (bundle %s, %d bytes)\n", app.ID, app.Name, app.State, app.Bundle.Digest, app.Bundle.Size)
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EXECUTOR\tSTATE\tWORKER\tPID\tCPUS\tRESTARTS\tLAST EXIT / ERROR")
+func appInfoTable(w io.Writer, app *cluster.App) {
+	fmt.Fprintf(w, "app %s %q: %s (bundle %s, %d bytes)\n", app.ID, app.Name, app.State, app.Bundle.Digest, app.Bundle.Size)
+	fmt.Fprintln(w, "EXECUTOR\tSTATE\tWORKER\tPID\tCPUS\tRESTARTS\tLAST EXIT / ERROR")
 	for _, e := range app.Executors {
 		last := e.LastExit
 		if e.LastError != "" {
 			last = e.LastError
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, e.Worker, e.PID, ints(e.CPUs), e.Restarts, last)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, e.Worker, e.PID, ints(e.CPUs), e.Restarts, last)
 	}
-	return tw.Flush()
 }
 
 func ints(xs []int) string {
@@ -269,21 +314,6 @@ func ints(xs []int) string {
 		s[i] = fmt.Sprint(x)
 	}
 	return strings.Join(s, ",")
-}
-
-func appSimple(ctx context.Context, env Env, g global, verb string, args []string, do func(*cluster.Client, string) error) error {
-	if len(args) != 1 {
-		return usagef("app %s: want one application ID", verb)
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	if err := do(c, args[0]); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "app %s: %s requested\n", args[0], verb)
-	return nil
 }
 
 type envFlags map[string]string
@@ -298,75 +328,41 @@ func (e envFlags) Set(s string) error {
 	return nil
 }
 
-func appRestart(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("app restart", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+func appRestart(fs *flag.FlagSet) Action {
 	vars := envFlags{}
-	fs.Var(vars, "env", "KEY=VALUE for the new executors (repeatable)")
-	pos, _, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("app restart: want one application ID")
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	if err := c.Restart(ctx, pos[0], vars); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "app %s: rolling restart started (one executor at a time)\n", pos[0])
-	return nil
+	fs.Var(vars, "env", "`KEY=VALUE` for the new executors (repeatable)")
+	return request(func(ctx context.Context, cl *cluster.Client, c *Call) (string, error) {
+		return "app " + c.Args[0] + ": rolling restart started (one executor at a time)", cl.Restart(ctx, c.Args[0], vars)
+	})
 }
 
-func appScale(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("app scale", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+func appScale(fs *flag.FlagSet) Action {
 	process := fs.String("process", "", "process group to scale (needed when the app has several)")
-	pos, _, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+	return func(ctx context.Context, c *Call) error {
+		n, err := strconv.Atoi(c.Args[1])
+		if err != nil || n < 0 {
+			return Usagef("app scale: N must be a count >= 0, got %q", c.Args[1])
+		}
+		return request(func(ctx context.Context, cl *cluster.Client, c *Call) (string, error) {
+			return fmt.Sprintf("app %s: scaled to %d", c.Args[0], n), cl.Scale(ctx, c.Args[0], cluster.ScaleRequest{Process: *process, Instances: n})
+		})(ctx, c)
 	}
-	if len(pos) != 2 {
-		return usagef("app scale: want ID and N")
-	}
-	var n int
-	if _, err := fmt.Sscanf(pos[1], "%d", &n); err != nil || n < 0 {
-		return usagef("app scale: N must be a count >= 0, got %q", pos[1])
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	if err := c.Scale(ctx, pos[0], cluster.ScaleRequest{Process: *process, Instances: n}); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "app %s: scaled to %d\n", pos[0], n)
-	return nil
 }
 
-func runMasters(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("masters", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	asJSON := jsonFlag(fs)
-	if _, _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	ms, err := c.MasterList(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(env.Stdout, ms)
-	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM\tCOMMIT")
+func listApps(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.App, error) {
+	return cl.Apps(ctx)
+}
+
+func listMasters(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.Master, error) {
+	return cl.MasterList(ctx)
+}
+
+func listWorkers(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.Worker, error) {
+	return cl.Workers(ctx)
+}
+
+func mastersTable(w io.Writer, ms []cluster.Master) {
+	fmt.Fprintln(w, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM\tCOMMIT")
 	for _, m := range ms {
 		lc := "-"
 		if !m.LastContact.IsZero() {
@@ -380,238 +376,171 @@ func runMasters(ctx context.Context, env Env, g global, args []string) error {
 		case m.State != "unreachable":
 			commit = strconv.FormatUint(m.CommitIndex, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%t\t%s\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum, commit)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%t\t%s\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum, commit)
 	}
 	for _, m := range ms {
 		if m.Error != "" && m.State != "unreachable" { // e.g. its disk is full
-			fmt.Fprintf(env.Stdout, "%s: %s\n", m.Addr, m.Error)
+			fmt.Fprintf(w, "%s: %s\n", m.Addr, m.Error)
 		}
 	}
-	return nil
 }
 
-func runWorkers(ctx context.Context, env Env, g global, args []string) error {
-	if len(args) > 0 && args[0] == "remove" {
-		return workersRemove(ctx, env, g, args[1:])
-	}
-	fs := flag.NewFlagSet("workers", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	asJSON := jsonFlag(fs)
-	if _, _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	ws, err := c.Workers(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(env.Stdout, ws)
-	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tADDR\tALIVE\tGOSSIP\tCPUS\tFREE\tEXECUTORS")
-	for _, w := range ws {
-		gossip := w.Gossip
+func workersTable(w io.Writer, ws []cluster.Worker) {
+	fmt.Fprintln(w, "WORKER\tADDR\tALIVE\tGOSSIP\tCPUS\tFREE\tEXECUTORS")
+	for _, x := range ws {
+		gossip := x.Gossip
 		if gossip == "" {
 			gossip = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", w.ID, w.Addr, w.Alive, gossip, ints(w.CPUs), ints(w.FreeCPUs), len(w.Executors))
+		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", x.ID, x.Addr, x.Alive, gossip, ints(x.CPUs), ints(x.FreeCPUs), len(x.Executors))
 	}
-	return tw.Flush()
 }
 
-// workersRemove is `gear workers remove ID [-force]`.
-func workersRemove(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("workers remove", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+func workersRemove(fs *flag.FlagSet) Action {
 	force := fs.Bool("force", false, "remove it even if it heartbeated within the failover timeout (its executors may then run twice)")
-	asJSON := jsonFlag(fs)
-	pos, _, err := parseFlags(fs, args)
+	return show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.RemoveWorkerResult, error) {
+		return cl.RemoveWorker(ctx, c.Args[0], *force)
+	}, func(w io.Writer, res cluster.RemoveWorkerResult) {
+		fmt.Fprintf(w, "removed worker %s; %d executor(s) are placed elsewhere\n", res.ID, len(res.Unplaced))
+		for _, e := range res.Unplaced {
+			fmt.Fprintln(w, "  "+e)
+		}
+	})
+}
+
+func logs(fs *flag.FlagSet) Action {
+	exec := fs.String("executor", "", "show executor `EXEC`, e.g. 3.web.0 (default: the app's first placed executor)")
+	follow := fs.Bool("f", false, "follow the log")
+	lines := fs.Int("lines", 100, "lines of history to show")
+	return func(ctx context.Context, c *Call) error {
+		id := c.Args[0]
+		if parts := strings.Split(id, "."); len(parts) == 3 && *exec == "" {
+			id, *exec = parts[0], c.Args[0]
+		}
+		cl, err := c.Client()
+		if err != nil {
+			return err
+		}
+		q := map[string][]string{"lines": {fmt.Sprint(*lines)}}
+		if *exec != "" {
+			q["executor"] = []string{*exec}
+		}
+		if *follow {
+			q["follow"] = []string{"1"}
+		}
+		resp, err := cl.Stream(ctx, cluster.Request{Method: "GET", Path: "/api/v1/apps/" + id + "/logs", Query: q})
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(c.Stdout, resp.Body)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+}
+
+func configCheck(_ context.Context, c *Call) error {
+	path := confPath(c.Env, c.Global.Conf)
+	if _, err := loadConfig(c.Env, path, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "%s: ok\n", path)
+	return nil
+}
+
+func configShow(_ context.Context, c *Call) error {
+	cfg, err := c.LoadConfig(nil)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return usagef("workers remove: want one worker ID (see `gear workers`)")
-	}
-	c, err := client(env, g)
+	b, err := cfg.JSON()
 	if err != nil {
 		return err
 	}
-	res, err := c.RemoveWorker(ctx, pos[0], *force)
-	if err != nil {
+	if c.JSON {
+		_, err = fmt.Fprintln(c.Stdout, string(b))
 		return err
 	}
-	if *asJSON {
-		return printJSON(env.Stdout, res)
+	var flat map[string]any
+	if err := json.Unmarshal(b, &flat); err != nil {
+		return err
 	}
-	fmt.Fprintf(env.Stdout, "removed worker %s; %d executor(s) are placed elsewhere\n", res.ID, len(res.Unplaced))
-	for _, e := range res.Unplaced {
-		fmt.Fprintln(env.Stdout, "  "+e)
+	for _, k := range slices.Sorted(maps.Keys(flat)) {
+		v, _ := json.Marshal(flat[k])
+		fmt.Fprintf(c.Stdout, "%s = %s\n", k, v)
 	}
 	return nil
 }
 
-func runLogs(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	exec := fs.String("executor", "", "executor id (default: the app's first placed executor)")
-	follow := fs.Bool("f", false, "follow the log")
-	lines := fs.Int("lines", 100, "lines of history to show")
-	pos, _, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("logs: want an application ID (or an executor id like 3.web.0)")
-	}
-	id := pos[0]
-	if parts := strings.Split(id, "."); len(parts) == 3 && *exec == "" {
-		id, *exec = parts[0], pos[0]
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	q := map[string][]string{"lines": {fmt.Sprint(*lines)}}
-	if *exec != "" {
-		q["executor"] = []string{*exec}
-	}
-	if *follow {
-		q["follow"] = []string{"1"}
-	}
-	resp, err := c.Stream(ctx, cluster.Request{Method: "GET", Path: "/api/v1/apps/" + id + "/logs", Query: q})
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(env.Stdout, resp.Body)
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+type storedBundle struct {
+	Digest  string    `json:"digest"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
+	Apps    []string  `json:"apps"`
 }
 
-func runConfig(env Env, g global, args []string) error {
-	if len(args) == 0 {
-		return usagef("config: want check or show")
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("config "+sub, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	conf := fs.String("conf", g.conf, "gear.conf to read")
-	asJSON := jsonFlag(fs)
-	if _, _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	switch sub {
-	case "check":
-		path := confPath(env, *conf)
-		if _, err := loadConfig(env, path, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "%s: ok\n", path)
-		return nil
-	case "show":
-		cfg, err := loadConfig(env, *conf, nil)
-		if err != nil {
-			return err
-		}
-		b, err := cfg.JSON()
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			_, err = fmt.Fprintln(env.Stdout, string(b))
-			return err
-		}
-		var flat map[string]any
-		_ = json.Unmarshal(b, &flat)
-		keys := make([]string, 0, len(flat))
-		for k := range flat {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			v, _ := json.Marshal(flat[k])
-			fmt.Fprintf(env.Stdout, "%s = %s\n", k, v)
-		}
-		return nil
-	}
-	return usagef("config: unknown subcommand %q (want check or show)", sub)
+func jarstoreList(ctx context.Context, cl *cluster.Client, _ *Call) ([]storedBundle, error) {
+	var out []storedBundle
+	err := cl.Do(ctx, cluster.Request{Method: "GET", Path: "/api/v1/bundles"}, &out)
+	return out, err
 }
 
-func runJarstore(ctx context.Context, env Env, g global, args []string) error {
-	if len(args) == 0 {
-		return usagef("jarstore: want ls or gc")
+func jarstoreTable(w io.Writer, bs []storedBundle) {
+	fmt.Fprintln(w, "DIGEST\tSIZE\tSTORED\tAPPS")
+	for _, o := range bs {
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", o.Digest, o.Size, o.ModTime.Local().Format(time.DateTime), strings.Join(o.Apps, ","))
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("jarstore "+sub, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	asJSON := jsonFlag(fs)
-	grace := fs.String("grace", "", "delete unreferenced bundles, and temporary files of interrupted uploads, older than this (default: gear.jarstore.gc-grace)")
-	if _, _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	c, err := client(env, g)
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "ls":
-		var out []struct {
-			Digest  string    `json:"digest"`
-			Size    int64     `json:"size"`
-			ModTime time.Time `json:"mod_time"`
-			Apps    []string  `json:"apps"`
-		}
-		if err := c.Do(ctx, cluster.Request{Method: "GET", Path: "/api/v1/bundles"}, &out); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(env.Stdout, out)
-		}
-		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DIGEST\tSIZE\tSTORED\tAPPS")
-		for _, o := range out {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", o.Digest, o.Size, o.ModTime.Local().Format(time.DateTime), strings.Join(o.Apps, ","))
-		}
-		return tw.Flush()
-	case "gc":
+}
+
+type gcResult struct {
+	Deleted      []string `json:"deleted"`
+	TempsDeleted []struct {
+		Name string `json:"name"`
+		Size int64  `json:"size"`
+	} `json:"temps_deleted"`
+}
+
+func jarstoreGC(fs *flag.FlagSet) Action {
+	grace := fs.String("grace", "", "delete unreferenced bundles, and temporary files of interrupted uploads, older than this `duration` (default: gear.jarstore.gc-grace)")
+	return show(func(ctx context.Context, cl *cluster.Client, _ *Call) (gcResult, error) {
 		q := map[string][]string{}
 		if *grace != "" {
 			q["grace"] = []string{*grace}
 		}
-		var out struct {
-			Deleted      []string `json:"deleted"`
-			TempsDeleted []struct {
-				Name string `json:"name"`
-				Size int64  `json:"size"`
-			} `json:"temps_deleted"`
+		var out gcResult
+		err := cl.Do(ctx, cluster.Request{Method: "POST", Path: "/api/v1/jarstore/gc", Query: q}, &out)
+		return out, err
+	}, func(w io.Writer, r gcResult) {
+		fmt.Fprintf(w, "deleted %d unreferenced bundle(s)\n", len(r.Deleted))
+		for _, d := range r.Deleted {
+			fmt.Fprintln(w, "  "+d)
 		}
-		if err := c.Do(ctx, cluster.Request{Method: "POST", Path: "/api/v1/jarstore/gc", Query: q}, &out); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(env.Stdout, out)
-		}
-		fmt.Fprintf(env.Stdout, "deleted %d unreferenced bundle(s)\n", len(out.Deleted))
-		for _, d := range out.Deleted {
-			fmt.Fprintln(env.Stdout, "  "+d)
-		}
-		if n := len(out.TempsDeleted); n > 0 {
+		if n := len(r.TempsDeleted); n > 0 {
 			var size int64
-			for _, t := range out.TempsDeleted {
+			for _, t := range r.TempsDeleted {
 				size += t.Size
 			}
-			fmt.Fprintf(env.Stdout, "deleted %d temporary file(s) of interrupted uploads (%d bytes)\n", n, size)
+			fmt.Fprintf(w, "deleted %d temporary file(s) of interrupted uploads (%d bytes)\n", n, size)
 		}
+	})
+}
+
+// help prints `gear help`, `gear help CMD` or the subcommands of a group.
+func help(_ context.Context, c *Call) error {
+	if len(c.Args) == 0 {
+		fmt.Fprint(c.Stdout, TopHelp(c.commands))
 		return nil
 	}
-	return usagef("jarstore: unknown subcommand %q (want ls or gc)", sub)
+	name := strings.Join(c.Args, " ")
+	if cmd := lookupName(c.commands, name); cmd != nil {
+		writeHelp(c.Stdout, c.commands, cmd)
+		return nil
+	}
+	if subs := under(c.commands, name); len(subs) > 0 {
+		writeGroupHelp(c.Stdout, name, subs)
+		return nil
+	}
+	return Usagef("help: unknown command %q", name)
 }

@@ -83,7 +83,7 @@ func TestSubmitRefusesBeforeUpload(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			env := Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, Environ: func() []string { return nil }}
 			addr := strings.TrimPrefix(srv.URL, "http://")
-			err := Run(context.Background(), env, []string{"-master", addr, "-conf", conf, "app", "submit", c.bundle})
+			err := Run(context.Background(), env, Commands(), []string{"-master", addr, "-conf", conf, "app", "submit", c.bundle})
 			if err == nil {
 				t.Fatal("submit succeeded")
 			}

@@ -3,7 +3,9 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -88,11 +90,17 @@ type Config struct {
 // keeps its executors running.
 const Never time.Duration = -1
 
+// DefaultMasterPort is a master's port when neither -port nor this host's
+// entry in gear.cluster.masters gives one.
+const DefaultMasterPort = 3000
+
 // Default returns the built-in defaults (what conf/gear.conf documents).
+// It is the one place a default lives: the daemons fall back to these
+// values for options left zero.
 func Default() Config {
 	var c Config
 	c.Hostname = "127.0.0.1"
-	c.Masters = []string{"127.0.0.1:3000"}
+	c.Masters = []string{net.JoinHostPort(c.Hostname, strconv.Itoa(DefaultMasterPort))}
 	c.FailoverTimeout = 6 * time.Second
 	c.Gossip.ClusterLabel = "gear"
 	c.JarStore.MaxBundleSize = 4e9 // 4GB

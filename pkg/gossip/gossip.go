@@ -63,8 +63,8 @@ type Options struct {
 	Meta    Meta
 	Key     []byte // optional AES key (16, 24 or 32 bytes)
 	Label   string // cluster label; pools with other labels are kept apart
-	// Timeout is gear's failover timeout; probe and suspicion timing derive
-	// from it.
+	// Timeout is gear's failover timeout (required); probe and suspicion
+	// timing derive from it.
 	Timeout time.Duration
 	Seeds   []string // host:port of the configured masters
 	Logger  *slog.Logger
@@ -88,6 +88,11 @@ type Pool struct {
 // Start binds the UDP side, joins the seeds it can reach and keeps
 // re-joining the others in the background until Close.
 func Start(ctx context.Context, opts Options) (*Pool, error) {
+	if opts.Timeout <= 0 {
+		// No default here: the daemons pass gear.failover.timeout, whose
+		// default lives in config.Default.
+		return nil, fmt.Errorf("gossip: Options.Timeout must be > 0 (the failover timeout), got %v", opts.Timeout)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -111,9 +116,6 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 		cfg.SecretKey = opts.Key
 	}
 	t := opts.Timeout
-	if t <= 0 {
-		t = 6 * time.Second
-	}
 	// Probe often enough that a dead node is suspected within about half
 	// the failover timeout; suspicion then lasts SuspicionMult probes.
 	cfg.ProbeInterval = max(t/6, 200*time.Millisecond)

@@ -152,3 +152,12 @@ func TestWrongKeyIsLoggedAtWarn(t *testing.T) {
 	t.Logf("a logged: %s", logs["a"].String())
 	t.Logf("b logged: %s", logs["b"].String())
 }
+
+// The failover timeout has no default here (it lives in config.Default):
+// a caller that forgets it gets an error, not a silent 6 s.
+func TestStartWantsTheTimeout(t *testing.T) {
+	_, err := Start(context.Background(), Options{Name: "n", BindIP: "127.0.0.1"})
+	if err == nil || !strings.Contains(err.Error(), "Timeout") {
+		t.Fatalf("Start without a Timeout: err = %v", err)
+	}
+}

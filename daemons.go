@@ -1,11 +1,16 @@
-package cli
+package main
+
+// The daemon commands: `gear master`, `gear worker` and `gear local`. They
+// turn gear.conf, environment and flags into master.Options and
+// worker.Options and run the daemons; they are registered into pkg/cli's
+// command registry so that help lists them with the operator commands.
 
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -20,23 +25,52 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gear-run/gear/master"
-	"github.com/gear-run/gear/pkg/bundle"
+	"github.com/gear-run/gear/pkg/cli"
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/procs"
 	"github.com/gear-run/gear/worker"
 )
 
+// daemonCommands are the daemons, registered with the operator commands.
+func daemonCommands() []cli.Command {
+	return []cli.Command{
+		{
+			Name: "master", NArgs: 0, Group: "daemons", Global: cli.ConfFlag,
+			Synopsis: "run a master (bin/master): API, consensus, gossip and jar store on one port",
+			Help: `The master binds -ip:-port, which must be one of gear.cluster.masters. Its data
+dir keeps the raft log, membership and (without gear.jarstore.rootpath) the bundles;
+restarting it needs no extra flags. SIGINT or SIGTERM stops it.`,
+			Flags: runMaster,
+		},
+		{
+			Name: "worker", NArgs: 0, Group: "daemons", Global: cli.MasterFlag | cli.ConfFlag,
+			Synopsis: "run a worker (bin/worker): runs executors pinned to cores, heartbeats the leader",
+			Help: `The worker finds the masters in -master or gear.cluster.masters. SIGHUP restarts
+its executors one at a time; SIGINT or SIGTERM stops it, and its executors as
+gear.worker.on-exit says.`,
+			Flags: runWorker,
+		},
+		{
+			Name: "local", NArgs: 0, Group: "daemons", Global: cli.ConfFlag,
+			Synopsis: "run one master and N workers in one process (bin/local)",
+			Help: `The master listens on -port or the first entry of gear.cluster.masters; the
+workers take free ports and share this machine's cores between them. Data goes
+under -datadir. Ctrl-C stops them all.`,
+			Flags: runLocal,
+		},
+	}
+}
+
 // daemonFlags are the flags bin/master and bin/worker share.
 type daemonFlags struct {
-	ip, conf, datadir string
-	port              int
+	ip, datadir string
+	port        int
 }
 
 func (d *daemonFlags) register(fs *flag.FlagSet, defaultPortHelp string) {
-	fs.StringVar(&d.ip, "ip", "", "address to bind and advertise (default: gear.hostname)")
-	fs.IntVar(&d.port, "port", 0, "the one port for API, raft and gossip ("+defaultPortHelp+")")
-	fs.StringVar(&d.conf, "conf", "", "gear.conf (default: GEAR_CONF or conf/gear.conf)")
-	fs.StringVar(&d.datadir, "datadir", "", "data directory (default: <install>/data/<role>-<ip>-<port>)")
+	fs.StringVar(&d.ip, "ip", "", "`host` address to bind and advertise (default: gear.hostname)")
+	fs.IntVar(&d.port, "port", 0, "the one `port` for API, raft and gossip ("+defaultPortHelp+")")
+	fs.StringVar(&d.datadir, "datadir", "", "keep data in this `dir` (default: <install>/data/<role>-<ip>-<port>)")
 }
 
 func (d *daemonFlags) overrides() map[string]any {
@@ -96,14 +130,8 @@ func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		StopTimeout: cfg.Executor.StopTimeout, LogMaxSize: cfg.Executor.LogMaxSize, LogMaxFiles: cfg.Executor.LogMaxFiles,
 		AdminSocket: cfg.Worker.AdminSocket, ExtraEnv: channelEnv(cfg), JarRoot: cfg.JarStore.RootPath,
 		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
-		BundleLimits: bundleLimits(cfg), CacheSize: cfg.Worker.CacheSize, CacheGrace: cfg.Worker.CacheGrace,
+		BundleLimits: cli.BundleLimits(cfg), CacheSize: cfg.Worker.CacheSize, CacheGrace: cfg.Worker.CacheGrace,
 	}, nil
-}
-
-// bundleLimits are the unpack limits of gear.bundle.*, the same for the
-// CLI's check before an upload and a worker's unpack.
-func bundleLimits(cfg *config.Config) bundle.Limits {
-	return bundle.Limits{MaxBytes: cfg.Bundle.MaxUnpackedSize, MaxExpansion: cfg.Bundle.MaxExpansion}
 }
 
 // channelEnv hands the Redis global channel settings to executors.
@@ -131,7 +159,7 @@ func channelEnv(cfg *config.Config) []string {
 }
 
 // masterPort picks the master's port: -port, else the port gear.conf
-// lists for this host, else 3000.
+// lists for this host, else config.DefaultMasterPort.
 func masterPort(cfg *config.Config, flagPort int) int {
 	if flagPort != 0 {
 		return flagPort
@@ -144,50 +172,45 @@ func masterPort(cfg *config.Config, flagPort int) int {
 			}
 		}
 	}
-	return 3000
+	return config.DefaultMasterPort
 }
 
 // defaultDataDir is gear.datadir when set, else a directory per role, ip
 // and port under the install, so several daemons on one machine never
 // share one.
-func defaultDataDir(env Env, cfg *config.Config, role, ip string, port int) string {
+func defaultDataDir(home string, cfg *config.Config, role, ip string, port int) string {
 	if cfg.DataDir != "" {
 		return cfg.DataDir
 	}
-	return filepath.Join(home(env), "data", fmt.Sprintf("%s-%s-%d", role, ip, port))
+	return filepath.Join(home, "data", fmt.Sprintf("%s-%s-%d", role, ip, port))
 }
 
-func runMaster(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("master", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+func runMaster(fs *flag.FlagSet) cli.Action {
 	var d daemonFlags
-	d.register(fs, "default: this host's entry in gear.cluster.masters, else 3000")
-	if _, _, err := parseFlags(fs, args); err != nil {
-		return err
+	d.register(fs, "default: this host's entry in gear.cluster.masters, else "+strconv.Itoa(config.DefaultMasterPort))
+	return func(ctx context.Context, c *cli.Call) error {
+		cfg, err := c.LoadConfig(d.overrides())
+		if err != nil {
+			return err
+		}
+		log := c.Logger(cfg)
+		port := masterPort(cfg, d.port)
+		dataDir := d.datadir
+		if dataDir == "" {
+			dataDir = defaultDataDir(c.Home(), cfg, "master", cfg.Hostname, port)
+		}
+		opts, err := masterOptions(cfg, cfg.Hostname, port, dataDir, log)
+		if err != nil {
+			return err
+		}
+		m, err := master.New(ctx, opts)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		go reportUnreachablePeers(ctx, log, m.Addr(), cfg.Masters)
+		return m.Run(ctx)
 	}
-	if d.conf == "" {
-		d.conf = g.conf
-	}
-	cfg, err := loadConfig(env, d.conf, d.overrides())
-	if err != nil {
-		return err
-	}
-	log := newLogger(env, cfg)
-	port := masterPort(cfg, d.port)
-	dataDir := d.datadir
-	if dataDir == "" {
-		dataDir = defaultDataDir(env, cfg, "master", cfg.Hostname, port)
-	}
-	opts, err := masterOptions(cfg, cfg.Hostname, port, dataDir, log)
-	if err != nil {
-		return err
-	}
-	m, err := master.New(ctx, opts)
-	if err != nil {
-		return err
-	}
-	go reportUnreachablePeers(ctx, log, m.Addr(), cfg.Masters)
-	return m.Run(ctx)
 }
 
 // reportUnreachablePeers tells the operator at start which configured
@@ -219,93 +242,86 @@ func reportUnreachablePeers(ctx context.Context, log *slog.Logger, self string, 
 	}
 }
 
-func runWorker(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+func runWorker(fs *flag.FlagSet) cli.Action {
 	var d daemonFlags
 	d.register(fs, "default: any free port")
-	if _, _, err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if d.conf == "" {
-		d.conf = g.conf
-	}
-	cfg, err := loadConfig(env, d.conf, d.overrides())
-	if err != nil {
-		return err
-	}
-	if g.masters != "" {
-		cfg.Masters = splitList(g.masters)
-	}
-	log := newLogger(env, cfg)
-	dataDir := d.datadir
-	if dataDir == "" {
-		dataDir = defaultDataDir(env, cfg, "worker", cfg.Hostname, d.port)
-	}
-	opts, err := workerOptions(cfg, cfg.Hostname, d.port, dataDir, log)
-	if err != nil {
-		return err
-	}
-	w, err := worker.New(ctx, opts)
-	if err != nil {
-		return err
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				log.Info("SIGHUP: rolling restart of this worker's executors")
-				if err := w.RollingRestart(ctx, ""); err != nil {
-					log.Warn("rolling restart", "err", err)
+	return func(ctx context.Context, c *cli.Call) error {
+		cfg, err := c.LoadConfig(d.overrides())
+		if err != nil {
+			return err
+		}
+		if c.Global.Masters != "" {
+			cfg.Masters = c.Global.MasterList()
+		}
+		log := c.Logger(cfg)
+		dataDir := d.datadir
+		if dataDir == "" {
+			dataDir = defaultDataDir(c.Home(), cfg, "worker", cfg.Hostname, d.port)
+		}
+		opts, err := workerOptions(cfg, cfg.Hostname, d.port, dataDir, log)
+		if err != nil {
+			return err
+		}
+		w, err := worker.New(ctx, opts)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-hup:
+					log.Info("SIGHUP: rolling restart of this worker's executors")
+					if err := w.RollingRestart(ctx, ""); err != nil {
+						log.Warn("rolling restart", "err", err)
+					}
 				}
 			}
-		}
-	}()
-	return w.Run(ctx)
+		}()
+		return w.Run(ctx)
+	}
 }
 
-func runLocal(ctx context.Context, env Env, g global, args []string) error {
-	fs := flag.NewFlagSet("local", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+func runLocal(fs *flag.FlagSet) cli.Action {
 	n := fs.Int("workernum", 2, "number of workers")
-	conf := fs.String("conf", "", "gear.conf (default: GEAR_CONF or conf/gear.conf)")
-	port := fs.Int("port", 0, "master port (default: the first entry of gear.cluster.masters)")
-	datadir := fs.String("datadir", "", "data directory (default: <install>/data/local)")
-	if _, _, err := parseFlags(fs, args); err != nil {
-		return err
+	port := fs.Int("port", 0, "master `port` (default: the first entry of gear.cluster.masters)")
+	datadir := fs.String("datadir", "", "keep data in this `dir` (default: <install>/data/local)")
+	return func(ctx context.Context, c *cli.Call) error {
+		if *n < 0 {
+			return cli.Usagef("-workernum must be >= 0, got %d", *n)
+		}
+		cfg, err := c.LoadConfig(nil)
+		if err != nil {
+			return err
+		}
+		base := *datadir
+		if base == "" {
+			base = filepath.Join(c.Home(), "data", "local")
+			if cfg.DataDir != "" {
+				base = cfg.DataDir
+			}
+		}
+		return local(ctx, c.Stderr, cfg, c.Logger(cfg), *n, *port, base)
 	}
-	if *n < 0 {
-		return usagef("-workernum must be >= 0, got %d", *n)
-	}
-	if *conf == "" {
-		*conf = g.conf
-	}
-	cfg, err := loadConfig(env, *conf, nil)
-	if err != nil {
-		return err
-	}
-	log := newLogger(env, cfg)
-	ip, p := cfg.Hostname, 3000
+}
+
+// local runs one master and n workers in this process until ctx ends.
+// Whatever fails on the way, every daemon made so far is closed again.
+func local(ctx context.Context, stderr io.Writer, cfg *config.Config, log *slog.Logger, n, port int, base string) error {
+	ip, p := cfg.Hostname, config.DefaultMasterPort
 	if len(cfg.Masters) > 0 {
 		if h, ps, err := net.SplitHostPort(cfg.Masters[0]); err == nil {
 			ip = h
 			p, _ = strconv.Atoi(ps)
 		}
 	}
-	if *port != 0 {
-		p = *port
-	}
-	base := *datadir
-	if base == "" {
-		base = filepath.Join(home(env), "data", "local")
-		if cfg.DataDir != "" {
-			base = cfg.DataDir
-		}
+	if port != 0 {
+		p = port
 	}
 	self := net.JoinHostPort(ip, strconv.Itoa(p))
 	cfg.Masters = []string{self}
@@ -317,41 +333,32 @@ func runLocal(ctx context.Context, env Env, g global, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer m.Close()
 	cores, err := allowedCores()
 	if err != nil {
 		return err
 	}
 	var workers []*worker.Worker
-	for i := 0; i < *n; i++ {
+	for i := range n {
 		wopts, err := workerOptions(cfg, ip, 0, filepath.Join(base, fmt.Sprintf("worker-%d", i)), log.With("role", "worker"))
 		if err != nil {
 			return err
 		}
-		wopts.CPUs = coreShare(cores, i, *n)
+		wopts.CPUs = coreShare(cores, i, n)
 		w, err := worker.New(ctx, wopts)
 		if err != nil {
-			return errors.Join(err, shutdownAll(m, workers))
+			return fmt.Errorf("local worker %d: %w", i, err)
 		}
+		defer w.Close()
 		workers = append(workers, w)
 	}
-	fmt.Fprintf(env.Stderr, "gear local: master %s with %d worker(s); data in %s; stop with Ctrl-C\n", self, *n, base)
+	fmt.Fprintf(stderr, "gear local: master %s with %d worker(s); data in %s; stop with Ctrl-C\n", self, n, base)
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return m.Run(ectx) })
 	for _, w := range workers {
 		eg.Go(func() error { return w.Run(ectx) })
 	}
 	return eg.Wait()
-}
-
-// shutdownAll releases daemons that were created but never run.
-func shutdownAll(m *master.Master, ws []*worker.Worker) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = m.Run(ctx)
-	for _, w := range ws {
-		_ = w.Run(ctx)
-	}
-	return nil
 }
 
 func allowedCores() ([]int, error) {
