@@ -340,7 +340,7 @@ func (p *parser) parseField(obj *node, prefix []string, ctx string, closer rune)
 		appendMode = true
 	case c == '{':
 	default:
-		p.errorf(p.s.pos(), keyName, "expected '=' , ':' or '{' after key %q, found %s", renderPath(segs), describe(c))
+		p.errorf(p.s.pos(), keyName, "expected '=' , ':' or '{' after key %s, found %s", quoteToken(renderPath(segs)), describe(c))
 		p.recoverLine()
 		return
 	}
@@ -703,7 +703,7 @@ func (p *parser) parseArray(key string) (*node, bool) {
 		if c := p.s.peek(); c == '=' || c == ':' || (c == '+' && p.s.byteAt(1) == '=') {
 			// Looks like "key = value": the list was never closed. Report it
 			// and go back to before this line so the field parses normally.
-			p.errorf(open, key, "'[' opened here is not closed: expected ']' before %q on line %d", v.text, v.pos.Line)
+			p.errorf(open, key, "'[' opened here is not closed: expected ']' before %s on line %d", quoteToken(v.text), v.pos.Line)
 			*p.s = mark
 			return arr, true
 		}
@@ -740,7 +740,7 @@ func (p *parser) parseSubst(key string) (*node, bool) {
 	n.path = segs
 	p.skipSpace()
 	if c := p.s.peek(); c != '}' {
-		p.errorf(p.s.pos(), key, "expected '}' to close the substitution ${%s, found %s", renderPath(segs), describe(c))
+		p.errorf(p.s.pos(), key, "expected '}' to close the substitution ${%s, found %s", Token(renderPath(segs)), describe(c))
 		return nil, false
 	}
 	p.s.advance()
