@@ -431,7 +431,7 @@ func runLogs(ctx context.Context, env Env, g global, args []string) error {
 	defer resp.Body.Close()
 	_, err = io.Copy(env.Stdout, resp.Body)
 	if ctx.Err() != nil {
-		return nil
+		return context.Cause(ctx) // interrupted: Main exits 128+signal
 	}
 	return err
 }
