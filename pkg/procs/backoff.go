@@ -26,7 +26,7 @@ type Policy struct {
 	// MaxRestarts: a crash that would need more than MaxRestarts restarts
 	// in a row (more than MaxRestarts consecutive crashes) makes the
 	// executor FAILED, however long the backoff between the crashes.
-	// MaxRestarts < 0 means never give up.
+	// 0: FAILED on the first crash; < 0: never give up.
 	MaxRestarts int
 	// Window is the period RecentRestarts counts over. It does not decide
 	// FAILED: crashes are counted in a row, not within a window, so a slow
@@ -50,8 +50,9 @@ func DefaultPolicy() Policy {
 	}
 }
 
-// withDefaults fills zero fields from DefaultPolicy (MaxRestarts 0 included:
-// use a negative value for "unlimited").
+// withDefaults fills zero fields from DefaultPolicy, except MaxRestarts:
+// 0 there means FAILED on the first crash, as gear.executor.max-restarts = 0
+// does (negative: never give up).
 func (p Policy) withDefaults() Policy {
 	d := DefaultPolicy()
 	if p.Restart == "" {
@@ -68,9 +69,6 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.Window <= 0 {
 		p.Window = d.Window
-	}
-	if p.MaxRestarts == 0 {
-		p.MaxRestarts = d.MaxRestarts
 	}
 	return p
 }

@@ -214,11 +214,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}()
 	stopWith := func(r request) {
+		proc := p // the loop sets p to nil once the process exits
 		helpers.Add(1)
 		go func() {
 			defer helpers.Done()
-			if err := p.Stop(r.ctx, r.hard); err != nil {
-				s.log.Warn("stop failed", "pid", p.PID(), "err", err)
+			if err := proc.Stop(r.ctx, r.hard); err != nil {
+				s.log.Warn("stop failed", "pid", proc.PID(), "err", err)
 			}
 		}()
 	}
