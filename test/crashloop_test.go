@@ -33,7 +33,7 @@ func TestExecFailureFailsAtOnce(t *testing.T) {
 		want    string
 	}{
 		{"not in PATH", "gear-no-such-program", false, "exec gear-no-such-program: not found in PATH (the command must exist in the bundle dir or PATH"},
-		{"not in the bundle", "./server", true, "exec ./server: no such file or directory (the command must exist in the bundle dir or PATH"},
+		{"not in the bundle", "./server", true, "exec ./server: no such file or directory (the command must exist in the bundle dir or PATH)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -112,7 +112,7 @@ func Start(spec Spec) (*Process, error) {
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := startPinned(cmd, spec.CPUs); err != nil {
-		if ee := execError(spec.Command[0], err); ee != nil {
+		if ee := execError(spec.Command[0], spec.Dir, err); ee != nil {
 			return nil, ee
 		}
 		return nil, fmt.Errorf("start %s: %w (check the command and its directory)", spec.ID, err)
@@ -168,7 +168,7 @@ func (e *ExecError) Unwrap() error { return e.Err }
 // that retrying cannot fix (ENOENT, ENOTDIR, EACCES, ENOEXEC, ELOOP from
 // fork/exec, or a bare name not found in PATH), nil for anything else (e.g.
 // EAGAIN when the machine is out of processes).
-func execError(command string, err error) error {
+func execError(command, dir string, err error) error {
 	const where = "the command must exist in the bundle dir or PATH"
 	var errno syscall.Errno
 	switch {
@@ -181,9 +181,18 @@ func execError(command string, err error) error {
 	}
 	switch errno {
 	case syscall.ENOENT, syscall.ENOTDIR:
-		// ENOENT also comes from a missing #! interpreter or working
-		// directory; name them in the hint.
-		return &ExecError{command, errno, where + "; a script's #! interpreter must exist too"}
+		// ENOENT also comes from a missing #! interpreter (or working
+		// directory) of a program that is there.
+		path := command
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		if strings.Contains(command, "/") {
+			if st, serr := os.Stat(path); serr == nil && st.Mode().IsRegular() {
+				return &ExecError{command, errno, "the file is there: the interpreter on its #! line, or the working directory " + dir + ", is missing"}
+			}
+		}
+		return &ExecError{command, errno, where}
 	case syscall.EACCES, syscall.EPERM:
 		return &ExecError{command, errno, "it must be an executable file (chmod +x) in directories this worker may enter"}
 	case syscall.ENOEXEC:

@@ -489,12 +489,12 @@ func TestSupervisorExecFailureFailsAtOnce(t *testing.T) {
 		command string
 		want    string
 	}{
-		{"./server", "exec ./server: no such file or directory (the command must exist in the bundle dir or PATH"},
+		{"./server", "exec ./server: no such file or directory (the command must exist in the bundle dir or PATH)"},
 		{"gear-no-such-command", "exec gear-no-such-command: not found in PATH (the command must exist in the bundle dir or PATH"},
 		{"./not-executable.sh", "exec ./not-executable.sh: permission denied (it must be an executable file"},
 		{"./subdir", "exec ./subdir: permission denied"},
 		{"./garbage", "exec ./garbage: exec format error (not a program this machine can run"},
-		{"./bad-interpreter.sh", "exec ./bad-interpreter.sh: no such file or directory (the command must exist in the bundle dir or PATH; a script's #! interpreter"},
+		{"./bad-interpreter.sh", "exec ./bad-interpreter.sh: no such file or directory (the file is there: the interpreter on its #! line"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.command, func(t *testing.T) {
