@@ -105,13 +105,11 @@ type Executor struct {
 	CPUs       []int         `json:"cpus"`
 	Ports      []int         `json:"ports,omitempty"`
 	Restarts   int           `json:"restarts"`
-	// Crashes is the crash-loop count: consecutive runs shorter than
-	// min-uptime. Replicated so that a worker restart does not reset it.
-	Crashes    int      `json:"crashes"`
-	LastExit   string   `json:"last_exit,omitempty"`
-	LastError  string   `json:"last_error,omitempty"`
-	LogTail    []string `json:"log_tail,omitempty"`
-	Generation int      `json:"generation"`
+	Crashes    int           `json:"crashes"` // crash-loop count: runs in a row shorter than min-uptime, kept across worker restarts
+	LastExit   string        `json:"last_exit,omitempty"`
+	LastError  string        `json:"last_error,omitempty"`
+	LogTail    []string      `json:"log_tail,omitempty"`
+	Generation int           `json:"generation"`
 	// Observed is the generation the worker last reported running.
 	Observed  int       `json:"observed_generation"`
 	StartedAt time.Time `json:"started_at,omitzero"`

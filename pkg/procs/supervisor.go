@@ -25,19 +25,16 @@ const (
 
 // Status is a snapshot of a Supervisor.
 type Status struct {
-	State          State `json:"state"`
-	PID            int   `json:"pid,omitempty"`
-	Restarts       int   `json:"restarts"`        // restarts after the process ended on its own (not Restart or recycling), including SupervisorOptions.InitialRestarts
-	RecentRestarts int   `json:"recent_restarts"` // within Policy.Window
-	// Crashes is the crash-loop count: consecutive runs shorter than
-	// Policy.MinUptime (a longer run resets it), including
-	// SupervisorOptions.InitialCrashes.
-	Crashes   int       `json:"crashes"`
-	LastExit  string    `json:"last_exit,omitempty"`
-	LastError string    `json:"last_error,omitempty"`
-	StartedAt time.Time `json:"started_at,omitzero"`
-	CPUs      []int     `json:"cpus,omitempty"`
-	LogTail   []string  `json:"log_tail,omitempty"` // set when the process exits
+	State          State     `json:"state"`
+	PID            int       `json:"pid,omitempty"`
+	Restarts       int       `json:"restarts"`        // restarts after the process ended on its own (not Restart or recycling), including SupervisorOptions.InitialRestarts
+	RecentRestarts int       `json:"recent_restarts"` // within Policy.Window
+	Crashes        int       `json:"crashes"`         // crash-loop count: runs in a row shorter than Policy.MinUptime, including SupervisorOptions.InitialCrashes
+	LastExit       string    `json:"last_exit,omitempty"`
+	LastError      string    `json:"last_error,omitempty"`
+	StartedAt      time.Time `json:"started_at,omitzero"`
+	CPUs           []int     `json:"cpus,omitempty"`
+	LogTail        []string  `json:"log_tail,omitempty"` // set when the process exits
 }
 
 // Clock is the time source of a Supervisor.
