@@ -35,7 +35,7 @@ import (
 func daemonCommands() []cli.Command {
 	return []cli.Command{
 		{
-			Name: "master", NArgs: 0, Group: "daemons", Global: cli.ConfFlag,
+			Name: "master", NArgs: 0, Group: "daemons", Daemon: true, Global: cli.ConfFlag,
 			Synopsis: "run a master (bin/master): API, consensus, gossip and jar store on one port",
 			Help: `The master binds -ip:-port, which must be one of gear.cluster.masters. Its data
 dir keeps the raft log, membership and (without gear.jarstore.rootpath) the bundles;
@@ -43,7 +43,7 @@ restarting it needs no extra flags. SIGINT or SIGTERM stops it.`,
 			Flags: runMaster,
 		},
 		{
-			Name: "worker", NArgs: 0, Group: "daemons", Global: cli.MasterFlag | cli.ConfFlag,
+			Name: "worker", NArgs: 0, Group: "daemons", Daemon: true, Global: cli.MasterFlag | cli.ConfFlag,
 			Synopsis: "run a worker (bin/worker): runs executors pinned to cores, heartbeats the leader",
 			Help: `The worker finds the masters in -master or gear.cluster.masters. SIGHUP restarts
 its executors one at a time; SIGINT or SIGTERM stops it, and its executors as
@@ -51,7 +51,7 @@ gear.worker.on-exit says.`,
 			Flags: runWorker,
 		},
 		{
-			Name: "local", NArgs: 0, Group: "daemons", Global: cli.ConfFlag,
+			Name: "local", NArgs: 0, Group: "daemons", Daemon: true, Global: cli.ConfFlag,
 			Synopsis: "run one master and N workers in one process (bin/local)",
 			Help: `The master listens on -port or the first entry of gear.cluster.masters; the
 workers take free ports and share this machine's cores between them. Data goes

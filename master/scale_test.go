@@ -25,7 +25,7 @@ func TestPlacing10000ExecutorsGoesInBatchesUnderTheLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.shutdown)
+	t.Cleanup(func() { _ = m.Close() })
 	deadline := time.Now().Add(20 * time.Second)
 	for !m.isLeader() {
 		if time.Now().After(deadline) {
@@ -33,13 +33,16 @@ func TestPlacing10000ExecutorsGoesInBatchesUnderTheLimit(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	var workers []*cluster.Worker
 	for i := range 3 {
 		w := cluster.Worker{ID: fmt.Sprintf("%016x", uint64(0xa1b2c3d4e5f60000)+uint64(i)), Addr: fmt.Sprintf("127.0.0.%d:43210", i+1), CPUs: []int{0, 1, 2, 3}}
 		if _, err := m.apply(command{Op: opWorker, Worker: &w}); err != nil {
 			t.Fatal(err)
 		}
 		m.seen(w.ID, time.Now())
+		workers = append(workers, &w)
 	}
+	inPool(m, workers...) // placement wants workers that are alive in gossip too
 	lim := m.opts.Limits
 	res, err := m.apply(command{Op: opSubmit, Limits: &lim, Submit: &cluster.SubmitRequest{Name: "big", Bundle: cluster.Bundle{Digest: "sha256:x"},
 		Processes: []cluster.Process{{Name: "frontend-server", Command: []string{"./server"}, Instances: 1}}}})

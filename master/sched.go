@@ -131,7 +131,7 @@ func secretHash(secret string) string {
 // changed reports whether a worker's report differs from the replicated
 // executor in anything worth a log entry.
 func changed(e cluster.Executor, r cluster.ExecutorReport) bool {
-	return e.PID != r.PID || e.State != r.State || e.Restarts != r.Restarts || e.LastExit != r.LastExit ||
+	return e.PID != r.PID || e.State != r.State || e.Restarts != r.Restarts || e.Crashes != r.Crashes || e.LastExit != r.LastExit ||
 		e.LastError != r.LastError || e.Observed != r.Generation || !e.StartedAt.Equal(r.StartedAt) ||
 		(len(r.CPUs) > 0 && !slices.Equal(e.CPUs, r.CPUs))
 }

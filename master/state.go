@@ -225,7 +225,7 @@ func (s *State) apply(c *command) result {
 			if e == nil || e.Worker != c.Worker.ID {
 				continue // a stale report from a worker it no longer belongs to
 			}
-			e.PID, e.State, e.Restarts = r.PID, r.State, r.Restarts
+			e.PID, e.State, e.Restarts, e.Crashes = r.PID, r.State, r.Restarts, r.Crashes
 			e.LastExit, e.LastError, e.LogTail = r.LastExit, r.LastError, r.LogTail
 			e.Observed, e.StartedAt = r.Generation, r.StartedAt
 			if len(r.CPUs) > 0 {

@@ -67,13 +67,13 @@ func TestApplyAssignStatusUnassign(t *testing.T) {
 	if e.PID != 0 {
 		t.Fatalf("a stale report was applied: %+v", e)
 	}
-	s.apply(&command{Op: opStatus, Worker: &cluster.Worker{ID: "w1"}, Reports: []cluster.ExecutorReport{{ID: "1.web.0", PID: 42, State: cluster.Running, Restarts: 2}}})
-	if e.PID != 42 || e.Restarts != 2 || s.Apps["1"].State != cluster.AppRunning {
+	s.apply(&command{Op: opStatus, Worker: &cluster.Worker{ID: "w1"}, Reports: []cluster.ExecutorReport{{ID: "1.web.0", PID: 42, State: cluster.Running, Restarts: 2, Crashes: 2}}})
+	if e.PID != 42 || e.Restarts != 2 || e.Crashes != 2 || s.Apps["1"].State != cluster.AppRunning {
 		t.Fatalf("after report: %+v, app %s", e, s.Apps["1"].State)
 	}
 	s.apply(&command{Op: opUnassign, Lost: []string{"1.web.0"}})
-	if e.Worker != "" || e.State != cluster.Lost || e.Restarts != 2 || e.CPUs == nil {
-		t.Fatalf("after unassign (restart count must survive): %+v", e)
+	if e.Worker != "" || e.State != cluster.Lost || e.Restarts != 2 || e.Crashes != 2 || e.CPUs == nil {
+		t.Fatalf("after unassign (restart and crash-loop counts must survive): %+v", e)
 	}
 }
 

@@ -75,10 +75,11 @@ func (e *executor) update(a cluster.Assignment) {
 func (e *executor) report() cluster.ExecutorReport {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r := cluster.ExecutorReport{ID: e.id, State: e.state, CPUs: e.a.Executor.CPUs, Generation: e.gen, LastError: e.lastErr, Restarts: e.a.Executor.Restarts}
+	r := cluster.ExecutorReport{ID: e.id, State: e.state, CPUs: e.a.Executor.CPUs, Generation: e.gen, LastError: e.lastErr,
+		Restarts: e.a.Executor.Restarts, Crashes: e.a.Executor.Crashes}
 	if e.sup != nil {
 		st := e.sup.Status()
-		r.State, r.PID, r.Restarts = cluster.ExecutorState(st.State), st.PID, st.Restarts
+		r.State, r.PID, r.Restarts, r.Crashes = cluster.ExecutorState(st.State), st.PID, st.Restarts, st.Crashes
 		r.LastExit, r.StartedAt, r.LogTail = st.LastExit, st.StartedAt, st.LogTail
 		if st.LastError != "" {
 			r.LastError = st.LastError
@@ -129,7 +130,7 @@ func (e *executor) run() {
 	}
 	pol := policyFor(e.w.opts.Policy, a.Process)
 	sup := procs.NewSupervisor(spec, pol, procs.SupervisorOptions{
-		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, Adopted: adopted,
+		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, InitialCrashes: a.Executor.Crashes, Adopted: adopted,
 		OnChange: func(procs.Status) { e.w.kickHeartbeat() },
 	})
 	e.mu.Lock()

@@ -18,7 +18,7 @@
 //	    env       = { KEY = "v" }
 //	    ports     = [8080]
 //	    stop-timeout = 10s, pre-stop = ["./drain.sh"]
-//	    max-age = 0, max-rss = 0, min-uptime = 5s, max-restarts = 10, restart-window = 1m
+//	    max-age = 0, max-rss = 0, min-uptime = 5s, max-restarts = 10  # > 10 runs in a row under 5s: FAILED
 //	    health { http = "/ecv", port = 8080, interval = 2s, timeout = 1s }
 //	  }
 //	}

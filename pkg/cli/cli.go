@@ -18,8 +18,12 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gear-run/gear/pkg/config"
+	"github.com/gear-run/gear/pkg/hocon"
 )
 
 // Env is what a command runs with; tests swap the streams.
@@ -31,12 +35,90 @@ type Env struct {
 
 // Main runs the gear command line with the operator commands and extra
 // (the daemons, from package main) and returns the exit code: 0 ok, 1 the
-// command failed, 2 the command line is wrong.
+// command failed, 2 the command line is wrong, 128+signal when SIGINT or
+// SIGTERM cut the command short.
+//
+// SIGINT and SIGTERM cancel the context every command runs with: a command
+// ends, a daemon shuts down gracefully. The first signal also gives both
+// signals back their default action, so a second one ends the process at
+// once even if something does not honour the context. An operator command
+// still running interruptGrace after the signal (blocked in something that
+// does not honour the context) exits 128+signal then; a daemon is given
+// the time its graceful shutdown takes, and exits 0 after it.
 func Main(args []string, extra ...Command) int {
 	env := Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Environ: os.Environ}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	cmds := Registry(extra...)
+	grace := interruptGrace
+	if isDaemon(cmds, args) {
+		grace = 0
+	}
+	ctx, stop := signalContext(context.Background(), env.Stderr, grace)
 	defer stop()
-	return ExitCode(env, Run(ctx, env, Registry(extra...), args))
+	err := Run(ctx, env, cmds, args)
+	var sig interrupted
+	if err != nil && errors.As(context.Cause(ctx), &sig) {
+		fmt.Fprintln(env.Stderr, "gear:", sig)
+		return 128 + int(sig.sig)
+	}
+	return ExitCode(env, err)
+}
+
+// interrupted is the cause of a context cancelled by a signal.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + unix.SignalName(i.sig) }
+
+// interruptGrace is how long an operator command may take to end after
+// SIGINT or SIGTERM before Main exits without it.
+const interruptGrace = 2 * time.Second
+
+// signalContext returns a context cancelled, with an interrupted cause, by
+// the first SIGINT or SIGTERM. After that first signal both signals have
+// their default action again: the next one ends the process at once. With
+// grace > 0 the process also exits 128+signal when the returned stop
+// function has not been called within grace of the signal.
+func signalContext(parent context.Context, stderr io.Writer, grace time.Duration) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			signal.Stop(sigs)
+			sig := interrupted{s.(syscall.Signal)}
+			cancel(sig)
+			if grace <= 0 {
+				return
+			}
+			select {
+			case <-time.After(grace):
+				fmt.Fprintf(stderr, "gear: %s; the command did not stop within %s, exiting\n", sig, grace)
+				os.Exit(128 + int(sig.sig))
+			case <-done:
+			}
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
+}
+
+// isDaemon reports whether args (without the program name) run a command
+// marked Daemon, skipping the global flags as Run parses them.
+func isDaemon(cmds []Command, args []string) bool {
+	fs := flag.NewFlagSet("gear", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var g Global
+	g.register(fs, ClusterFlags)
+	if fs.Parse(args) != nil {
+		return false
+	}
+	cmd, _ := lookup(cmds, fs.Args())
+	return cmd != nil && cmd.Daemon
 }
 
 // Registry is every command of the binary: extra (the daemons, from
@@ -50,7 +132,8 @@ func ExitCode(env Env, err error) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(env.Stderr, "gear:", err)
+	// Escaped: an error may repeat bytes of a file or of a server's answer.
+	fmt.Fprintln(env.Stderr, "gear:", hocon.Escape(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) {
 		switch {
@@ -124,10 +207,10 @@ func loadConfig(env Env, file string, overrides map[string]any) (*config.Config,
 	cfg, rep, err := config.Load(config.LoadOptions{File: path, Env: env.Environ(), Overrides: overrides})
 	if rep != nil {
 		for _, w := range rep.Warnings {
-			fmt.Fprintln(env.Stderr, "gear: warning:", w)
+			fmt.Fprintln(env.Stderr, "gear: warning:", hocon.Escape(w))
 		}
 		for _, i := range rep.Info {
-			fmt.Fprintln(env.Stderr, "gear: info:", i)
+			fmt.Fprintln(env.Stderr, "gear: info:", hocon.Escape(i))
 		}
 	}
 	if err != nil {

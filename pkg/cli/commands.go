@@ -435,7 +435,7 @@ func logs(fs *flag.FlagSet) Action {
 		defer resp.Body.Close()
 		_, err = io.Copy(c.Stdout, resp.Body)
 		if ctx.Err() != nil {
-			return nil
+			return context.Cause(ctx) // interrupted: Main exits 128+signal
 		}
 		return err
 	}

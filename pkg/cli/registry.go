@@ -38,6 +38,9 @@ type Command struct {
 	Global GlobalFlags
 	// JSON adds a -json flag; Call.Output prints JSON when it is given.
 	JSON bool
+	// Daemon marks a long-running daemon: SIGINT/SIGTERM start its
+	// graceful shutdown, with no time limit (see Main).
+	Daemon bool
 	// Flags defines the command's own flags and returns what runs once
 	// they are parsed; commands without flags set Run instead.
 	Flags func(fs *flag.FlagSet) Action

@@ -122,6 +122,7 @@ type Executor struct {
 	CPUs       []int         `json:"cpus"`
 	Ports      []int         `json:"ports,omitempty"`
 	Restarts   int           `json:"restarts"`
+	Crashes    int           `json:"crashes"` // crash-loop count: runs in a row shorter than min-uptime, kept across worker restarts
 	LastExit   string        `json:"last_exit,omitempty"`
 	LastError  string        `json:"last_error,omitempty"`
 	LogTail    []string      `json:"log_tail,omitempty"`
@@ -193,6 +194,7 @@ type ExecutorReport struct {
 	State      ExecutorState `json:"state"`
 	CPUs       []int         `json:"cpus"`
 	Restarts   int           `json:"restarts"`
+	Crashes    int           `json:"crashes"` // consecutive runs shorter than min-uptime
 	LastExit   string        `json:"last_exit,omitempty"`
 	LastError  string        `json:"last_error,omitempty"`
 	LogTail    []string      `json:"log_tail,omitempty"`

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gear-run/gear/pkg/hocon"
 )
@@ -467,6 +469,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add("gear.cluster.masters = [node1]\ngear.worker.cpus = [\"3-1\"]\ngear.failover.timeout = 99999999999999999d")
 	f.Add("gearpump-master.akka.cluster.auto-down-unreachable-after = 1 nanos\ngear.jarstore.max-bundle-size = 1e30")
+	f.Add("\"\x1b]0;x\x07\" = 1\n\"gearpump-\x1b[2J\".a = 1\ngear.hostname = \"\x00\x1b\"\n\xff\xfe = 2")
 	f.Fuzz(func(t *testing.T, src string) {
 		read := func(p string) ([]byte, error) {
 			if p == "fuzz.conf" {
@@ -480,6 +483,16 @@ func FuzzLoad(f *testing.F) {
 		}
 		if (c == nil) == (err == nil) {
 			t.Fatalf("config %v and error %v: want exactly one", c, err)
+		}
+		// What config check prints must be safe on a terminal.
+		msgs := append(append([]string{}, rep.Warnings...), rep.Info...)
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+		for _, m := range msgs {
+			if !utf8.ValidString(m) || strings.ContainsFunc(m, func(r rune) bool { return r != '\n' && r != '\t' && !unicode.IsPrint(r) }) {
+				t.Fatalf("message holds raw bytes: %q", m)
+			}
 		}
 		if c == nil {
 			return

@@ -46,12 +46,13 @@ type FieldError struct {
 	Msg   string
 }
 
-// Error returns "where: key: msg".
+// Error returns "where: key: msg", with anything unprintable escaped and
+// the key cut to 40 characters (see hocon.Token).
 func (e *FieldError) Error() string {
 	if e.Where == "" {
-		return e.Key + ": " + e.Msg
+		return hocon.Token(e.Key) + ": " + hocon.Escape(e.Msg)
 	}
-	return e.Where + ": " + e.Key + ": " + e.Msg
+	return hocon.Escape(e.Where) + ": " + hocon.Token(e.Key) + ": " + hocon.Escape(e.Msg)
 }
 
 // source records which layer set a key last.
@@ -243,7 +244,7 @@ func fileLayer(doc *hocon.Document, src map[string]source, rep *Report) map[stri
 			nIgnored++
 		default:
 			p, _ := doc.Pos(fk)
-			warns = append(warns, warning{p, fmt.Sprintf("%s: %s: unknown key, ignored%s", p, fk, suggestion(fk))})
+			warns = append(warns, warning{p, fmt.Sprintf("%s: %s: unknown key, ignored%s", hocon.Escape(p.String()), hocon.Token(fk), suggestion(fk))})
 		}
 	}
 	for g, fk := range chosen {
@@ -255,7 +256,7 @@ func fileLayer(doc *hocon.Document, src map[string]source, rep *Report) map[stri
 	if nIgnored > 0 {
 		var parts []string
 		for _, top := range slices.Sorted(maps.Keys(ignored)) {
-			parts = append(parts, fmt.Sprintf("%s.* %d", top, ignored[top]))
+			parts = append(parts, fmt.Sprintf("%s.* %d", hocon.Token(top), ignored[top]))
 		}
 		rep.Info = append(rep.Info, fmt.Sprintf("%s: ignored %d Gearpump-only settings that gear does not use (%s): Akka, Netty, serializer and JVM settings have no effect in gear",
 			doc.Files()[0], nIgnored, strings.Join(parts, ", ")))
@@ -299,7 +300,7 @@ func envLayer(env map[string]string, src map[string]source, rep *Report) map[str
 				}
 			}
 			if best != "" {
-				rep.Warnings = append(rep.Warnings, fmt.Sprintf("env %s: not a gear setting, ignored, did you mean %s?", name, best))
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("env %s: not a gear setting, ignored, did you mean %s?", hocon.Token(name), best))
 			}
 			continue
 		}

@@ -2,7 +2,10 @@ package hocon
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Pos is a position in a configuration file. Line and Col are 1-based; Col
@@ -31,18 +34,19 @@ type Error struct {
 	Msg string
 }
 
-// Error returns "file:line:col: key: msg".
+// Error returns "file:line:col: key: msg", with anything unprintable
+// escaped and the key cut to 40 characters (see Token).
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.Pos.IsValid() || e.Pos.File != "" {
-		b.WriteString(e.Pos.String())
+		b.WriteString(Escape(e.Pos.String()))
 		b.WriteString(": ")
 	}
 	if e.Key != "" {
-		b.WriteString(e.Key)
+		b.WriteString(Token(e.Key))
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Msg)
+	b.WriteString(Escape(e.Msg))
 	return b.String()
 }
 
@@ -74,4 +78,73 @@ func (l ErrorList) Unwrap() []error {
 		out[i] = e
 	}
 	return out
+}
+
+// maxEcho is how many characters of a token from the input (a key, a
+// word) an error message repeats.
+const maxEcho = 40
+
+// Token renders a piece of the input for an error or warning message:
+// control characters, invalid UTF-8 and other unprintable runes are escaped
+// as in a Go string literal (\x1b, \x00, \xff, \u200b), and anything after
+// the first 40 characters is replaced by "...". A configuration file full
+// of binary garbage must not write raw bytes to the user's terminal, nor
+// echo a megabyte-long key.
+func Token(s string) string { return Escape(clip(s)) }
+
+// quoteToken is Token in double quotes, for "%q"-style messages.
+func quoteToken(s string) string { return strconv.Quote(clip(s)) }
+
+// clip cuts s after maxEcho characters (an invalid byte counts as one).
+func clip(s string) string {
+	n := 0
+	for i := 0; i < len(s); n++ {
+		if n == maxEcho {
+			return s[:i] + "..."
+		}
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	return s
+}
+
+// Escape escapes control characters (except newline and tab), invalid
+// UTF-8 and other unprintable runes in s as in a Go string literal, and
+// leaves everything else, printable non-ASCII text included, as it is.
+func Escape(s string) string {
+	clean := true
+	for i, r := range s {
+		if !printable(s, i, r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if printable(s, i, r) {
+			b.WriteRune(r)
+			continue
+		}
+		if r == utf8.RuneError {
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+			continue
+		}
+		q := strconv.QuoteRune(r) // '\x1b', '\u200b'
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
+}
+
+func printable(s string, i int, r rune) bool {
+	switch {
+	case r == '\n' || r == '\t':
+		return true
+	case r == utf8.RuneError:
+		_, size := utf8.DecodeRuneInString(s[i:])
+		return size > 1 // a real U+FFFD in the text
+	}
+	return unicode.IsPrint(r)
 }

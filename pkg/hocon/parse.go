@@ -2,8 +2,10 @@ package hocon
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 const (
@@ -66,11 +69,22 @@ type Options struct {
 	ReadFile func(path string) ([]byte, error)
 }
 
-// ReadRegularFile reads path, refusing anything that is not a regular file
-// (a FIFO or /dev/zero would hang the parse) or is larger than MaxFileSize.
+// ReadRegularFile reads path, refusing at once anything that is not a regular
+// file (a FIFO, a device, a directory, a socket: reading one could block
+// forever or never end) or is larger than MaxFileSize. The file is opened
+// with O_NONBLOCK, so that opening a FIFO with no writer does not block, and
+// checked with fstat on the descriptor opened, so that nothing can swap the
+// file between the check and the read.
 func ReadRegularFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
+		if errors.Is(err, syscall.ENXIO) {
+			// A unix socket (or a FIFO opened for writing without a
+			// reader): say what it is rather than "no such device".
+			if st, serr := os.Stat(path); serr == nil && !st.Mode().IsRegular() {
+				return nil, notRegular(path, st.Mode())
+			}
+		}
 		return nil, err
 	}
 	defer f.Close()
@@ -79,7 +93,7 @@ func ReadRegularFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, notRegular(path, st.Mode())
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
@@ -89,6 +103,27 @@ func ReadRegularFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxFileSize)
 	}
 	return data, nil
+}
+
+// ErrNotRegular is matched by the error ReadRegularFile returns for a path
+// that is not a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+func notRegular(path string, m fs.FileMode) error {
+	what := "not a plain file"
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		what = "a FIFO"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	case m&fs.ModeCharDevice != 0:
+		what = "a character device"
+	case m&fs.ModeDevice != 0:
+		what = "a block device"
+	case m.IsDir():
+		what = "a directory"
+	}
+	return fmt.Errorf("%s: %w (%s)", path, ErrNotRegular, what)
 }
 
 func (o Options) withDefaults() Options {
@@ -305,7 +340,7 @@ func (p *parser) parseField(obj *node, prefix []string, ctx string, closer rune)
 		appendMode = true
 	case c == '{':
 	default:
-		p.errorf(p.s.pos(), keyName, "expected '=' , ':' or '{' after key %q, found %s", renderPath(segs), describe(c))
+		p.errorf(p.s.pos(), keyName, "expected '=' , ':' or '{' after key %s, found %s", quoteToken(renderPath(segs)), describe(c))
 		p.recoverLine()
 		return
 	}
@@ -668,7 +703,7 @@ func (p *parser) parseArray(key string) (*node, bool) {
 		if c := p.s.peek(); c == '=' || c == ':' || (c == '+' && p.s.byteAt(1) == '=') {
 			// Looks like "key = value": the list was never closed. Report it
 			// and go back to before this line so the field parses normally.
-			p.errorf(open, key, "'[' opened here is not closed: expected ']' before %q on line %d", v.text, v.pos.Line)
+			p.errorf(open, key, "'[' opened here is not closed: expected ']' before %s on line %d", quoteToken(v.text), v.pos.Line)
 			*p.s = mark
 			return arr, true
 		}
@@ -705,7 +740,7 @@ func (p *parser) parseSubst(key string) (*node, bool) {
 	n.path = segs
 	p.skipSpace()
 	if c := p.s.peek(); c != '}' {
-		p.errorf(p.s.pos(), key, "expected '}' to close the substitution ${%s, found %s", renderPath(segs), describe(c))
+		p.errorf(p.s.pos(), key, "expected '}' to close the substitution ${%s, found %s", Token(renderPath(segs)), describe(c))
 		return nil, false
 	}
 	p.s.advance()

@@ -136,7 +136,7 @@ func (r *resolver) resolveSubst(n *node, key []string) *node {
 	if n.optional {
 		return nil
 	}
-	r.errorf(n.pos, renderPath(key), "${%s} is not set: no key %s in the configuration and no environment variable %s (use ${?%s} if it is optional)", name, name, strings.Join(n.path, "."), name)
+	r.errorf(n.pos, renderPath(key), "${%s} is not set: no key %s in the configuration and no environment variable %s (use ${?%s} if it is optional)", Token(name), Token(name), Token(strings.Join(n.path, ".")), Token(name))
 	return nil
 }
 

@@ -21,12 +21,17 @@ type Policy struct {
 	// further consecutive crash, up to BackoffMax.
 	BackoffMin, BackoffMax time.Duration
 	// MinUptime: a run shorter than this is a crash. A longer run resets
-	// the backoff.
+	// the backoff and the crash count.
 	MinUptime time.Duration
-	// Window and MaxRestarts: more than MaxRestarts crashes within Window
-	// and the executor is FAILED. MaxRestarts < 0 means never give up.
-	Window      time.Duration
+	// MaxRestarts: a crash that would need more than MaxRestarts restarts
+	// in a row (more than MaxRestarts consecutive crashes) makes the
+	// executor FAILED, however long the backoff between the crashes.
+	// 0: FAILED on the first crash; < 0: never give up.
 	MaxRestarts int
+	// Window is the period RecentRestarts counts over. It does not decide
+	// FAILED: crashes are counted in a row, not within a window, so a slow
+	// crash loop gives up too.
+	Window time.Duration
 	// MaxAge and MaxRSS (bytes) recycle the process (graceful restart) when
 	// exceeded; zero disables each.
 	MaxAge time.Duration
@@ -45,8 +50,9 @@ func DefaultPolicy() Policy {
 	}
 }
 
-// withDefaults fills zero fields from DefaultPolicy (MaxRestarts 0 included:
-// use a negative value for "unlimited").
+// withDefaults fills zero fields from DefaultPolicy, except MaxRestarts:
+// 0 there means FAILED on the first crash, as gear.executor.max-restarts = 0
+// does (negative: never give up).
 func (p Policy) withDefaults() Policy {
 	d := DefaultPolicy()
 	if p.Restart == "" {
@@ -63,9 +69,6 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.Window <= 0 {
 		p.Window = d.Window
-	}
-	if p.MaxRestarts == 0 {
-		p.MaxRestarts = d.MaxRestarts
 	}
 	return p
 }
@@ -101,8 +104,8 @@ type Decision struct {
 	Delay   time.Duration
 	// Crash: the run was shorter than MinUptime.
 	Crash bool
-	// GiveUp: the executor is FAILED (crash loop, or a failure under
-	// restart "never"); Reason says why. Neither Restart nor GiveUp: the
+	// GiveUp: the executor is FAILED (crash loop, a command that cannot be
+	// executed, or a failure under restart "never"); Reason says why. Neither Restart nor GiveUp: the
 	// process ended as the policy allows (STOPPED).
 	GiveUp bool
 	Reason string
@@ -114,30 +117,31 @@ type Decision struct {
 type Backoff struct {
 	pol         Policy
 	rand        Rand
-	consecutive int         // consecutive crashes
-	crashes     []time.Time // crash times, oldest first, within Window
+	consecutive int         // consecutive crashes: the crash-loop count
 	restarts    []time.Time // restart times, oldest first, within Window
 	total       int
 }
 
 // NewBackoff returns a core for pol (zero fields take DefaultPolicy's
-// values). rand may be nil for no jitter. initialRestarts is the restart count
-// so far, e.g. restored from replicated state.
-func NewBackoff(pol Policy, rand Rand, initialRestarts int) *Backoff {
-	return &Backoff{pol: pol.withDefaults(), rand: rand, total: initialRestarts}
+// values). rand may be nil for no jitter. initialRestarts and initialCrashes
+// are the restart count and the consecutive crash count so far, restored from
+// replicated state so that neither a master failover nor a worker restart
+// forgets a crash loop under way.
+func NewBackoff(pol Policy, rand Rand, initialRestarts, initialCrashes int) *Backoff {
+	return &Backoff{pol: pol.withDefaults(), rand: rand, total: initialRestarts, consecutive: max(initialCrashes, 0)}
 }
 
 // Policy returns the effective policy.
 func (b *Backoff) Policy() Policy { return b.pol }
 
 // Exited is called when a run ended at now after uptime; success is a known
-// exit code 0. A start that failed is an exit with zero uptime and no success.
+// exit code 0. A start that failed for a reason that may pass (a busy port)
+// is an exit with zero uptime and no success; see StartFailed.
 func (b *Backoff) Exited(now time.Time, uptime time.Duration, success bool) Decision {
 	var d Decision
 	d.Crash = uptime < b.pol.MinUptime
 	if d.Crash {
 		b.consecutive++
-		b.crashes = append(b.crashes, now)
 	} else {
 		b.consecutive = 0
 	}
@@ -149,10 +153,10 @@ func (b *Backoff) Exited(now time.Time, uptime time.Duration, success bool) Deci
 			d.Reason = fmt.Sprintf("exited with failure under restart policy %q", b.pol.Restart)
 		}
 		return d
-	case d.Crash && b.pol.MaxRestarts >= 0 && len(b.crashes) > b.pol.MaxRestarts:
+	case d.Crash && b.pol.MaxRestarts >= 0 && b.consecutive > b.pol.MaxRestarts:
 		d.GiveUp = true
-		d.Reason = fmt.Sprintf("crash loop: %d runs shorter than %s within %s (limit %d); fix the program, then restart it",
-			len(b.crashes), b.pol.MinUptime, b.pol.Window, b.pol.MaxRestarts)
+		d.Reason = fmt.Sprintf("crash loop: %d runs in a row shorter than min-uptime %s (max-restarts %d); fix the program, then restart it",
+			b.consecutive, b.pol.MinUptime, b.pol.MaxRestarts)
 		return d
 	}
 	d.Restart = true
@@ -160,6 +164,18 @@ func (b *Backoff) Exited(now time.Time, uptime time.Duration, success bool) Deci
 		d.Delay = b.delay()
 	}
 	return d
+}
+
+// StartFailed is called when the process could not be started at now.
+// A permanent failure (the command cannot be executed: not found, not
+// executable, not a program) gives up at once with reason: restarting
+// cannot fix it. Any other failure counts as a crash (see Exited).
+func (b *Backoff) StartFailed(now time.Time, permanent bool, reason string) Decision {
+	if permanent {
+		b.consecutive++
+		return Decision{Crash: true, GiveUp: true, Reason: reason}
+	}
+	return b.Exited(now, 0, false)
 }
 
 // delay is BackoffMin doubled per consecutive crash beyond the first, capped
@@ -197,19 +213,11 @@ func (b *Backoff) RecentRestarts(now time.Time) int {
 	return n
 }
 
-// RecentCrashes is the number of crashes within Window before now.
-func (b *Backoff) RecentCrashes(now time.Time) int {
-	n := 0
-	for _, t := range b.crashes {
-		if now.Sub(t) < b.pol.Window {
-			n++
-		}
-	}
-	return n
-}
+// Crashes is the number of consecutive crashes so far (the crash-loop
+// count): a run of at least MinUptime resets it.
+func (b *Backoff) Crashes() int { return b.consecutive }
 
 func (b *Backoff) prune(now time.Time) {
-	b.crashes = pruneBefore(b.crashes, now.Add(-b.pol.Window))
 	b.restarts = pruneBefore(b.restarts, now.Add(-b.pol.Window))
 }
 

@@ -28,13 +28,28 @@
 // next start waits BackoffMin, doubling for every further consecutive crash up
 // to BackoffMax, minus up to 20% jitter (jitter only shortens a delay, so the
 // worst case stays computable). A run that lasted at least MinUptime resets the
-// backoff and is restarted at once: the program was healthy, so waiting only
-// lengthens the outage, and MinUptime already bounds the restart rate. More
-// than MaxRestarts crashes within Window moves the executor to FAILED: it is
-// not restarted again, and its Status carries the last exit status and the tail
-// of its log.
+// backoff and the crash count, and is restarted at once: the program was
+// healthy, so waiting only lengthens the outage, and MinUptime already bounds
+// the restart rate.
 //
-// With DefaultPolicy (100ms..5s, min uptime 1s, 10 crashes per 60s) a program
+// A crash loop is counted in a row, not within a time window: more than
+// MaxRestarts consecutive crashes (the first run and MaxRestarts restarts, all
+// shorter than MinUptime) move the executor to FAILED, however long the
+// backoff between them, so a slow crash loop gives up as surely as a fast one.
+// A FAILED executor is not restarted again, and its Status carries the last
+// exit status and the tail of its log. Policy.Window only sets the period of
+// Status.RecentRestarts. The count is part of Status (Crashes) so that the
+// worker can replicate it and hand it back through
+// SupervisorOptions.InitialCrashes after a restart.
+//
+// A command that cannot be executed at all (no such file, permission denied,
+// not a program: ENOENT, EACCES, ENOEXEC from execve, or a bare name not in
+// PATH) is FAILED at once, without restarts: Start returns an *ExecError
+// (ErrExec) whose message names the command and what to do, and the
+// Supervisor puts it in Status.LastError and the executor's log. Other start
+// failures (a busy port) count as crashes.
+//
+// With DefaultPolicy (100ms..5s, min uptime 1s, max-restarts 10) a program
 // that exits at once is FAILED after 11 runs and at most 26.3s of backoff; a
 // program that fails for 10s and then works crashes at most 8 times and is
 // ridden out. backoff_test.go computes both.

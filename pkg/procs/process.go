@@ -112,6 +112,9 @@ func Start(spec Spec) (*Process, error) {
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := startPinned(cmd, spec.CPUs); err != nil {
+		if ee := execError(spec.Command[0], spec.Dir, err); ee != nil {
+			return nil, ee
+		}
 		return nil, fmt.Errorf("start %s: %w (check the command and its directory)", spec.ID, err)
 	}
 	p := &Process{
@@ -138,6 +141,66 @@ func Start(spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("start %s: %w", spec.ID, pidErr)
 	}
 	return p, nil
+}
+
+// ExecError says why a command could not be executed, and what to do. It
+// matches ErrExec and unwraps to the system error.
+type ExecError struct {
+	Command string // the program as given (Spec.Command[0])
+	Err     error  // the cause: exec.ErrNotFound, or an errno such as ENOENT
+	Hint    string
+}
+
+func (e *ExecError) Error() string {
+	msg := e.Err.Error()
+	if errors.Is(e.Err, exec.ErrNotFound) {
+		msg = "not found in PATH"
+	}
+	return fmt.Sprintf("exec %s: %s (%s)", e.Command, msg, e.Hint)
+}
+
+// Is makes errors.Is(err, ErrExec) true.
+func (e *ExecError) Is(target error) bool { return target == ErrExec }
+
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// execError classifies a failed cmd.Start: an *ExecError for the failures
+// that retrying cannot fix (ENOENT, ENOTDIR, EACCES, ENOEXEC, ELOOP from
+// fork/exec, or a bare name not found in PATH), nil for anything else (e.g.
+// EAGAIN when the machine is out of processes).
+func execError(command, dir string, err error) error {
+	const where = "the command must exist in the bundle dir or PATH"
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		return &ExecError{command, exec.ErrNotFound, where + `; write a program of the bundle as "./` + filepath.Base(command) + `"`}
+	case errors.Is(err, exec.ErrDot):
+		return &ExecError{command, exec.ErrDot, `write a program of the bundle as "./` + filepath.Base(command) + `"`}
+	case !errors.As(err, &errno):
+		return nil
+	}
+	switch errno {
+	case syscall.ENOENT, syscall.ENOTDIR:
+		// ENOENT also comes from a missing #! interpreter (or working
+		// directory) of a program that is there.
+		path := command
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		if strings.Contains(command, "/") {
+			if st, serr := os.Stat(path); serr == nil && st.Mode().IsRegular() {
+				return &ExecError{command, errno, "the file is there: the interpreter on its #! line, or the working directory " + dir + ", is missing"}
+			}
+		}
+		return &ExecError{command, errno, where}
+	case syscall.EACCES, syscall.EPERM:
+		return &ExecError{command, errno, "it must be an executable file (chmod +x) in directories this worker may enter"}
+	case syscall.ENOEXEC:
+		return &ExecError{command, errno, "not a program this machine can run: build it for this OS and CPU, or start a script with a #! line"}
+	case syscall.ELOOP, syscall.ENAMETOOLONG, syscall.EISDIR:
+		return &ExecError{command, errno, where}
+	}
+	return nil
 }
 
 // startPinned starts cmd with the CPU affinity cpus from its first

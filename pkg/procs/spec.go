@@ -32,8 +32,14 @@ var (
 	// ErrStalePidFile: the pid file names a process that is gone or is a
 	// different process now (pid reused). Adopt removes such a file.
 	ErrStalePidFile = errors.New("stale pid file")
-	// ErrFailed: a Supervisor gave up (crash loop, or restart "never").
+	// ErrFailed: a Supervisor gave up (crash loop, a command that cannot be
+	// executed, or restart "never").
 	ErrFailed = errors.New("executor failed")
+	// ErrExec: the command cannot be executed: it does not exist, is not
+	// executable, or is not a program this machine can run. Restarting
+	// cannot help, so a Supervisor gives up at once. Start returns an
+	// *ExecError, which matches it.
+	ErrExec = errors.New("command cannot be executed")
 )
 
 // Spec says how to run one executor process.

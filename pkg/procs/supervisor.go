@@ -29,6 +29,7 @@ type Status struct {
 	PID            int       `json:"pid,omitempty"`
 	Restarts       int       `json:"restarts"`        // restarts after the process ended on its own (not Restart or recycling), including SupervisorOptions.InitialRestarts
 	RecentRestarts int       `json:"recent_restarts"` // within Policy.Window
+	Crashes        int       `json:"crashes"`         // crash-loop count: runs in a row shorter than Policy.MinUptime, including SupervisorOptions.InitialCrashes
 	LastExit       string    `json:"last_exit,omitempty"`
 	LastError      string    `json:"last_error,omitempty"`
 	StartedAt      time.Time `json:"started_at,omitzero"`
@@ -57,6 +58,10 @@ type SupervisorOptions struct {
 	OnChange func(Status)
 	// InitialRestarts is the restart count so far (from replicated state).
 	InitialRestarts int
+	// InitialCrashes is the consecutive crash count so far (from
+	// replicated state), so that a crash loop under way when the worker
+	// restarted still gives up after Policy.MaxRestarts in a row.
+	InitialCrashes int
 	// Adopted is a process found by Adopt: Run watches it instead of
 	// starting a new one first.
 	Adopted *Process
@@ -124,7 +129,7 @@ func NewSupervisor(spec Spec, pol Policy, opts SupervisorOptions) *Supervisor {
 		log:     opts.Logger.With("executor", spec.ID),
 		reqs:    make(chan request),
 		runDone: make(chan struct{}),
-		core:    NewBackoff(pol, opts.Rand, opts.InitialRestarts),
+		core:    NewBackoff(pol, opts.Rand, opts.InitialRestarts, opts.InitialCrashes),
 	}
 	s.st = Status{State: StateStarting, Restarts: opts.InitialRestarts, CPUs: slices.Clone(spec.CPUs)}
 	if p := opts.Adopted; p != nil {
@@ -150,6 +155,7 @@ func (s *Supervisor) statusLocked() Status {
 	st.LogTail = slices.Clone(st.LogTail)
 	st.Restarts = s.core.Restarts()
 	st.RecentRestarts = s.core.RecentRestarts(s.opts.Clock.Now())
+	st.Crashes = s.core.Crashes()
 	return st
 }
 
@@ -205,11 +211,12 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}()
 	stopWith := func(r request) {
+		proc := p // the loop sets p to nil once the process exits
 		helpers.Add(1)
 		go func() {
 			defer helpers.Done()
-			if err := p.Stop(r.ctx, r.hard); err != nil {
-				s.log.Warn("stop failed", "pid", p.PID(), "err", err)
+			if err := proc.Stop(r.ctx, r.hard); err != nil {
+				s.log.Warn("stop failed", "pid", proc.PID(), "err", err)
 			}
 		}()
 	}
@@ -232,7 +239,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				s.log.Warn("start failed", "err", err)
 				now := s.opts.Clock.Now()
 				s.mu.Lock()
-				d := s.core.Exited(now, 0, false)
+				// A command that cannot be executed will not become
+				// executable by retrying: FAILED at once, with the reason.
+				d := s.core.StartFailed(now, errors.Is(err, ErrExec), err.Error())
 				s.mu.Unlock()
 				// Put the reason where the user looks: the executor's log.
 				appendLog(spec.withDefaults(), "gear: "+err.Error())

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -466,5 +467,99 @@ func TestSupervisorBadSpecFailsAtOnce(t *testing.T) {
 		if !errors.Is(err, ErrFailed) || s.Status().State != StateFailed {
 			t.Errorf("%s: Run = %v, status %+v", tt.name, err, s.Status())
 		}
+	}
+}
+
+// A command that cannot be executed is FAILED at once, with the reason and
+// a hint, and is not restarted.
+func TestSupervisorExecFailureFailsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("not-executable.sh", "#!/bin/sh\nexit 0\n", 0o644)
+	write("garbage", "\x00\x01\x02 not a program\n", 0o755)
+	write("bad-interpreter.sh", "#!/nonexistent/sh\nexit 0\n", 0o755)
+	if err := os.Mkdir(filepath.Join(dir, "subdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		command string
+		want    string
+	}{
+		{"./server", "exec ./server: no such file or directory (the command must exist in the bundle dir or PATH)"},
+		{"gear-no-such-command", "exec gear-no-such-command: not found in PATH (the command must exist in the bundle dir or PATH"},
+		{"./not-executable.sh", "exec ./not-executable.sh: permission denied (it must be an executable file"},
+		{"./subdir", "exec ./subdir: permission denied"},
+		{"./garbage", "exec ./garbage: exec format error (not a program this machine can run"},
+		{"./bad-interpreter.sh", "exec ./bad-interpreter.sh: no such file or directory (the file is there: the interpreter on its #! line"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.command, func(t *testing.T) {
+			spec := Spec{ID: "exec-fail", Command: []string{tt.command, "-port", "1"}, Dir: dir,
+				LogDir: filepath.Join(t.TempDir(), "log"), StopTimeout: time.Second}
+			var states []State
+			var mu sync.Mutex
+			s := NewSupervisor(spec, Policy{MaxRestarts: -1}, SupervisorOptions{OnChange: func(st Status) {
+				mu.Lock()
+				states = append(states, st.State)
+				mu.Unlock()
+			}})
+			errc := runSupervisor(t, s)
+			var err error
+			select {
+			case err = <-errc:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("still supervising after 10s: %+v", s.Status())
+			}
+			if !errors.Is(err, ErrFailed) {
+				t.Fatalf("Run = %v, want ErrFailed", err)
+			}
+			st := s.Status()
+			if st.State != StateFailed || !strings.Contains(st.LastError, tt.want) {
+				t.Fatalf("status %+v\nwant FAILED with last error containing %q", st, tt.want)
+			}
+			if st.Restarts != 0 {
+				t.Errorf("restarts %d, want 0", st.Restarts)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if slices.Contains(states, StateBackoff) {
+				t.Errorf("went through BACKOFF: %v", states)
+			}
+			if !fileContains(spec.LogFile(), "gear: "+tt.want) {
+				t.Errorf("the executor log does not say why:\n%s", readFile(t, spec.LogFile()))
+			}
+		})
+	}
+}
+
+// A supervisor created with the crash count of a crash loop under way (a
+// worker restart) gives up after what is left of MaxRestarts, not after a
+// fresh count.
+func TestSupervisorResumesCrashCount(t *testing.T) {
+	spec := shSpec(t, "resumed", `echo run; exit 1`)
+	s := NewSupervisor(spec, fastPolicy(), SupervisorOptions{InitialRestarts: 2, InitialCrashes: 2})
+	if st := s.Status(); st.Crashes != 2 {
+		t.Fatalf("crashes before the first run: %d, want 2", st.Crashes)
+	}
+	errc := runSupervisor(t, s)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrFailed) {
+			t.Fatalf("Run = %v, want ErrFailed", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no give-up within 30s")
+	}
+	// 2 crashes before, MaxRestarts 3: two more runs, the second one the
+	// fourth crash in a row.
+	if n := strings.Count(readFile(t, spec.LogFile()), "run"); n != 2 {
+		t.Errorf("%d runs, want 2", n)
+	}
+	if st := s.Status(); st.Crashes != 4 || st.Restarts != 3 || !strings.Contains(st.LastError, "4 runs in a row") {
+		t.Errorf("status %+v", st)
 	}
 }
