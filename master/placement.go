@@ -4,16 +4,21 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
 
-// place picks a worker and cores for every unplaced executor of a live
-// application. Executors that ask for cores get cores nobody else holds
-// (unless both sides are marked shared); among the workers that can take
-// one, see better.
-func (m *Master) place(st *State, now time.Time) []assignment {
+// place is the placement policy: it picks a worker and cores for every
+// unplaced executor of a live application, among the workers view says
+// are both alive and eligible. Executors that ask for cores get cores
+// nobody else holds (unless both sides are marked shared); among the
+// workers that can take one, see better. An executor that fits nowhere
+// gets an assignment with only Error set, once per distinct reason (its
+// LastError remembers the last one).
+//
+// place is pure: it reads st and view and nothing else, and changes
+// neither, so tests step it without a master (see schedule_test.go).
+func place(st *State, view ClusterView) []assignment {
 	type load struct {
 		w         *cluster.Worker
 		exclusive map[int]bool // cores held by non-shared executors
@@ -22,21 +27,14 @@ func (m *Master) place(st *State, now time.Time) []assignment {
 	}
 	var loads []*load
 	byID := map[string]*load{}
-	members := m.poolMembers()
-	var unpooled []*cluster.Worker
 	for _, w := range st.Workers {
-		if !m.workerAlive(w.ID, now) {
-			continue
-		}
-		if gossipState(members, w) != "alive" {
-			unpooled = append(unpooled, w)
+		if !view.usable(w.ID) {
 			continue
 		}
 		l := &load{w: w, exclusive: map[int]bool{}, shared: map[int]int{}}
 		loads = append(loads, l)
 		byID[w.ID] = l
 	}
-	m.noteUnpooled(unpooled, now)
 	sort.Slice(loads, func(i, j int) bool { return loads[i].w.ID < loads[j].w.ID })
 	for _, app := range st.Apps {
 		for _, e := range app.Executors {
@@ -59,12 +57,7 @@ func (m *Master) place(st *State, now time.Time) []assignment {
 		}
 	}
 	var out []assignment
-	ids := make([]string, 0, len(st.Apps))
-	for id := range st.Apps {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, appOrder)
-	for _, id := range ids {
+	for _, id := range sortedAppIDs(st) {
 		app := st.Apps[id]
 		if app.State == cluster.AppKilled {
 			continue

@@ -2,6 +2,8 @@ package master
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
@@ -48,53 +50,72 @@ func (m *Master) scheduleLoop(ctx context.Context) {
 	}
 }
 
-// reconcile performs one round of scheduling decisions.
+// reconcile performs one round of scheduling: it builds the leader's view
+// of the workers, asks schedule (the pure core, schedule.go) what must
+// change, and replicates that in order. It stops at the first command that
+// fails; the next round decides again from the state then.
 func (m *Master) reconcile(now time.Time) error {
 	st := m.fsm.snapshotState()
-	// 1. Executors on workers that stayed unreachable past the timeout.
-	var lost []string
-	for _, app := range st.Apps {
-		for _, e := range app.Executors {
-			if e.Worker != "" && !m.workerAlive(e.Worker, now) {
-				lost = append(lost, e.ID)
-			}
-		}
-	}
-	if len(lost) > 0 {
-		m.log.Warn("workers unreachable past the failover timeout; rescheduling their executors", "count", len(lost), "executors", lost[:min(len(lost), 20)], "timeout", m.opts.FailoverTimeout)
-		if err := m.applyUnassign(lost); err != nil {
+	view, unpooled := m.clusterView(st, now)
+	m.noteUnpooled(unpooled, now)
+	for _, c := range schedule(st, view) {
+		if err := m.applyDecision(st, c); err != nil {
 			return err
-		}
-		st = m.fsm.snapshotState()
-	}
-	// 2. Place unplaced executors.
-	if as := m.place(st, now); len(as) > 0 {
-		if err := m.applyAssign(as); err != nil {
-			return err
-		}
-		st = m.fsm.snapshotState()
-	}
-	// 3. Rolling restarts: one executor at a time, the next only when
-	// every executor of the app runs its desired generation.
-	for _, app := range st.Apps {
-		if app.State == cluster.AppKilled {
-			continue
-		}
-		settled := true
-		next := ""
-		for _, e := range app.Executors {
-			if e.State != cluster.Running || e.Observed != e.Generation {
-				settled = false
-			}
-			if next == "" && e.Generation < app.Generation {
-				next = e.ID
-			}
-		}
-		if settled && next != "" {
-			if _, err := m.apply(command{Op: opBump, Bump: next}); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
+}
+
+// clusterView is the leader's view of the workers at now: alive by the
+// heartbeat clock (workerAlive), eligible by the gossip pool. It also
+// lists the registered workers that heartbeat but are not alive in the
+// pool, for noteUnpooled.
+func (m *Master) clusterView(st *State, now time.Time) (ClusterView, []*cluster.Worker) {
+	m.mu.Lock()
+	heard := slices.Collect(maps.Keys(m.lastSeen))
+	m.mu.Unlock()
+	view := ClusterView{Alive: make(map[string]bool, len(heard)), Eligible: make(map[string]bool, len(st.Workers))}
+	for _, id := range heard {
+		if m.workerAlive(id, now) {
+			view.Alive[id] = true
+		}
+	}
+	members := m.poolMembers()
+	var unpooled []*cluster.Worker
+	for _, w := range st.Workers {
+		if gossipState(members, w) == "alive" {
+			view.Eligible[w.ID] = true
+		} else if view.Alive[w.ID] {
+			unpooled = append(unpooled, w)
+		}
+	}
+	return view, unpooled
+}
+
+// applyDecision replicates one command of schedule, the growing lists in
+// batches (batch.go). st is the state schedule decided on, for the log.
+func (m *Master) applyDecision(st *State, c command) error {
+	switch c.Op {
+	case opUnassign:
+		m.log.Warn("workers unreachable past the failover timeout; rescheduling their executors",
+			"workers", workersOf(st, c.Lost), "count", len(c.Lost), "executors", c.Lost[:min(len(c.Lost), 20)], "timeout", m.opts.FailoverTimeout)
+		return m.applyUnassign(c.Lost)
+	case opAssign:
+		return m.applyAssign(c.Assign)
+	default:
+		_, err := m.apply(c)
+		return err
+	}
+}
+
+// workersOf lists, sorted, the workers the given executors are placed on.
+func workersOf(st *State, executors []string) []string {
+	var out []string
+	for _, id := range executors {
+		if e := st.executor(id); e != nil && e.Worker != "" && !slices.Contains(out, e.Worker) {
+			out = append(out, e.Worker)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
