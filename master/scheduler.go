@@ -14,6 +14,7 @@ import (
 func (m *Master) scheduleLoop(ctx context.Context) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	staleLogged := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -41,6 +42,15 @@ func (m *Master) scheduleLoop(ctx context.Context) {
 			m.log.Info("this master is now the leader", "term", m.raft.raft.CurrentTerm())
 		}
 		m.mu.Unlock()
+		if err := m.fsm.stale(); err != nil {
+			// Its state lacks an entry a newer gear wrote: deciding from
+			// it could undo what that entry did.
+			if !staleLogged {
+				m.log.Error("this master leads but its state is incomplete (it refused a replicated command): it makes no scheduling decisions until it is upgraded", "err", err)
+				staleLogged = true
+			}
+			continue
+		}
 		if err := m.reconcile(time.Now()); err != nil {
 			m.log.Warn("reconcile", "err", err)
 		}
