@@ -28,6 +28,10 @@ const (
 	stateFormat = 1
 )
 
+// knownCommandVersion is what Apply accepts: commandVersion, raised by
+// tests to play the upgraded master.
+var knownCommandVersion = commandVersion
+
 // ErrNewerVersion: a replicated command or snapshot was written by a newer
 // gear than this master. The master does not apply it; upgrading the
 // master is the fix.
@@ -38,11 +42,11 @@ func (c *command) version() int { return max(c.V, 1) }
 
 // checkCommandVersion refuses a command newer than this master knows.
 func checkCommandVersion(index uint64, v int, op string) error {
-	if v <= commandVersion {
+	if v <= knownCommandVersion {
 		return nil
 	}
 	return fmt.Errorf("%w: replicated log entry %d (op %q) has command version %d, and this master knows versions up to %d: it is not applied; upgrade this master to the gear release the other masters run",
-		ErrNewerVersion, index, op, v, commandVersion)
+		ErrNewerVersion, index, op, v, knownCommandVersion)
 }
 
 // checkStateFormat refuses a snapshot newer than this master knows.

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -171,4 +173,89 @@ func TestSnapshotFormats(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader(b))); err != nil || g.stale() != nil {
 		t.Fatalf("Restore after a refusal: %v, stale %v", err, g.stale())
 	}
+}
+
+// A real master (raft, WAL) that meets a newer entry refuses it, takes no
+// snapshot, and applies it from its log once upgraded and restarted.
+func TestRefusedEntryIsReplayedByTheUpgradedMaster(t *testing.T) {
+	dir := t.TempDir()
+	logged := &lockedWriter{w: &bytes.Buffer{}}
+	port := 0 // the first start picks one; the restart keeps it (raft's membership is on disk)
+	start := func() *Master {
+		t.Helper()
+		m, err := New(t.Context(), Options{IP: "127.0.0.1", Port: port, DataDir: dir, FailoverTimeout: 2 * time.Second,
+			Logger: slog.New(slog.NewTextHandler(logged, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = m.opts.Port
+		deadline := time.Now().Add(20 * time.Second)
+		for !m.isLeader() {
+			if time.Now().After(deadline) {
+				t.Fatal("the lone master did not become leader")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return m
+	}
+	m := start()
+	if _, err := m.apply(*submitCmd("web", cluster.Process{Name: "web", Command: []string{"x"}, Instances: 1})); err != nil {
+		t.Fatal(err)
+	}
+	fut := m.raft.raft.Apply([]byte(`{"v":2,"op":"kill","app":"1"}`), 5*time.Second)
+	if err := fut.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := fut.Response().(result); !errors.Is(r.Err, ErrNewerVersion) {
+		t.Fatalf("a v2 entry on a v1 master: %+v, want ErrNewerVersion", r)
+	}
+	if err := m.raft.raft.Snapshot().Error(); err == nil {
+		t.Fatal("a snapshot was taken after a refused entry: the upgraded master could not replay it")
+	}
+	if out := logged.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "upgrade this master") {
+		t.Fatalf("the refusal was not logged at error level:\n%s", out)
+	}
+	m.fsm.read(func(s *State) {
+		if s.Apps["1"].State == cluster.AppKilled {
+			t.Fatal("the refused kill was applied")
+		}
+	})
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	knownCommandVersion = 2 // the upgrade
+	t.Cleanup(func() { knownCommandVersion = commandVersion })
+	m = start()
+	defer m.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		killed := false
+		m.fsm.read(func(s *State) { killed = s.Apps["1"] != nil && s.Apps["1"].State == cluster.AppKilled })
+		if killed && m.fsm.stale() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the upgraded master did not apply the kill from its log (stale: %v)", m.fsm.stale())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// lockedWriter lets raft's and the master's goroutines share a log buffer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
