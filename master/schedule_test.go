@@ -3,6 +3,7 @@ package master
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -275,4 +276,90 @@ func TestNoRoomMessages(t *testing.T) {
 	if got := noRoomMessage(p, false); !strings.Contains(got, `2 free core(s) for process group "web"`) || !strings.Contains(got, "mark it shared") {
 		t.Fatalf("no room: %q", got)
 	}
+}
+
+// Random clusters stepped for many rounds (seeded, so a failure replays):
+// whatever happens, no exclusive core is held twice, executors get only
+// cores of their worker, new placements go only to usable workers, and an
+// executor on a worker that is not alive is unassigned.
+func TestScheduleInvariants(t *testing.T) {
+	placed := 0 // exclusive cores checked, so the test is not vacuous
+	for seed := int64(1); seed <= 30; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 0))
+		s := newState()
+		workers := []string{"a", "b", "c", "d"}
+		for _, w := range workers {
+			register(w, rng.Perm(8)[:1+rng.IntN(6)]...)(s)
+		}
+		for round := range 40 {
+			switch rng.IntN(5) {
+			case 0:
+				name := fmt.Sprintf("p%d", round)
+				submit(name, cluster.Process{Instances: rng.IntN(4), CPUs: rng.IntN(3), Shared: rng.IntN(3) == 0})(s)
+			case 1:
+				running(s)
+			case 2:
+				if len(s.Apps) > 0 {
+					id := sortedAppIDs(s)[rng.IntN(len(s.Apps))]
+					if s.Apps[id].State != cluster.AppKilled {
+						kill(id)(s)
+						stopped(id)(s)
+					}
+				}
+			}
+			view := ClusterView{Alive: map[string]bool{}, Eligible: map[string]bool{}}
+			for _, w := range workers {
+				view.Alive[w] = rng.IntN(4) > 0
+				view.Eligible[w] = rng.IntN(5) > 0
+			}
+			cmds := schedule(s, view)
+			for _, c := range cmds {
+				for _, a := range c.Assign {
+					if a.Error == "" && !view.usable(a.Worker) {
+						t.Fatalf("seed %d round %d: %s placed on %s, which is not alive and eligible", seed, round, a.Executor, a.Worker)
+					}
+				}
+				mustApply(s, &c)
+			}
+			exclusive := map[string]string{} // worker/core -> executor
+			shared := map[string]string{}
+			for _, id := range sortedAppIDs(s) {
+				app := s.Apps[id]
+				for _, e := range app.Executors {
+					if e.Worker == "" {
+						continue
+					}
+					if !view.Alive[e.Worker] {
+						t.Fatalf("seed %d round %d: %s stays on %s, which is not alive", seed, round, e.ID, e.Worker)
+					}
+					p := app.Processes[slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process })]
+					if len(e.CPUs) != p.CPUs {
+						t.Fatalf("seed %d round %d: %s holds cores %v, wants %d", seed, round, e.ID, e.CPUs, p.CPUs)
+					}
+					for _, c := range e.CPUs {
+						if !slices.Contains(s.Workers[e.Worker].CPUs, c) {
+							t.Fatalf("seed %d round %d: %s holds core %d that %s does not have", seed, round, e.ID, c, e.Worker)
+						}
+						k := fmt.Sprintf("%s/%d", e.Worker, c)
+						if other, ok := exclusive[k]; ok {
+							t.Fatalf("seed %d round %d: core %s held by %s and %s", seed, round, k, other, e.ID)
+						}
+						if p.Shared {
+							shared[k] = e.ID
+							continue
+						}
+						if other, ok := shared[k]; ok {
+							t.Fatalf("seed %d round %d: exclusive core %s also held by shared %s", seed, round, k, other)
+						}
+						exclusive[k] = e.ID
+						placed++
+					}
+				}
+			}
+		}
+	}
+	if placed < 100 {
+		t.Fatalf("only %d exclusive core holdings checked: the random clusters place too little", placed)
+	}
+	t.Logf("%d exclusive core holdings checked", placed)
 }
