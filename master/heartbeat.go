@@ -46,27 +46,7 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			c := *w
 			known = &c
 		}
-		reported := map[string]cluster.ExecutorReport{}
-		for _, rep := range hb.Executors {
-			reported[rep.ID] = rep
-		}
-		for _, app := range s.Apps {
-			for _, e := range app.Executors {
-				if e.Worker != hb.Worker.ID {
-					continue
-				}
-				rep, ok := reported[e.ID]
-				if !ok {
-					if app.State == cluster.AppKilled {
-						gone = append(gone, e.ID)
-					}
-					continue
-				}
-				if changed(e, rep) {
-					reports = append(reports, rep)
-				}
-			}
-		}
+		reports, gone = reportChanges(s, hb.Worker.ID, hb.Executors)
 	})
 	if refused != nil {
 		m.refuseHeartbeat(w, r, hb.Worker.ID, refused)
@@ -122,6 +102,35 @@ func (m *Master) refuseHeartbeat(w http.ResponseWriter, r *http.Request, id stri
 func secretHash(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
+}
+
+// reportChanges is what a heartbeat of worker id changes in st: the
+// reports of its executors that differ from the replicated ones, and the
+// executors of killed apps placed on it that it no longer runs. Reports of
+// executors not placed on it are stale and left out. It reads st only.
+func reportChanges(st *State, id string, executors []cluster.ExecutorReport) (reports []cluster.ExecutorReport, gone []string) {
+	reported := make(map[string]cluster.ExecutorReport, len(executors))
+	for _, rep := range executors {
+		reported[rep.ID] = rep
+	}
+	for _, app := range st.Apps {
+		for _, e := range app.Executors {
+			if e.Worker != id {
+				continue
+			}
+			rep, ok := reported[e.ID]
+			if !ok {
+				if app.State == cluster.AppKilled {
+					gone = append(gone, e.ID)
+				}
+				continue
+			}
+			if changed(e, rep) {
+				reports = append(reports, rep)
+			}
+		}
+	}
+	return reports, gone
 }
 
 // changed reports whether a worker's report differs from the replicated
