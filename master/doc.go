@@ -13,6 +13,14 @@
 // leader; a master without quorum refuses writes with an error that says
 // which masters it can and cannot reach.
 //
+// Scheduling decisions are pure functions: schedule (schedule.go) takes the
+// replicated State and a ClusterView (which workers the leader heard from,
+// which are in the gossip pool) and returns the commands to replicate;
+// placement.go is its policy. The leader's loop (scheduler.go) builds the
+// view and applies the commands. Every command and snapshot carries a
+// format version, and a master refuses newer ones rather than misapplying
+// them (version.go). docs/ARCHITECTURE.md maps the files.
+//
 // Every log entry is at most MaxEntrySize (1 MiB): commands are encoded in
 // one place (encodeCommand), which refuses larger ones; lists that grow with
 // the cluster (placements, lost executors, status reports) go in batches;

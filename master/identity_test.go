@@ -2,6 +2,9 @@ package master
 
 import (
 	"errors"
+	"io"
+	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -142,15 +145,11 @@ func inPool(m *Master, ws ...*cluster.Worker) {
 // A worker that only heartbeats (anyone with the token can) gets nothing
 // placed on it, however many cores it claims.
 func TestPlaceOnlyOnPoolMembers(t *testing.T) {
-	m := &Master{opts: Options{FailoverTimeout: time.Minute}, lastSeen: map[string]time.Time{}, unpooled: map[string]unpooledNote{}}
-	now := time.Now()
 	s := newState()
 	s.Workers["real"] = &cluster.Worker{ID: "real", Addr: "r:1", CPUs: []int{0}, BootID: "b"}
 	s.Workers["evil"] = &cluster.Worker{ID: "evil", Addr: "e:1", CPUs: []int{0, 1, 2, 3, 4, 5, 6, 7}, BootID: "x"}
-	m.lastSeen["real"], m.lastSeen["evil"] = now, now
-	inPool(m, s.Workers["real"])
 	s.apply(submitCmd("web", cluster.Process{Name: "web", Command: []string{"x"}, Instances: 3, CPUs: 1}))
-	as := m.place(s, now)
+	as := place(s, viewOf(alive("real", "evil"), eligible("real")))
 	placed := 0
 	for _, a := range as {
 		if a.Worker == "evil" {
@@ -163,6 +162,30 @@ func TestPlaceOnlyOnPoolMembers(t *testing.T) {
 	if placed != 1 {
 		t.Fatalf("want 1 executor on the real worker's one core, got %+v", as)
 	}
+}
+
+// The daemon's view: alive by the heartbeat clock, eligible by the gossip
+// pool (the registered incarnation only); a worker that heartbeats but is
+// not in the pool is noted for the log.
+func TestClusterViewFromHeartbeatsAndPool(t *testing.T) {
+	m := &Master{opts: Options{FailoverTimeout: time.Minute}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		lastSeen: map[string]time.Time{}, unpooled: map[string]unpooledNote{}}
+	now := time.Now()
+	s := newState()
+	s.Workers["real"] = &cluster.Worker{ID: "real", Addr: "r:1", CPUs: []int{0}, BootID: "b"}
+	s.Workers["evil"] = &cluster.Worker{ID: "evil", Addr: "e:1", CPUs: []int{0}, BootID: "x"}
+	s.Workers["dead"] = &cluster.Worker{ID: "dead", Addr: "d:1", CPUs: []int{0}, BootID: "d"}
+	m.lastSeen["real"], m.lastSeen["evil"], m.lastSeen["dead"] = now, now, now.Add(-time.Hour)
+	inPool(m, s.Workers["real"], s.Workers["dead"])
+	view, unpooled := m.clusterView(s, now)
+	want := viewOf(alive("real", "evil"), eligible("real", "dead"))
+	if !maps.Equal(view.Alive, want.Alive) || !maps.Equal(view.Eligible, want.Eligible) {
+		t.Fatalf("view = %+v, want %+v", view, want)
+	}
+	if len(unpooled) != 1 || unpooled[0].ID != "evil" {
+		t.Fatalf("unpooled = %+v, want the worker outside the pool", unpooled)
+	}
+	m.noteUnpooled(unpooled, now)
 	if _, ok := m.unpooled["evil"]; !ok {
 		t.Fatal("the worker outside the pool was not noted for the log")
 	}

@@ -25,8 +25,12 @@ const batchBudget = MaxEntrySize - 64<<10
 // ErrBadRequest, so the API answers 400.
 var ErrEntryTooLarge = fmt.Errorf("%w: request too large for one raft log entry", ErrBadRequest)
 
-// encodeCommand is the one place commands become raft entries.
+// encodeCommand is the one place commands become raft entries. It stamps
+// the command format version (version.go) on every entry.
 func encodeCommand(c command) ([]byte, error) {
+	if c.V == 0 {
+		c.V = commandVersion
+	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s command: %w", c.Op, err)

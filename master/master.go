@@ -143,6 +143,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	}
 	m.opts = opts
 	m.log = opts.Logger.With("master", m.self)
+	m.fsm.log = m.log
 	m.boot = datadir.RandomID()
 	if opts.DataDir == "" {
 		return nil, errors.New("master: no data dir given (-datadir)")

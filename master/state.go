@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,6 +30,9 @@ type State struct {
 	// its heartbeats carry. Only the hash is replicated; the secret stays
 	// in the worker's data dir.
 	WorkerSecrets map[string]string `json:"worker_secrets"`
+	// Format is the snapshot format (stateFormat, version.go); a snapshot
+	// without one is format 1.
+	Format int `json:"format"`
 
 	// index maps app id -> executor id -> position in that app's
 	// Executors. It is derived (never serialised): built per app on first
@@ -37,7 +41,7 @@ type State struct {
 }
 
 func newState() *State {
-	return &State{Apps: map[string]*cluster.App{}, Workers: map[string]*cluster.Worker{}, WorkerSecrets: map[string]string{}}
+	return &State{Apps: map[string]*cluster.App{}, Workers: map[string]*cluster.Worker{}, WorkerSecrets: map[string]string{}, Format: stateFormat}
 }
 
 // Operations of the replicated log.
@@ -56,6 +60,9 @@ const (
 
 // command is one entry of the replicated log.
 type command struct {
+	// V is the command format version (commandVersion, version.go), set
+	// by encodeCommand; entries without one are version 1.
+	V       int                      `json:"v"`
 	Op      string                   `json:"op"`
 	Now     time.Time                `json:"now"`
 	App     string                   `json:"app,omitempty"`
@@ -391,16 +398,56 @@ func appOfExecutor(id string) string {
 type fsm struct {
 	mu    sync.RWMutex
 	state *State
+	log   *slog.Logger // nil = slog.Default()
+	// refused is the first entry this master did not apply because a
+	// newer gear wrote it (under mu); nil when it applied them all.
+	refused error
+}
+
+func (f *fsm) logger() *slog.Logger {
+	if f.log == nil {
+		return slog.Default()
+	}
+	return f.log
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
 	var c command
 	if err := json.Unmarshal(l.Data, &c); err != nil {
+		if v, op, ok := peekVersion(l.Data); ok {
+			if verr := checkCommandVersion(l.Index, v, op); verr != nil {
+				return f.refuse(verr)
+			}
+		}
 		return result{Err: fmt.Errorf("corrupt log entry %d: %w", l.Index, err)}
+	}
+	if err := checkCommandVersion(l.Index, c.version(), c.Op); err != nil {
+		return f.refuse(err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.state.apply(&c)
+}
+
+// refuse records and logs an entry newer than this master knows. From
+// then on the master takes no snapshots (see Snapshot), so its log keeps
+// the entry and the upgraded master replays it at its next start.
+func (f *fsm) refuse(err error) result {
+	f.mu.Lock()
+	if f.refused == nil {
+		f.refused = err
+	}
+	f.mu.Unlock()
+	f.logger().Error("refused a replicated command: upgrade this master", "err", err)
+	return result{Err: err}
+}
+
+// stale returns the first refused entry's error: this master's state lacks
+// it (and everything that entry changed), so it must not decide from it.
+func (f *fsm) stale() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.refused
 }
 
 // read runs fn with the state read-locked.
@@ -429,6 +476,7 @@ func (s *State) clone() *State {
 		Apps:      make(map[string]*cluster.App, len(s.Apps)),
 		Workers:   make(map[string]*cluster.Worker, len(s.Workers)),
 		NextAppID: s.NextAppID,
+		Format:    s.Format,
 	}
 	for id, a := range s.Apps {
 		ca := *a
@@ -449,6 +497,9 @@ func (s *State) clone() *State {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.refused != nil {
+		return nil, fmt.Errorf("no snapshot while a refused entry is kept in the log for the upgraded master to replay: %w", f.refused)
+	}
 	b, err := json.Marshal(f.state)
 	if err != nil {
 		return nil, err
@@ -459,9 +510,19 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	s := newState()
-	if err := json.NewDecoder(rc).Decode(s); err != nil {
+	s.Format = 0 // absent in snapshots written before formats: 1
+	err := json.NewDecoder(rc).Decode(s)
+	// A snapshot whose fields do not fit this master's types still fills
+	// the rest (encoding/json goes on after a type error), Format included:
+	// a newer format is the error to report then.
+	if ferr := checkStateFormat(s.Format); ferr != nil {
+		f.logger().Error("refused a snapshot: upgrade this master", "err", ferr)
+		return fmt.Errorf("restore snapshot: %w", ferr)
+	}
+	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	s.Format = stateFormat
 	if s.Apps == nil {
 		s.Apps = map[string]*cluster.App{}
 	}
@@ -473,6 +534,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.state = s
+	f.refused = nil // the snapshot holds what the refused entry changed
 	f.mu.Unlock()
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -78,18 +77,14 @@ func TestApplyAssignStatusUnassign(t *testing.T) {
 }
 
 func TestPlaceExclusiveCores(t *testing.T) {
-	m := &Master{opts: Options{FailoverTimeout: time.Minute}, lastSeen: map[string]time.Time{}}
-	now := time.Now()
 	s := newState()
 	s.Workers["a"] = &cluster.Worker{ID: "a", Addr: "a:1", CPUs: []int{0, 1}}
 	s.Workers["b"] = &cluster.Worker{ID: "b", Addr: "b:1", CPUs: []int{0, 1, 2}}
 	s.Workers["dead"] = &cluster.Worker{ID: "dead", Addr: "d:1", CPUs: []int{0, 1, 2, 3, 4, 5}}
-	m.lastSeen["a"], m.lastSeen["b"] = now, now
-	m.lastSeen["dead"] = now.Add(-time.Hour)
-	inPool(m, s.Workers["a"], s.Workers["b"], s.Workers["dead"])
+	view := viewOf(alive("a", "b"), eligible("a", "b", "dead"))
 	s.apply(submitCmd("web", cluster.Process{Name: "web", Command: []string{"x"}, Instances: 3, CPUs: 2}))
 
-	as := m.place(s, now)
+	as := place(s, view)
 	used := map[string][]int{}
 	placed := 0
 	for _, a := range as {
@@ -117,16 +112,12 @@ func TestPlaceExclusiveCores(t *testing.T) {
 }
 
 func TestPlaceSpreadsUnpinnedExecutors(t *testing.T) {
-	m := &Master{opts: Options{FailoverTimeout: time.Minute}, lastSeen: map[string]time.Time{}}
-	now := time.Now()
 	s := newState()
 	s.Workers["a"] = &cluster.Worker{ID: "a", Addr: "a:1", CPUs: []int{0, 1, 2, 3}}
 	s.Workers["b"] = &cluster.Worker{ID: "b", Addr: "b:1", CPUs: []int{0}}
-	m.lastSeen["a"], m.lastSeen["b"] = now, now
-	inPool(m, s.Workers["a"], s.Workers["b"])
 	s.apply(submitCmd("chat", cluster.Process{Name: "chat", Command: []string{"x"}, Instances: 4}))
 	per := map[string]int{}
-	for _, a := range m.place(s, now) {
+	for _, a := range place(s, viewOf(alive("a", "b"), eligible("a", "b"))) {
 		per[a.Worker]++
 	}
 	if per["a"] != 2 || per["b"] != 2 {

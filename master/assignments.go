@@ -1,0 +1,43 @@
+package master
+
+import (
+	"slices"
+	"sort"
+
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// assignments is the heartbeat reply for worker id: the leader, the
+// masters, and what the worker should run now.
+func (m *Master) assignments(id string) cluster.HeartbeatReply {
+	reply := cluster.HeartbeatReply{Leader: m.self, Masters: m.raft.voters()}
+	m.fsm.read(func(s *State) { reply.Assignments = assignmentsFor(s, id) })
+	return reply
+}
+
+// assignmentsFor is the read model of worker id: every executor of a live
+// app placed on it, with what it needs to run it, sorted by executor id
+// (never nil: the reply lists [] when there is nothing to run).
+func assignmentsFor(st *State, id string) []cluster.Assignment {
+	out := []cluster.Assignment{}
+	for _, app := range st.Apps {
+		if app.State == cluster.AppKilled {
+			continue
+		}
+		for _, e := range app.Executors {
+			if e.Worker != id {
+				continue
+			}
+			pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process })
+			if pi < 0 {
+				continue
+			}
+			out = append(out, cluster.Assignment{
+				Executor: e, Process: app.Processes[pi], Bundle: app.Bundle, Args: app.Args,
+				Env: app.RestartEnv, Generation: e.Generation,
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Executor.ID < out[j].Executor.ID })
+	return out
+}

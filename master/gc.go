@@ -1,0 +1,45 @@
+package master
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/gear-run/gear/jarstore"
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// gcLoop deletes bundles no live application references, after the
+// grace period.
+func (m *Master) gcLoop(ctx context.Context) {
+	grace := m.opts.GCGrace
+	tick := time.NewTicker(max(grace/4, time.Minute))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !m.isLeader() {
+			continue
+		}
+		if r, err := m.gc(ctx, grace); err != nil {
+			m.log.Warn("jar store gc", "err", err)
+		} else if len(r.Deleted) > 0 {
+			m.log.Info("jar store gc deleted unreferenced bundles", "deleted", strings.Join(r.Deleted, ","))
+		}
+	}
+}
+
+func (m *Master) gc(ctx context.Context, grace time.Duration) (jarstore.GCReport, error) {
+	referenced := map[string]bool{}
+	m.fsm.read(func(s *State) {
+		for _, a := range s.Apps {
+			if a.State != cluster.AppKilled {
+				referenced[a.Bundle.Digest] = true
+			}
+		}
+	})
+	return m.blobs.GC(ctx, referenced, grace, time.Now())
+}

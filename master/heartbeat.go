@@ -1,0 +1,142 @@
+package master
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// handleHeartbeat checks the worker's secret, records the worker as alive,
+// folds the state changes it reports into the replicated state, and
+// answers with its assignments. A heartbeat under a registered id with
+// another secret changes nothing and gets nothing back.
+func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var hb cluster.Heartbeat
+	if err := decodeBody(r, &hb); err != nil {
+		writeError(w, err)
+		return
+	}
+	if hb.Worker.ID == "" || hb.Worker.Addr == "" {
+		writeError(w, fmt.Errorf("%w: heartbeat without worker id or address", ErrBadRequest))
+		return
+	}
+	if hb.Secret == "" {
+		writeError(w, fmt.Errorf("%w: heartbeat of worker %s without a worker secret: the worker is older than this master; upgrade it", ErrBadRequest, hb.Worker.ID))
+		return
+	}
+	hash := secretHash(hb.Secret)
+	now := time.Now()
+	var known *cluster.Worker
+	var refused error
+	hasSecret := false // workers registered before secrets existed have none
+	var reports []cluster.ExecutorReport
+	var gone []string
+	m.fsm.read(func(s *State) {
+		if refused = s.checkSecret(hb.Worker.ID, hash); refused != nil {
+			return
+		}
+		hasSecret = s.WorkerSecrets[hb.Worker.ID] != ""
+		if w, ok := s.Workers[hb.Worker.ID]; ok {
+			c := *w
+			known = &c
+		}
+		reports, gone = reportChanges(s, hb.Worker.ID, hb.Executors)
+	})
+	if refused != nil {
+		m.refuseHeartbeat(w, r, hb.Worker.ID, refused)
+		return
+	}
+	if known == nil || !hasSecret || known.Addr != hb.Worker.Addr || known.BootID != hb.Worker.BootID || !slices.Equal(known.CPUs, hb.Worker.CPUs) {
+		wk := hb.Worker
+		wk.Gossip = ""
+		if _, err := m.apply(command{Op: opWorker, Worker: &wk, SecretHash: hash}); err != nil {
+			if errors.Is(err, ErrForbidden) {
+				m.refuseHeartbeat(w, r, hb.Worker.ID, err)
+				return
+			}
+			writeError(w, err)
+			return
+		}
+		if known == nil {
+			m.log.Info("worker registered; executors are placed on it once it is also in the gossip pool", "worker", wk.ID, "addr", wk.Addr, "cpus", wk.CPUs)
+		}
+	}
+	m.seen(hb.Worker.ID, now)
+	if len(reports) > 0 || len(gone) > 0 {
+		if err := m.applyStatus(hb.Worker.ID, reports, gone); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	reply := m.assignments(hb.Worker.ID)
+	reply.Gossip = m.gossipStateOf(&hb.Worker)
+	writeJSON(w, reply)
+}
+
+// refuseHeartbeat answers a heartbeat whose secret does not match with 403,
+// logging it at most once a minute per worker id (anyone with the token
+// could otherwise fill the log).
+func (m *Master) refuseHeartbeat(w http.ResponseWriter, r *http.Request, id string, err error) {
+	now := time.Now()
+	m.mu.Lock()
+	last := m.refusedLogged[id]
+	logIt := now.Sub(last) >= time.Minute
+	if logIt {
+		m.refusedLogged[id] = now
+	}
+	m.mu.Unlock()
+	if logIt {
+		m.log.Warn("refused a heartbeat under a registered worker id with another secret", "worker", id, "from", r.RemoteAddr, "err", err)
+	}
+	writeError(w, err)
+}
+
+// secretHash is what the replicated state keeps of a worker secret. The
+// secret is 256 random bits, so a plain SHA-256 is enough.
+func secretHash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// reportChanges is what a heartbeat of worker id changes in st: the
+// reports of its executors that differ from the replicated ones, and the
+// executors of killed apps placed on it that it no longer runs. Reports of
+// executors not placed on it are stale and left out. It reads st only.
+func reportChanges(st *State, id string, executors []cluster.ExecutorReport) (reports []cluster.ExecutorReport, gone []string) {
+	reported := make(map[string]cluster.ExecutorReport, len(executors))
+	for _, rep := range executors {
+		reported[rep.ID] = rep
+	}
+	for _, app := range st.Apps {
+		for _, e := range app.Executors {
+			if e.Worker != id {
+				continue
+			}
+			rep, ok := reported[e.ID]
+			if !ok {
+				if app.State == cluster.AppKilled {
+					gone = append(gone, e.ID)
+				}
+				continue
+			}
+			if changed(e, rep) {
+				reports = append(reports, rep)
+			}
+		}
+	}
+	return reports, gone
+}
+
+// changed reports whether a worker's report differs from the replicated
+// executor in anything worth a log entry.
+func changed(e cluster.Executor, r cluster.ExecutorReport) bool {
+	return e.PID != r.PID || e.State != r.State || e.Restarts != r.Restarts || e.Crashes != r.Crashes || e.LastExit != r.LastExit ||
+		e.LastError != r.LastError || e.Observed != r.Generation || !e.StartedAt.Equal(r.StartedAt) ||
+		(len(r.CPUs) > 0 && !slices.Equal(e.CPUs, r.CPUs))
+}

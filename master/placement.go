@@ -1,0 +1,144 @@
+package master
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// place is the placement policy: it picks a worker and cores for every
+// unplaced executor of a live application, among the workers view says
+// are both alive and eligible. Executors that ask for cores get cores
+// nobody else holds (unless both sides are marked shared); among the
+// workers that can take one, see better. An executor that fits nowhere
+// gets an assignment with only Error set, once per distinct reason (its
+// LastError remembers the last one).
+//
+// place is pure: it reads st and view and nothing else, and changes
+// neither, so tests step it without a master (see schedule_test.go).
+func place(st *State, view ClusterView) []assignment {
+	type load struct {
+		w         *cluster.Worker
+		exclusive map[int]bool // cores held by non-shared executors
+		shared    map[int]int  // cores held by shared executors -> count
+		count     int
+	}
+	var loads []*load
+	byID := map[string]*load{}
+	for _, w := range st.Workers {
+		if !view.usable(w.ID) {
+			continue
+		}
+		l := &load{w: w, exclusive: map[int]bool{}, shared: map[int]int{}}
+		loads = append(loads, l)
+		byID[w.ID] = l
+	}
+	sort.Slice(loads, func(i, j int) bool { return loads[i].w.ID < loads[j].w.ID })
+	for _, app := range st.Apps {
+		for _, e := range app.Executors {
+			l := byID[e.Worker]
+			if l == nil {
+				continue
+			}
+			l.count++
+			shared := false
+			if pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process }); pi >= 0 {
+				shared = app.Processes[pi].Shared
+			}
+			for _, c := range e.CPUs {
+				if shared {
+					l.shared[c]++
+				} else {
+					l.exclusive[c] = true
+				}
+			}
+		}
+	}
+	var out []assignment
+	for _, id := range sortedAppIDs(st) {
+		app := st.Apps[id]
+		if app.State == cluster.AppKilled {
+			continue
+		}
+		for _, e := range app.Executors {
+			if e.Worker != "" || e.State == cluster.Failed {
+				continue
+			}
+			pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process })
+			if pi < 0 {
+				continue
+			}
+			p := app.Processes[pi]
+			var best *load
+			var bestCPUs []int
+			bestFree := -1
+			for _, l := range loads {
+				free := freeCores(l.w.CPUs, l.exclusive, l.shared, p.Shared)
+				if len(free) < p.CPUs {
+					continue
+				}
+				if best == nil || better(p.CPUs, len(free), l.count, bestFree, best.count) {
+					best, bestFree = l, len(free)
+					bestCPUs = free[:p.CPUs]
+				}
+			}
+			if best == nil {
+				msg := noRoomMessage(p, loads == nil)
+				if e.LastError != msg {
+					out = append(out, assignment{Executor: e.ID, Error: msg})
+				}
+				continue
+			}
+			cpus := append([]int{}, bestCPUs...)
+			for _, c := range cpus {
+				if p.Shared {
+					best.shared[c]++
+				} else {
+					best.exclusive[c] = true
+				}
+			}
+			best.count++
+			out = append(out, assignment{Executor: e.ID, Worker: best.w.ID, WorkerAddr: best.w.Addr, CPUs: cpus})
+		}
+	}
+	return out
+}
+
+// better reports whether a worker with free cores and count executors
+// beats the best so far: pinned executors go where most cores are free,
+// then to the less busy worker; unpinned ones spread by executor count.
+func better(cpus, free, count, bestFree, bestCount int) bool {
+	if cpus == 0 && count != bestCount {
+		return count < bestCount
+	}
+	if free != bestFree {
+		return free > bestFree
+	}
+	return count < bestCount
+}
+
+// freeCores lists the cores an executor may take on a worker, least shared
+// first.
+func freeCores(all []int, exclusive map[int]bool, shared map[int]int, wantShared bool) []int {
+	var free []int
+	for _, c := range all {
+		if exclusive[c] {
+			continue
+		}
+		if !wantShared && shared[c] > 0 {
+			continue
+		}
+		free = append(free, c)
+	}
+	sort.SliceStable(free, func(i, j int) bool { return shared[free[i]] < shared[free[j]] })
+	return free
+}
+
+func noRoomMessage(p cluster.Process, noWorkers bool) string {
+	if noWorkers {
+		return "waiting for a worker: none is registered and alive (start one with bin/worker)"
+	}
+	return fmt.Sprintf("no alive worker has %d free core(s) for process group %q; add workers or cores, lower cpus, or mark it shared", p.CPUs, p.Name)
+}

@@ -1,0 +1,122 @@
+package master
+
+import (
+	"slices"
+
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// The scheduling core. What the leader should change is a pure function of
+// the replicated state and of what the leader knows about its workers
+// (ClusterView): schedule returns the commands, and the daemon
+// (scheduler.go) replicates them. Nothing here reads a clock, takes a lock,
+// starts a goroutine or touches a *Master, so tests step it the way etcd's
+// raft tests step a node: (state, view) -> commands, apply them, step again
+// (schedule_test.go).
+
+// ClusterView is what the leader knows about the workers besides the
+// replicated state. The daemon decides it (the heartbeat clock, the gossip
+// pool); the core only reads it. A worker missing from a map is false.
+type ClusterView struct {
+	// Alive holds the workers the leader heard from within the failover
+	// timeout. Executors on any other worker are lost and get rescheduled.
+	Alive map[string]bool
+	// Eligible holds the workers that are alive members of the gossip pool
+	// as the incarnation they registered (see gossipState). A heartbeat
+	// alone does not make a worker eligible: executors are placed only on
+	// workers that are both alive and eligible. Gossip alone never makes
+	// executors lost.
+	Eligible map[string]bool
+}
+
+// usable reports whether executors may be placed on worker id.
+func (v ClusterView) usable(id string) bool { return v.Alive[id] && v.Eligible[id] }
+
+// schedule is one round of the leader's decisions. It returns, in the
+// order they must be applied:
+//
+//  1. opUnassign of the executors on workers that are not alive (they
+//     become LOST, or STOPPED for a killed app);
+//  2. opAssign with a placement for every unplaced executor that fits
+//     somewhere, and an error note for each one that does not (see place);
+//  3. one opBump per application in a rolling restart whose executors have
+//     all settled (see rollingRestarts).
+//
+// Each step sees the state the earlier ones leave (they are applied to a
+// copy), so executors lost in this round are placed in this round. st is
+// not changed. The daemon replicates the commands in batches (batch.go);
+// a batch that fails leaves the rest for the next round.
+func schedule(st *State, view ClusterView) []command {
+	var out []command
+	work := st // copied before the first change
+	if lost := lostExecutors(st, view); len(lost) > 0 {
+		c := command{Op: opUnassign, Lost: lost}
+		out = append(out, c)
+		work = work.clone()
+		work.apply(&c)
+	}
+	if as := place(work, view); len(as) > 0 {
+		c := command{Op: opAssign, Assign: as}
+		out = append(out, c)
+		if work == st {
+			work = work.clone()
+		}
+		work.apply(&c)
+	}
+	for _, id := range rollingRestarts(work) {
+		out = append(out, command{Op: opBump, Bump: id})
+	}
+	return out
+}
+
+// lostExecutors lists the executors placed on workers that are not alive,
+// in app order.
+func lostExecutors(st *State, view ClusterView) []string {
+	var lost []string
+	for _, id := range sortedAppIDs(st) {
+		for _, e := range st.Apps[id].Executors {
+			if e.Worker != "" && !view.Alive[e.Worker] {
+				lost = append(lost, e.ID)
+			}
+		}
+	}
+	return lost
+}
+
+// rollingRestarts lists the executors to move to their app's generation
+// now: one per restarting app, and only once every executor of the app
+// runs its desired generation, so a rolling restart takes one executor at
+// a time.
+func rollingRestarts(st *State) []string {
+	var next []string
+	for _, id := range sortedAppIDs(st) {
+		app := st.Apps[id]
+		if app.State == cluster.AppKilled {
+			continue
+		}
+		settled := true
+		first := ""
+		for _, e := range app.Executors {
+			if e.State != cluster.Running || e.Observed != e.Generation {
+				settled = false
+			}
+			if first == "" && e.Generation < app.Generation {
+				first = e.ID
+			}
+		}
+		if settled && first != "" {
+			next = append(next, first)
+		}
+	}
+	return next
+}
+
+// sortedAppIDs lists the app ids in submission order.
+func sortedAppIDs(st *State) []string {
+	ids := make([]string, 0, len(st.Apps))
+	for id := range st.Apps {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, appOrder)
+	return ids
+}

@@ -1,0 +1,131 @@
+package master
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// scheduleLoop is the leader's reconciler: every tick it compares desired
+// and actual state and replicates what must change.
+func (m *Master) scheduleLoop(ctx context.Context) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	staleLogged := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !m.isLeader() {
+			m.mu.Lock()
+			m.leading = false
+			m.mu.Unlock()
+			continue
+		}
+		m.mu.Lock()
+		if !m.leading {
+			// A new leader has heard from no worker yet: give every
+			// known worker a full timeout to re-attach before treating
+			// it as lost.
+			m.leading = true
+			now := time.Now()
+			m.fsm.read(func(s *State) {
+				for id := range s.Workers {
+					m.lastSeen[id] = now
+				}
+			})
+			m.log.Info("this master is now the leader", "term", m.raft.raft.CurrentTerm())
+		}
+		m.mu.Unlock()
+		if err := m.fsm.stale(); err != nil {
+			// Its state lacks an entry a newer gear wrote: deciding from
+			// it could undo what that entry did.
+			if !staleLogged {
+				m.log.Error("this master leads but its state is incomplete (it refused a replicated command): it makes no scheduling decisions until it is upgraded", "err", err)
+				staleLogged = true
+			}
+			continue
+		}
+		if err := m.reconcile(time.Now()); err != nil {
+			m.log.Warn("reconcile", "err", err)
+		}
+		if err := m.forgetLongDead(time.Now()); err != nil {
+			m.log.Warn("forget long-dead workers", "err", err)
+		}
+	}
+}
+
+// reconcile performs one round of scheduling: it builds the leader's view
+// of the workers, asks schedule (the pure core, schedule.go) what must
+// change, and replicates that in order. It stops at the first command that
+// fails; the next round decides again from the state then.
+func (m *Master) reconcile(now time.Time) error {
+	st := m.fsm.snapshotState()
+	view, unpooled := m.clusterView(st, now)
+	m.noteUnpooled(unpooled, now)
+	for _, c := range schedule(st, view) {
+		if err := m.applyDecision(st, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clusterView is the leader's view of the workers at now: alive by the
+// heartbeat clock (workerAlive), eligible by the gossip pool. It also
+// lists the registered workers that heartbeat but are not alive in the
+// pool, for noteUnpooled.
+func (m *Master) clusterView(st *State, now time.Time) (ClusterView, []*cluster.Worker) {
+	m.mu.Lock()
+	heard := slices.Collect(maps.Keys(m.lastSeen))
+	m.mu.Unlock()
+	view := ClusterView{Alive: make(map[string]bool, len(heard)), Eligible: make(map[string]bool, len(st.Workers))}
+	for _, id := range heard {
+		if m.workerAlive(id, now) {
+			view.Alive[id] = true
+		}
+	}
+	members := m.poolMembers()
+	var unpooled []*cluster.Worker
+	for _, w := range st.Workers {
+		if gossipState(members, w) == "alive" {
+			view.Eligible[w.ID] = true
+		} else if view.Alive[w.ID] {
+			unpooled = append(unpooled, w)
+		}
+	}
+	return view, unpooled
+}
+
+// applyDecision replicates one command of schedule, the growing lists in
+// batches (batch.go). st is the state schedule decided on, for the log.
+func (m *Master) applyDecision(st *State, c command) error {
+	switch c.Op {
+	case opUnassign:
+		m.log.Warn("workers unreachable past the failover timeout; rescheduling their executors",
+			"workers", workersOf(st, c.Lost), "count", len(c.Lost), "executors", c.Lost[:min(len(c.Lost), 20)], "timeout", m.opts.FailoverTimeout)
+		return m.applyUnassign(c.Lost)
+	case opAssign:
+		return m.applyAssign(c.Assign)
+	default:
+		_, err := m.apply(c)
+		return err
+	}
+}
+
+// workersOf lists, sorted, the workers the given executors are placed on.
+func workersOf(st *State, executors []string) []string {
+	var out []string
+	for _, id := range executors {
+		if e := st.executor(id); e != nil && e.Worker != "" && !slices.Contains(out, e.Worker) {
+			out = append(out, e.Worker)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
