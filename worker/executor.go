@@ -130,6 +130,7 @@ func (e *executor) run() {
 	}
 	pol := policyFor(e.w.opts.Policy, a.Process)
 	sup := procs.NewSupervisor(spec, pol, procs.SupervisorOptions{
+		Rand:   procs.NewRand(), // backoff jitter: executors that crash together restart apart
 		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, InitialCrashes: a.Executor.Crashes, Adopted: adopted,
 		OnChange: func(procs.Status) { e.w.kickHeartbeat() },
 	})
@@ -284,7 +285,10 @@ func stopWithin(ctx context.Context, p *procs.Process) {
 	}
 }
 
-// policyFor merges a process group's settings over the worker defaults.
+// policyFor merges a process group's settings over the worker defaults: the
+// one conversion from the process definition (cluster.Process) to what
+// procs runs it with, beside spec for the procs.Spec. The health check
+// (p.Health) is not run yet: the serving-apps work adds it.
 func policyFor(def procs.Policy, p cluster.Process) procs.Policy {
 	pol := def
 	if p.Restart != "" {
@@ -338,8 +342,8 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		"GEAR_EXECUTOR_ID":    a.Executor.ID,
 		"GEAR_EXECUTOR_INDEX": strconv.Itoa(a.Executor.Index),
 		"GEAR_PROCESS":        a.Executor.Process,
-		"GEAR_CPUS":           joinInts(a.Executor.CPUs),
-		"GEAR_PORTS":          joinInts(ports),
+		"GEAR_CPUS":           cluster.FormatInts(a.Executor.CPUs),
+		"GEAR_PORTS":          cluster.FormatInts(ports),
 		"PORT":                strconv.Itoa(ports[0]),
 		"GEAR_WORKER_ID":      w.id,
 		"GEAR_WORKER_ADDR":    w.addr,
@@ -385,14 +389,6 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		LogDir: filepath.Join(w.opts.DataDir, "logs"), LogMaxSize: w.opts.LogMaxSize, LogMaxFiles: w.opts.LogMaxFiles,
 		Ports: a.Process.Ports, PidDir: filepath.Join(w.opts.DataDir, "pids"),
 	}, nil
-}
-
-func joinInts(xs []int) string {
-	s := make([]string, len(xs))
-	for i, x := range xs {
-		s[i] = strconv.Itoa(x)
-	}
-	return strings.Join(s, ",")
 }
 
 func freePort(ip string) (int, error) {
