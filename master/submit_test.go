@@ -3,6 +3,7 @@ package master
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
@@ -95,5 +97,40 @@ func TestValidateSubmitUsesProcessValidation(t *testing.T) {
 		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), want.Error()) {
 			t.Fatalf("%+v: got %v, want a bad request saying %q", ps, err, want)
 		}
+	}
+}
+
+// TestHealthReplicated: the manifest's health check is part of the process
+// definition the masters replicate (through the raft entry's JSON) and hand
+// to workers in their assignments.
+func TestHealthReplicated(t *testing.T) {
+	h := &cluster.Health{HTTP: "/ecv", Port: 8080, Interval: 2 * time.Second, Timeout: time.Second}
+	b, err := encodeCommand(*submitCmd("web", cluster.Process{Name: "web", Command: []string{"x"}, Instances: 1, Health: h}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c command
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	s := newState()
+	if r := s.apply(&c); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	got := s.Apps["1"].Processes[0].Health
+	if got == nil || *got != *h {
+		t.Fatalf("replicated health %+v, want %+v", got, h)
+	}
+	// What the worker decodes from a heartbeat reply.
+	ab, err := json.Marshal(cluster.Assignment{Process: s.Apps["1"].Processes[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a cluster.Assignment
+	if err := json.Unmarshal(ab, &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Process.Health == nil || *a.Process.Health != *h {
+		t.Fatalf("assignment health %+v, want %+v", a.Process.Health, h)
 	}
 }
