@@ -129,11 +129,7 @@ func (e *executor) run() {
 		return
 	}
 	pol := policyFor(e.w.opts.Policy, a.Process)
-	sup := procs.NewSupervisor(spec, pol, procs.SupervisorOptions{
-		Rand:   procs.NewRand(), // backoff jitter: executors that crash together restart apart
-		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, InitialCrashes: a.Executor.Crashes, Adopted: adopted,
-		OnChange: func(procs.Status) { e.w.kickHeartbeat() },
-	})
+	sup := procs.NewSupervisor(spec, pol, e.supervisorOptions(a, adopted))
 	e.mu.Lock()
 	e.sup = sup
 	e.mu.Unlock()
@@ -172,6 +168,17 @@ func (e *executor) run() {
 			e.mu.Unlock()
 			e.w.kickHeartbeat()
 		}
+	}
+}
+
+// supervisorOptions are the supervisor's collaborators. Each supervisor
+// gets its own jitter source seeded from crypto/rand, so that executors
+// that crash together do not restart in lockstep.
+func (e *executor) supervisorOptions(a cluster.Assignment, adopted *procs.Process) procs.SupervisorOptions {
+	return procs.SupervisorOptions{
+		Rand:   procs.NewRand(),
+		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, InitialCrashes: a.Executor.Crashes, Adopted: adopted,
+		OnChange: func(procs.Status) { e.w.kickHeartbeat() },
 	}
 }
 
