@@ -22,10 +22,10 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
 	"github.com/gear-run/gear/master"
 	"github.com/gear-run/gear/pkg/cli"
+	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/procs"
 	"github.com/gear-run/gear/worker"
@@ -124,7 +124,7 @@ func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		StopAfterDisconnect: cfg.EffectiveStopAfterDisconnect(), OnExit: cfg.Worker.OnExit,
 		CPUs: cfg.Worker.CPUs,
 		Policy: procs.Policy{
-			Restart: cfg.Executor.Restart, BackoffMin: cfg.Executor.BackoffMin, BackoffMax: cfg.Executor.BackoffMax,
+			Restart: cluster.RestartPolicy(cfg.Executor.Restart), BackoffMin: cfg.Executor.BackoffMin, BackoffMax: cfg.Executor.BackoffMax,
 			MinUptime: cfg.Executor.MinUptime, Window: cfg.Executor.RestartWindow, MaxRestarts: cfg.Executor.MaxRestarts,
 		},
 		StopTimeout: cfg.Executor.StopTimeout, LogMaxSize: cfg.Executor.LogMaxSize, LogMaxFiles: cfg.Executor.LogMaxFiles,
@@ -334,7 +334,7 @@ func local(ctx context.Context, stderr io.Writer, cfg *config.Config, log *slog.
 		return err
 	}
 	defer m.Close()
-	cores, err := allowedCores()
+	cores, err := procs.AllowedCPUs()
 	if err != nil {
 		return err
 	}
@@ -359,20 +359,6 @@ func local(ctx context.Context, stderr io.Writer, cfg *config.Config, log *slog.
 		eg.Go(func() error { return w.Run(ectx) })
 	}
 	return eg.Wait()
-}
-
-func allowedCores() ([]int, error) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return nil, err
-	}
-	var out []int
-	for c := 0; c < 1024; c++ {
-		if set.IsSet(c) {
-			out = append(out, c)
-		}
-	}
-	return out, nil
 }
 
 // coreShare gives worker i of n its own slice of the cores, so that two

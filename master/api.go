@@ -158,7 +158,7 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, jarstore.ErrNoSpace), errors.Is(err, ErrDiskFull):
 		status = http.StatusInsufficientStorage
-	case errors.Is(err, ErrStorage):
+	case errors.Is(err, ErrStorage), errors.Is(err, ErrStoreUnavailable):
 		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -455,32 +455,20 @@ func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest)
 	if err := m.opts.Limits.checkApp(req.Name, req.Processes); err != nil {
 		return err
 	}
-	if len(req.Processes) == 0 {
-		return fmt.Errorf("%w: the application has no process groups (gear-app.conf needs processes { NAME { command = [...] } })", ErrBadRequest)
-	}
-	seen := map[string]bool{}
-	for _, p := range req.Processes {
-		switch {
-		case p.Name == "" || strings.ContainsAny(p.Name, "./ "):
-			return fmt.Errorf("%w: process group name %q must be non-empty without '.', '/' or spaces", ErrBadRequest, p.Name)
-		case seen[p.Name]:
-			return fmt.Errorf("%w: process group %q is listed twice", ErrBadRequest, p.Name)
-		case len(p.Command) == 0:
-			return fmt.Errorf("%w: process group %q has no command", ErrBadRequest, p.Name)
-		case p.Instances < 0:
-			return fmt.Errorf("%w: process group %q: instances must be >= 0, got %d", ErrBadRequest, p.Name, p.Instances)
-		case p.CPUs < 0:
-			return fmt.Errorf("%w: process group %q: cpus must be >= 0, got %d", ErrBadRequest, p.Name, p.CPUs)
-		case p.Restart != "" && p.Restart != "always" && p.Restart != "on-failure" && p.Restart != "never":
-			return fmt.Errorf("%w: process group %q: restart must be always, on-failure or never, got %q", ErrBadRequest, p.Name, p.Restart)
-		}
-		seen[p.Name] = true
+	if err := cluster.ValidateProcesses(req.Processes); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if err := req.Bundle.Kind.Check(); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if _, err := m.blobs.Stat(ctx, req.Bundle.Digest); err != nil {
+	switch _, err := m.blobs.Stat(ctx, req.Bundle.Digest); {
+	case errors.Is(err, jarstore.ErrNotFound), errors.Is(err, jarstore.ErrInvalidDigest):
+		// Final: retrying cannot make the bundle appear.
 		return fmt.Errorf("%w: bundle %s is not in the jar store (upload it first with `gear app submit`): %v", ErrBadRequest, req.Bundle.Digest, err)
+	case err != nil:
+		// The store could not answer (NFS or HDFS unreachable, an I/O
+		// error): 503, which the CLI retries as it does for no leader.
+		return fmt.Errorf("%w: cannot check bundle %s in the jar store; retry once the store answers: %w", ErrStoreUnavailable, req.Bundle.Digest, err)
 	}
 	return nil
 }

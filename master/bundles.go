@@ -6,35 +6,21 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gear-run/gear/jarstore"
+	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 )
-
-// kindOf tells the bundle kind from its file name.
-func kindOf(name string) (cluster.BundleKind, error) {
-	lower := strings.ToLower(name)
-	switch {
-	case strings.HasSuffix(lower, ".jar"):
-		return cluster.KindJar, nil
-	case strings.HasSuffix(lower, ".tar.gz"), strings.HasSuffix(lower, ".tgz"):
-		return cluster.KindTarGz, nil
-	case strings.HasSuffix(lower, ".zip"):
-		return cluster.KindZip, nil
-	}
-	return "", fmt.Errorf("%w: unknown bundle type %q: a bundle is a .jar, or a .tar.gz/.tgz/.zip with gear-app.conf at its root", ErrBadRequest, name)
-}
 
 // handleUpload streams a bundle into the jar store. Memory use is bounded
 // by the copy buffer whatever the bundle's size; the object becomes
 // visible only once complete and hashed.
 func (m *Master) handleUpload(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("name")
-	kind, err := kindOf(name)
+	kind, err := bundle.KindOf(name)
 	if err != nil {
-		writeError(w, err)
+		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
 		return
 	}
 	max := m.opts.MaxBundleSize
@@ -50,7 +36,7 @@ func (m *Master) handleUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.log.Info("bundle stored", "name", name, "digest", digest, "size", size, "took", time.Since(start).Round(time.Millisecond))
-	writeJSON(w, cluster.Bundle{Digest: digest, Size: size, Kind: kind, Name: name})
+	writeJSON(w, cluster.Bundle{Digest: digest, Size: size, Kind: kind.BundleKind(), Name: name})
 }
 
 // handleGetBundle serves a bundle by digest from this master's store (a

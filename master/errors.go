@@ -32,4 +32,8 @@ var (
 	// ErrStorage: the master's raft log failed to write for another reason;
 	// the master reopens it by itself (HTTP 503).
 	ErrStorage = errors.New("storage failure")
+	// ErrStoreUnavailable: the jar store could not answer (unreachable,
+	// an I/O error), as opposed to answering that a bundle is missing
+	// (HTTP 503: the client retries).
+	ErrStoreUnavailable = errors.New("jar store unavailable")
 )

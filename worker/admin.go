@@ -109,7 +109,7 @@ func (w *Worker) adminCommand(ctx context.Context, f []string, conns *atomic.Int
 		var b strings.Builder
 		for _, e := range execs {
 			r := e.report()
-			fmt.Fprintf(&b, "%s %s pid=%d cpus=%s restarts=%d\n", r.ID, r.State, r.PID, joinInts(r.CPUs), r.Restarts)
+			fmt.Fprintf(&b, "%s %s pid=%d cpus=%s restarts=%d\n", r.ID, r.State, r.PID, cluster.FormatInts(r.CPUs), r.Restarts)
 		}
 		return b.String(), false
 	case "pids":

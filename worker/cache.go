@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -107,7 +106,7 @@ func (c *cache) scan() error {
 			h, _ = strings.CutSuffix(name, ".bundle")
 		}
 		digest := "sha256:" + h
-		if _, err := hexOf(digest); err != nil || h == name {
+		if _, err := jarstore.ParseDigest(digest); err != nil || h == name {
 			continue
 		}
 		fi, err := e.Info()
@@ -175,21 +174,10 @@ func (c *cache) lock(digest string) func() {
 	return l.Unlock
 }
 
-func hexOf(digest string) (string, error) {
-	h, ok := strings.CutPrefix(digest, "sha256:")
-	if !ok || len(h) != 64 {
-		return "", fmt.Errorf("bundle digest %q is not sha256:<64 hex>", digest)
-	}
-	if _, err := hex.DecodeString(h); err != nil {
-		return "", fmt.Errorf("bundle digest %q is not sha256:<64 hex>", digest)
-	}
-	return h, nil
-}
-
 // file returns the path of the cached bundle, downloading and verifying it
 // first if needed.
 func (c *cache) file(ctx context.Context, b cluster.Bundle) (string, error) {
-	h, err := hexOf(b.Digest)
+	h, err := jarstore.ParseDigest(b.Digest)
 	if err != nil {
 		return "", err
 	}
@@ -283,7 +271,7 @@ func (c *cache) save(r io.Reader, path string, checks ...func() error) (int64, e
 
 // unpacked returns the directory holding the unpacked archive bundle.
 func (c *cache) unpacked(ctx context.Context, b cluster.Bundle, file string) (string, error) {
-	h, _ := hexOf(b.Digest)
+	h, _ := jarstore.ParseDigest(b.Digest)
 	dir := filepath.Join(c.dir, h+".d")
 	unlock := c.lock(b.Digest + "/unpack")
 	defer unlock()
@@ -424,7 +412,7 @@ func (c *cache) evict(inUse func() (map[string]bool, bool)) {
 }
 
 func (c *cache) remove(ev eviction, inUse func() (map[string]bool, bool)) {
-	h, err := hexOf(ev.Digest)
+	h, err := jarstore.ParseDigest(ev.Digest)
 	if err != nil {
 		return
 	}

@@ -129,10 +129,7 @@ func (e *executor) run() {
 		return
 	}
 	pol := policyFor(e.w.opts.Policy, a.Process)
-	sup := procs.NewSupervisor(spec, pol, procs.SupervisorOptions{
-		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, InitialCrashes: a.Executor.Crashes, Adopted: adopted,
-		OnChange: func(procs.Status) { e.w.kickHeartbeat() },
-	})
+	sup := procs.NewSupervisor(spec, pol, e.supervisorOptions(a, adopted))
 	e.mu.Lock()
 	e.sup = sup
 	e.mu.Unlock()
@@ -171,6 +168,17 @@ func (e *executor) run() {
 			e.mu.Unlock()
 			e.w.kickHeartbeat()
 		}
+	}
+}
+
+// supervisorOptions are the supervisor's collaborators. Each supervisor
+// gets its own jitter source seeded from crypto/rand, so that executors
+// that crash together do not restart in lockstep.
+func (e *executor) supervisorOptions(a cluster.Assignment, adopted *procs.Process) procs.SupervisorOptions {
+	return procs.SupervisorOptions{
+		Rand:   procs.NewRand(),
+		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, InitialCrashes: a.Executor.Crashes, Adopted: adopted,
+		OnChange: func(procs.Status) { e.w.kickHeartbeat() },
 	}
 }
 
@@ -284,7 +292,10 @@ func stopWithin(ctx context.Context, p *procs.Process) {
 	}
 }
 
-// policyFor merges a process group's settings over the worker defaults.
+// policyFor merges a process group's settings over the worker defaults: the
+// one conversion from the process definition (cluster.Process) to what
+// procs runs it with, beside spec for the procs.Spec. The health check
+// (p.Health) is not run yet: the serving-apps work adds it.
 func policyFor(def procs.Policy, p cluster.Process) procs.Policy {
 	pol := def
 	if p.Restart != "" {
@@ -338,8 +349,8 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		"GEAR_EXECUTOR_ID":    a.Executor.ID,
 		"GEAR_EXECUTOR_INDEX": strconv.Itoa(a.Executor.Index),
 		"GEAR_PROCESS":        a.Executor.Process,
-		"GEAR_CPUS":           joinInts(a.Executor.CPUs),
-		"GEAR_PORTS":          joinInts(ports),
+		"GEAR_CPUS":           cluster.FormatInts(a.Executor.CPUs),
+		"GEAR_PORTS":          cluster.FormatInts(ports),
 		"PORT":                strconv.Itoa(ports[0]),
 		"GEAR_WORKER_ID":      w.id,
 		"GEAR_WORKER_ADDR":    w.addr,
@@ -385,14 +396,6 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		LogDir: filepath.Join(w.opts.DataDir, "logs"), LogMaxSize: w.opts.LogMaxSize, LogMaxFiles: w.opts.LogMaxFiles,
 		Ports: a.Process.Ports, PidDir: filepath.Join(w.opts.DataDir, "pids"),
 	}, nil
-}
-
-func joinInts(xs []int) string {
-	s := make([]string, len(xs))
-	for i, x := range xs {
-		s[i] = strconv.Itoa(x)
-	}
-	return strings.Join(s, ",")
 }
 
 func freePort(ip string) (int, error) {

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/bundle"
@@ -695,22 +694,16 @@ func (w *Worker) adoptOrphans() {
 // workerCPUs validates the configured cores against what this process may
 // use; nil means all of them.
 func workerCPUs(want []int) ([]int, error) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return nil, fmt.Errorf("read cpu affinity: %w", err)
-	}
-	var allowed []int
-	for c := 0; c < 1024; c++ {
-		if set.IsSet(c) {
-			allowed = append(allowed, c)
-		}
+	allowed, err := procs.AllowedCPUs()
+	if err != nil {
+		return nil, err
 	}
 	if len(want) == 0 {
 		return allowed, nil
 	}
 	for _, c := range want {
 		if !slices.Contains(allowed, c) {
-			return nil, fmt.Errorf("gear.worker.cpus lists core %d, but this machine lets the worker use only %v", c, allowed)
+			return nil, fmt.Errorf("gear.worker.cpus lists core %d, but this machine lets the worker use only %s (online cores in its affinity mask)", c, procs.FormatCPUList(allowed))
 		}
 	}
 	out := slices.Clone(want)

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +60,23 @@ func TestPolicyFor(t *testing.T) {
 	}
 }
 
+// TestSupervisorOptionsJitter: the worker's supervisors get a jitter
+// source (procs documents up to 20% jitter; without a Rand there is none).
+func TestSupervisorOptionsJitter(t *testing.T) {
+	e := &executor{w: &Worker{log: slog.New(slog.DiscardHandler)}}
+	a := cluster.Assignment{Executor: cluster.Executor{Restarts: 3, Crashes: 2}}
+	opts := e.supervisorOptions(a, nil)
+	if opts.Rand == nil {
+		t.Fatal("no Rand: backoff jitter is switched off")
+	}
+	if opts.InitialRestarts != 3 || opts.InitialCrashes != 2 {
+		t.Fatalf("restart counts not carried: %+v", opts)
+	}
+	if x, y := opts.Rand.Float64(), e.supervisorOptions(a, nil).Rand.Float64(); x == y {
+		t.Fatalf("two supervisors drew the same jitter %v: not seeded apart", x)
+	}
+}
+
 func TestRetryable(t *testing.T) {
 	cases := []struct {
 		err  error
@@ -99,5 +119,24 @@ func TestWorkerSecretKeptInDataDir(t *testing.T) {
 	}
 	if other, _ := workerSecret(t.TempDir()); other == s1 {
 		t.Fatal("two data dirs got the same secret")
+	}
+}
+
+// TestWorkerCPUs: the worker's cores are procs.AllowedCPUs (online cores in
+// its mask); a configured core outside them is refused by name.
+func TestWorkerCPUs(t *testing.T) {
+	all, err := procs.AllowedCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := workerCPUs(nil)
+	if err != nil || !slices.Equal(got, all) {
+		t.Fatalf("workerCPUs(nil) = %v, %v; want %v", got, err, all)
+	}
+	if got, err := workerCPUs([]int{all[0], all[0]}); err != nil || !slices.Equal(got, all[:1]) {
+		t.Fatalf("workerCPUs(twice the same) = %v, %v", got, err)
+	}
+	if _, err := workerCPUs([]int{4095}); err == nil || !strings.Contains(err.Error(), "core 4095") {
+		t.Fatalf("a core the worker may not use: %v", err)
 	}
 }

@@ -23,6 +23,12 @@
 //	  }
 //	}
 //
+// ParseManifest produces cluster.Process values, the one definition of a
+// process that the CLI submits, the masters replicate and the workers run;
+// cluster.ValidateProcesses is the one check the CLI and the masters apply
+// to them. The health block is carried to the workers in their assignments
+// but not run yet: the serving-apps work adds the checks.
+//
 // Inspect validates a bundle file (master side, before it is stored);
 // ParseManifest parses gear-app.conf with file:line:col errors; Unpack
 // extracts a bundle stream into a directory (worker side), refusing path

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gear-run/gear/pkg/cluster"
 )
 
 // checkContained fails if anything exists in base other than dest (and, if
@@ -115,20 +117,20 @@ func FuzzParseManifest(f *testing.F) {
 			}
 			return
 		}
-		if ValidName(m.Name) != nil || len(m.Processes) == 0 {
+		if cluster.ValidName(m.Name) != nil || len(m.Processes) == 0 {
 			t.Fatalf("accepted manifest with bad name or no processes: %+v", m)
 		}
-		if !slices.IsSortedFunc(m.Processes, func(a, b Process) int { return strings.Compare(a.Name, b.Name) }) {
+		if !slices.IsSortedFunc(m.Processes, func(a, b cluster.Process) int { return strings.Compare(a.Name, b.Name) }) {
 			t.Fatalf("processes not sorted: %+v", m.Processes)
 		}
+		// What the parser accepts, the one validation the CLI and the
+		// master run accepts too.
+		if err := cluster.ValidateProcesses(m.Processes); err != nil {
+			t.Fatalf("parser accepted processes that ValidateProcesses refuses: %v\n%+v", err, m.Processes)
+		}
 		for _, p := range m.Processes {
-			if len(p.Command) == 0 || p.Command[0] == "" || p.Instances < 0 || p.CPUs < 0 || p.MaxRSS < 0 ||
-				p.StopTimeout < 0 || p.MaxAge < 0 || p.MinUptime < 0 || p.RestartWindow < 0 ||
-				!slices.Contains([]string{RestartAlways, RestartOnFailure, RestartNever}, p.Restart) {
-				t.Fatalf("accepted invalid process %+v", p)
-			}
-			if p.Health != nil && (p.Health.Port < 1 || p.Health.Port > 65535 || !strings.HasPrefix(p.Health.HTTP, "/")) {
-				t.Fatalf("accepted invalid health check %+v", p.Health)
+			if p.Restart == "" {
+				t.Fatalf("parser left the restart policy empty: %+v", p)
 			}
 		}
 	})

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/gear-run/gear/pkg/cluster"
 )
 
 // Kind is the archive type of a bundle.
@@ -39,6 +41,9 @@ func (k Kind) String() string {
 	}
 	return "unknown"
 }
+
+// BundleKind is the kind as the API and the replicated state name it.
+func (k Kind) BundleKind() cluster.BundleKind { return cluster.BundleKind(k.String()) }
 
 // ParseKind is the inverse of Kind.String ("tgz" is accepted too).
 func ParseKind(s string) (Kind, error) {
@@ -434,8 +439,8 @@ func inspectJar(p, mainClass string, args []string) (*Manifest, error) {
 	}
 	name := jarAppName(p)
 	cmd := append([]string{"java", "-cp", BundleVar, strings.ReplaceAll(mainClass, "/", ".")}, args...)
-	return &Manifest{Name: name, Processes: []Process{{
-		Name: "main", Command: cmd, Instances: 1, Restart: RestartAlways,
+	return &Manifest{Name: name, Processes: []cluster.Process{{
+		Name: "main", Command: cmd, Instances: 1, Restart: cluster.RestartAlways,
 	}}}, nil
 }
 

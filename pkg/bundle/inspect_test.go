@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/gear-run/gear/pkg/cluster"
 )
 
 const goodConf = `name = "web"
@@ -28,8 +30,8 @@ func TestInspectJar(t *testing.T) {
 	if err != nil || kind != KindJar {
 		t.Fatalf("Inspect = %v, %v", kind, err)
 	}
-	want := &Manifest{Name: "wordcount_2-11-0-8", Processes: []Process{{
-		Name: "main", Instances: 1, Restart: RestartAlways,
+	want := &Manifest{Name: "wordcount_2-11-0-8", Processes: []cluster.Process{{
+		Name: "main", Instances: 1, Restart: cluster.RestartAlways,
 		Command: []string{"java", "-cp", "${BUNDLE}", "org.apache.gearpump.streaming.examples.wordcount.WordCount", "-split", "4"},
 	}}}
 	if !reflect.DeepEqual(m, want) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/hocon"
 )
 
@@ -18,50 +19,16 @@ const ManifestName = "gear-app.conf"
 // MaxManifestSize bounds gear-app.conf.
 const MaxManifestSize = 1 << 20
 
-// Restart policies.
-const (
-	RestartAlways    = "always"
-	RestartOnFailure = "on-failure"
-	RestartNever     = "never"
-)
-
 // Manifest is a parsed gear-app.conf (or the one synthesised for a jar).
+// Its process groups are cluster.Process values, the one definition of a
+// process that the API, the masters and the workers share.
 type Manifest struct {
 	Name      string
-	Processes []Process // sorted by Name
-}
-
-// Process is one process group of an application. Zero durations and
-// limits mean "use the worker's default" (MaxAge, MaxRSS 0: never recycle).
-type Process struct {
-	Name          string
-	Command       []string // argv; ${PORT}, ${BUNDLE}... are expanded by the worker
-	Instances     int
-	CPUs          int  // exclusive cores per instance, 0 = not pinned
-	Shared        bool // cores may be shared with other executors
-	Restart       string
-	Env           map[string]string
-	Ports         []int
-	StopTimeout   time.Duration
-	PreStop       []string
-	MaxAge        time.Duration
-	MaxRSS        int64 // bytes
-	MinUptime     time.Duration
-	MaxRestarts   int
-	RestartWindow time.Duration
-	Health        *Health
-}
-
-// Health is an HTTP health check of a process instance.
-type Health struct {
-	HTTP     string // path, e.g. "/ecv"
-	Port     int
-	Interval time.Duration
-	Timeout  time.Duration
+	Processes []cluster.Process // sorted by Name
 }
 
 // Process returns the process named name.
-func (m *Manifest) Process(name string) (*Process, bool) {
+func (m *Manifest) Process(name string) (*cluster.Process, bool) {
 	for i := range m.Processes {
 		if m.Processes[i].Name == name {
 			return &m.Processes[i], true
@@ -169,7 +136,7 @@ func (p *manifestParser) manifest(root map[string]any) *Manifest {
 		p.errorf("name", `missing: give the application a name, e.g. name = "web"`)
 	} else if s, ok := v.(string); !ok {
 		p.errorf("name", "must be a string, got %s", describe(v))
-	} else if err := ValidName(s); err != nil {
+	} else if err := cluster.ValidName(s); err != nil {
 		p.errorf("name", "%v", err)
 	} else {
 		m.Name = s
@@ -195,7 +162,7 @@ func (p *manifestParser) manifest(root map[string]any) *Manifest {
 	sort.Strings(names)
 	for _, n := range names {
 		key := "processes." + hocon.JoinKey(n)
-		if err := ValidName(n); err != nil {
+		if err := cluster.ValidName(n); err != nil {
 			p.errorf(key, "process name: %v", err)
 			continue
 		}
@@ -209,8 +176,8 @@ func (p *manifestParser) manifest(root map[string]any) *Manifest {
 	return m
 }
 
-func (p *manifestParser) process(key, name string, o map[string]any) Process {
-	pr := Process{Name: name, Instances: 1, Restart: RestartAlways}
+func (p *manifestParser) process(key, name string, o map[string]any) cluster.Process {
+	pr := cluster.Process{Name: name, Instances: 1, Restart: cluster.RestartAlways}
 	p.unknownKeys(key, o, processKeys)
 	k := func(s string) string { return key + "." + s }
 
@@ -233,12 +200,12 @@ func (p *manifestParser) process(key, name string, o map[string]any) Process {
 		}
 	}
 	if v, ok := o["restart"]; ok {
-		s, _ := v.(string)
-		switch s {
-		case RestartAlways, RestartOnFailure, RestartNever:
-			pr.Restart = s
-		default:
-			p.errorf(k("restart"), "bad value %s: want always, on-failure or never", describe(v))
+		if s, isStr := v.(string); !isStr {
+			p.errorf(k("restart"), "must be always, on-failure or never, got %s", describe(v))
+		} else if r, err := cluster.ParseRestartPolicy(s); err != nil {
+			p.errorf(k("restart"), "%v", err)
+		} else {
+			pr.Restart = r
 		}
 	}
 	if v, ok := o["env"]; ok {
@@ -272,14 +239,14 @@ func (p *manifestParser) process(key, name string, o map[string]any) Process {
 	return pr
 }
 
-func (p *manifestParser) health(key string, v any, ports []int) *Health {
+func (p *manifestParser) health(key string, v any, ports []int) *cluster.Health {
 	o, ok := v.(map[string]any)
 	if !ok {
 		p.errorf(key, `must be an object, e.g. health { http = "/ecv", port = 8080, interval = 2s }`)
 		return nil
 	}
 	p.unknownKeys(key, o, healthKeys)
-	h := &Health{}
+	h := &cluster.Health{}
 	if s, ok := o["http"].(string); ok && strings.HasPrefix(s, "/") {
 		h.HTTP = s
 	} else {
@@ -369,7 +336,7 @@ func (p *manifestParser) env(key string, v any) map[string]string {
 	out := make(map[string]string, len(o))
 	for name, val := range o {
 		k := key + "." + hocon.JoinKey(name)
-		if !validEnvName(name) {
+		if !cluster.ValidEnvName(name) {
 			p.errorf(k, "is not a valid environment variable name (letters, digits, _; not starting with a digit)")
 			continue
 		}
@@ -405,33 +372,6 @@ func (p *manifestParser) ports(key string, v any) []int {
 		out = append(out, int(n))
 	}
 	return out
-}
-
-func validEnvName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, c := range s {
-		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// ValidName checks an application or process name: 1-64 characters from
-// [A-Za-z0-9_-], starting with a letter or digit.
-func ValidName(s string) error {
-	if s == "" || len(s) > 64 {
-		return fmt.Errorf("name %q must be 1-64 characters", s)
-	}
-	for i, c := range s {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || i > 0 && (c == '-' || c == '_')
-		if !ok {
-			return fmt.Errorf("name %q: only letters, digits, '-' and '_' are allowed (starting with a letter or digit)", s)
-		}
-	}
-	return nil
 }
 
 func describe(v any) string {

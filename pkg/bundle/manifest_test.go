@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/hocon"
 )
 
@@ -39,13 +40,13 @@ func TestParseManifestFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Manifest{Name: "web", Processes: []Process{
+	want := &Manifest{Name: "web", Processes: []cluster.Process{
 		{
 			Name: "web", Command: []string{"./server", "-port", "${PORT}"}, Instances: 2, CPUs: 1,
 			Restart: "always", Env: map[string]string{"KEY": "v", "N": "3"}, Ports: []int{8080},
 			StopTimeout: 10 * time.Second, PreStop: []string{"./drain.sh"}, MaxRSS: 512 << 20,
 			MinUptime: 5 * time.Second, MaxRestarts: 10, RestartWindow: 2 * time.Minute,
-			Health: &Health{HTTP: "/ecv", Port: 8080, Interval: 2 * time.Second},
+			Health: &cluster.Health{HTTP: "/ecv", Port: 8080, Interval: 2 * time.Second},
 		},
 		{Name: "worker", Command: []string{"./worker"}, Instances: 1, Restart: "on-failure"},
 	}}
@@ -66,7 +67,7 @@ func TestParseManifestErrors(t *testing.T) {
 		{"no processes block", `name = "a"`, []string{"processes: missing"}},
 		{"empty processes", "name = a\nprocesses {}", []string{"processes: has no processes"}},
 		{"negative instances", "name = a\nprocesses { p { command = [x]\n instances = -1 } }", []string{"app.conf:3:14: processes.p.instances: must not be negative, got -1"}},
-		{"bad restart", "name = a\nprocesses.p { command = [x], restart = sometimes }", []string{`processes.p.restart: bad value "sometimes": want always, on-failure or never`}},
+		{"bad restart", "name = a\nprocesses.p { command = [x], restart = sometimes }", []string{`processes.p.restart: "sometimes" is not a restart policy: want always, on-failure or never`}},
 		{"unknown key suggestion", "name = a\nprocesses.p { command = [x], instance = 2 }", []string{`processes.p.instance: unknown key (did you mean "instances"?)`}},
 		{"unknown top key", "name = a\nproceses.p.command = [x]", []string{`proceses: unknown key (did you mean "processes"?)`, "processes: missing"}},
 		{"missing command", "name = a\nprocesses.p { instances = 1 }", []string{"processes.p: missing command"}},

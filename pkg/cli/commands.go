@@ -202,11 +202,16 @@ func appSubmit(fs *flag.FlagSet) Action {
 		if err != nil {
 			return err
 		}
-		procs := toProcesses(man)
+		procs := man.Processes
 		if *executors > 0 {
 			for i := range procs {
 				procs[i].Instances = *executors
 			}
+		}
+		// The masters run the same check on submit: refuse here what they
+		// would refuse, before the upload.
+		if err := cluster.ValidateProcesses(procs); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
 		appName := *name
 		if appName == "" {
@@ -243,7 +248,7 @@ func appSubmit(fs *flag.FlagSet) Action {
 		if showBar {
 			fmt.Fprintln(c.Stderr)
 		}
-		b.Kind = cluster.BundleKind(kind.String())
+		b.Kind = kind.BundleKind()
 		// The arguments are already part of each process's command (bundle.Inspect);
 		// they are recorded with the app for `app info`.
 		id, err := cl.Submit(ctx, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: c.Rest})
@@ -269,20 +274,6 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
-// toProcesses converts a bundle manifest into the API's process groups.
-func toProcesses(m *bundle.Manifest) []cluster.Process {
-	var out []cluster.Process
-	for _, p := range m.Processes {
-		out = append(out, cluster.Process{
-			Name: p.Name, Command: p.Command, Instances: p.Instances, CPUs: p.CPUs, Shared: p.Shared,
-			Restart: p.Restart, Env: p.Env, Ports: p.Ports, StopTimeout: p.StopTimeout, PreStop: p.PreStop,
-			MaxAge: p.MaxAge, MaxRSS: p.MaxRSS, MinUptime: p.MinUptime, MaxRestarts: p.MaxRestarts,
-			RestartWindow: p.RestartWindow,
-		})
-	}
-	return out
-}
-
 func appTable(w io.Writer, apps []cluster.App) {
 	fmt.Fprintln(w, "ID\tNAME\tSTATE\tEXECUTORS\tSUBMITTED")
 	for _, a := range apps {
@@ -304,16 +295,8 @@ func appInfoTable(w io.Writer, app *cluster.App) {
 		if e.LastError != "" {
 			last = e.LastError
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, e.Worker, e.PID, ints(e.CPUs), e.Restarts, last)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, e.Worker, e.PID, cluster.FormatInts(e.CPUs), e.Restarts, last)
 	}
-}
-
-func ints(xs []int) string {
-	s := make([]string, len(xs))
-	for i, x := range xs {
-		s[i] = fmt.Sprint(x)
-	}
-	return strings.Join(s, ",")
 }
 
 type envFlags map[string]string
@@ -392,7 +375,7 @@ func workersTable(w io.Writer, ws []cluster.Worker) {
 		if gossip == "" {
 			gossip = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", x.ID, x.Addr, x.Alive, gossip, ints(x.CPUs), ints(x.FreeCPUs), len(x.Executors))
+		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", x.ID, x.Addr, x.Alive, gossip, cluster.FormatInts(x.CPUs), cluster.FormatInts(x.FreeCPUs), len(x.Executors))
 	}
 }
 

@@ -65,14 +65,19 @@ func (k BundleKind) Check() error {
 }
 
 // Process is one process group of an application, as written in the
-// bundle's gear-app.conf (or synthesised for a jar).
+// bundle's gear-app.conf (or synthesised for a jar). It is the one
+// definition of a process: pkg/bundle's manifest parser produces it, the CLI
+// submits it, the masters replicate it, and the worker receives it in each
+// Assignment and derives its procs.Spec and procs.Policy from it. Validate
+// (ValidateProcesses for a whole app) is the one check. Zero durations and
+// limits mean "use the worker's default" (MaxAge, MaxRSS 0: never recycle).
 type Process struct {
 	Name          string            `json:"name"`
 	Command       []string          `json:"command"`
 	Instances     int               `json:"instances"`
 	CPUs          int               `json:"cpus"`
 	Shared        bool              `json:"shared,omitempty"`
-	Restart       string            `json:"restart,omitempty"`
+	Restart       RestartPolicy     `json:"restart,omitempty"` // "": the worker's default
 	Env           map[string]string `json:"env,omitempty"`
 	Ports         []int             `json:"ports,omitempty"`
 	StopTimeout   time.Duration     `json:"stop_timeout,omitempty"`
@@ -82,6 +87,8 @@ type Process struct {
 	MinUptime     time.Duration     `json:"min_uptime,omitempty"`
 	MaxRestarts   int               `json:"max_restarts,omitempty"`
 	RestartWindow time.Duration     `json:"restart_window,omitempty"`
+	// Health is carried to the worker but not run yet; see Health.
+	Health *Health `json:"health,omitempty"`
 }
 
 // Bundle names an uploaded artifact in the jar store.

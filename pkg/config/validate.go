@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/gear-run/gear/pkg/cluster"
 )
 
 type checkError struct {
@@ -63,11 +65,19 @@ func hostForExample(s string) string {
 }
 
 var (
-	restartPolicies = []string{"always", "on-failure", "never"}
-	onExitModes     = []string{"stop", "leave"}
-	logLevels       = []string{"debug", "info", "warn", "error"}
-	logFormats      = []string{"text", "json"}
+	onExitModes = []string{"stop", "leave"}
+	logLevels   = []string{"debug", "info", "warn", "error"}
+	logFormats  = []string{"text", "json"}
 )
+
+// restartPolicies lists cluster.RestartPolicies, the one definition.
+func restartPolicies() []string {
+	out := make([]string, len(cluster.RestartPolicies))
+	for i, r := range cluster.RestartPolicies {
+		out[i] = string(r)
+	}
+	return out
+}
 
 func oneOf(v string, valid []string) bool {
 	for _, s := range valid {
@@ -189,7 +199,7 @@ func (c *Config) check() []checkError {
 	}
 
 	e := &c.Executor
-	enum("gear.executor.restart", e.Restart, restartPolicies)
+	enum("gear.executor.restart", e.Restart, restartPolicies())
 	positive("gear.executor.backoff-min", e.BackoffMin)
 	if e.BackoffMax < e.BackoffMin {
 		add("gear.executor.backoff-max", -1, "%s is less than gear.executor.backoff-min (%s)", FormatDuration(e.BackoffMax), FormatDuration(e.BackoffMin))

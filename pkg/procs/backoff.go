@@ -1,22 +1,20 @@
 package procs
 
 import (
+	crand "crypto/rand"
 	"fmt"
+	"math/rand/v2"
 	"time"
-)
 
-// Restart policies (Policy.Restart).
-const (
-	RestartAlways    = "always"     // restart after any exit
-	RestartOnFailure = "on-failure" // restart unless the exit code was 0
-	RestartNever     = "never"      // never restart
+	"github.com/gear-run/gear/pkg/cluster"
 )
 
 // Policy says when and how fast a Supervisor restarts its process.
 type Policy struct {
-	// Restart is RestartAlways, RestartOnFailure or RestartNever
-	// (empty: always).
-	Restart string
+	// Restart is cluster.RestartAlways, RestartOnFailure or RestartNever
+	// (empty: always). The type is the process definition's, so the policy
+	// is checked in one place (RestartPolicy.Check).
+	Restart cluster.RestartPolicy
 	// BackoffMin is the delay after a first crash; it doubles for each
 	// further consecutive crash, up to BackoffMax.
 	BackoffMin, BackoffMax time.Duration
@@ -41,7 +39,7 @@ type Policy struct {
 // DefaultPolicy is what the worker uses when a bundle says nothing.
 func DefaultPolicy() Policy {
 	return Policy{
-		Restart:     RestartAlways,
+		Restart:     cluster.RestartAlways,
 		BackoffMin:  100 * time.Millisecond,
 		BackoffMax:  5 * time.Second,
 		MinUptime:   time.Second,
@@ -75,10 +73,8 @@ func (p Policy) withDefaults() Policy {
 
 // Validate reports a policy that cannot work.
 func (p Policy) Validate() error {
-	switch p.Restart {
-	case "", RestartAlways, RestartOnFailure, RestartNever:
-	default:
-		return fmt.Errorf("restart policy %q: want %q, %q or %q", p.Restart, RestartAlways, RestartOnFailure, RestartNever)
+	if err := p.Restart.Check(); err != nil {
+		return fmt.Errorf("restart policy: %w", err)
 	}
 	if p.BackoffMin < 0 || p.BackoffMax < 0 || p.MinUptime < 0 || p.Window < 0 || p.MaxAge < 0 || p.MaxRSS < 0 {
 		return fmt.Errorf("restart policy: durations and sizes must not be negative")
@@ -90,8 +86,20 @@ func (p Policy) Validate() error {
 }
 
 // Rand is the source of backoff jitter; *math/rand/v2.Rand satisfies it.
+// A Rand is used by one Supervisor (under its lock), so it need not be safe
+// for concurrent use.
 type Rand interface {
 	Float64() float64 // in [0, 1)
+}
+
+// NewRand returns a jitter source for one Supervisor, seeded from
+// crypto/rand, so that executors that crash together (a shared dependency
+// went away) do not all restart at the same instant. Tests pass a
+// *rand.Rand with a fixed seed instead.
+func NewRand() *rand.Rand {
+	var seed [32]byte
+	_, _ = crand.Read(seed[:]) // never fails: crypto/rand.Read crashes the program rather than return an error
+	return rand.New(rand.NewChaCha8(seed))
 }
 
 // jitterFraction is the most jitter takes off a delay.
@@ -147,7 +155,7 @@ func (b *Backoff) Exited(now time.Time, uptime time.Duration, success bool) Deci
 	}
 	b.prune(now)
 	switch {
-	case b.pol.Restart == RestartNever || (b.pol.Restart == RestartOnFailure && success):
+	case b.pol.Restart == cluster.RestartNever || (b.pol.Restart == cluster.RestartOnFailure && success):
 		if !success {
 			d.GiveUp = true
 			d.Reason = fmt.Sprintf("exited with failure under restart policy %q", b.pol.Restart)

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
 )
 
 // fixedRand returns the same jitter draw every time.
@@ -57,19 +59,19 @@ func TestBackoffJitterShortensOnly(t *testing.T) {
 
 func TestBackoffPolicies(t *testing.T) {
 	tests := []struct {
-		restart   string
+		restart   cluster.RestartPolicy
 		uptime    time.Duration
 		success   bool
 		wantStart bool
 		wantFail  bool
 	}{
-		{RestartAlways, 5 * time.Second, true, true, false},
-		{RestartAlways, 5 * time.Second, false, true, false},
-		{RestartOnFailure, 5 * time.Second, true, false, false},
-		{RestartOnFailure, 5 * time.Second, false, true, false},
-		{RestartOnFailure, 0, true, false, false},
-		{RestartNever, 5 * time.Second, true, false, false},
-		{RestartNever, 5 * time.Second, false, false, true},
+		{cluster.RestartAlways, 5 * time.Second, true, true, false},
+		{cluster.RestartAlways, 5 * time.Second, false, true, false},
+		{cluster.RestartOnFailure, 5 * time.Second, true, false, false},
+		{cluster.RestartOnFailure, 5 * time.Second, false, true, false},
+		{cluster.RestartOnFailure, 0, true, false, false},
+		{cluster.RestartNever, 5 * time.Second, true, false, false},
+		{cluster.RestartNever, 5 * time.Second, false, false, true},
 	}
 	for _, tt := range tests {
 		b := NewBackoff(Policy{Restart: tt.restart}, nil, 0, 0)
@@ -249,14 +251,14 @@ func TestBackoffSlowCrashLoopOutlastsWindow(t *testing.T) {
 }
 
 func TestBackoffStartFailed(t *testing.T) {
-	for _, pol := range []Policy{DefaultPolicy(), {MaxRestarts: -1}, {Restart: RestartNever}} {
+	for _, pol := range []Policy{DefaultPolicy(), {MaxRestarts: -1}, {Restart: cluster.RestartNever}} {
 		b := NewBackoff(pol, nil, 0, 0)
 		d := b.StartFailed(time.Unix(0, 0), true, "exec ./server: no such file or directory")
 		if !d.GiveUp || d.Restart || d.Reason != "exec ./server: no such file or directory" {
 			t.Errorf("%+v: permanent start failure: %+v, want give up with the reason", pol, d)
 		}
 		b = NewBackoff(pol, nil, 0, 0)
-		if d := b.StartFailed(time.Unix(0, 0), false, "port 80 busy"); d.GiveUp != (pol.Restart == RestartNever) || !d.Crash {
+		if d := b.StartFailed(time.Unix(0, 0), false, "port 80 busy"); d.GiveUp != (pol.Restart == cluster.RestartNever) || !d.Crash {
 			t.Errorf("%+v: transient start failure: %+v, want a crash", pol, d)
 		}
 	}

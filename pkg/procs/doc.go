@@ -8,7 +8,9 @@
 // applications, bundles, masters or placement: the worker daemon decides what
 // to run and on which cores, builds a Spec and a Policy, and composes one
 // Supervisor per executor. Health checks beyond "the process is alive" are not
-// here either.
+// here either. The one thing it shares with the process definition is the
+// restart policy's type, cluster.RestartPolicy, so the policy is checked in
+// one place.
 //
 // # Layers
 //
@@ -27,7 +29,9 @@
 // A run that lasted less than Policy.MinUptime is a crash. After a crash the
 // next start waits BackoffMin, doubling for every further consecutive crash up
 // to BackoffMax, minus up to 20% jitter (jitter only shortens a delay, so the
-// worst case stays computable). A run that lasted at least MinUptime resets the
+// worst case stays computable). The jitter comes from SupervisorOptions.Rand:
+// the worker gives every Supervisor its own NewRand (seeded from
+// crypto/rand); tests give a fixed seed. Without a Rand there is no jitter. A run that lasted at least MinUptime resets the
 // backoff and the crash count, and is restarted at once: the program was
 // healthy, so waiting only lengthens the outage, and MinUptime already bounds
 // the restart rate.

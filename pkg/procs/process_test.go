@@ -42,6 +42,35 @@ func TestCPUListRoundTrip(t *testing.T) {
 	}
 }
 
+// TestOnlineCPUs: a core in the affinity mask that is offline is not
+// handed out (the worker, gear local and CheckCPUs all ask AllowedCPUs).
+func TestOnlineCPUs(t *testing.T) {
+	tests := []struct {
+		affinity []int
+		online   string
+		want     string
+	}{
+		{[]int{0, 1, 2, 3}, "0-3", "[0 1 2 3]"},
+		{[]int{0, 1, 2, 3}, "0,2-3", "[0 2 3]"},
+		{[]int{0, 1, 2, 3}, "4-7", "[]"},
+		{[]int{1, 5}, "0-7", "[1 5]"},
+		{[]int{0, 1}, "", "[0 1]"},
+	}
+	for _, tt := range tests {
+		got, err := onlineCPUs(tt.affinity, tt.online)
+		if err != nil || fmt.Sprint(got) != tt.want {
+			t.Errorf("onlineCPUs(%v, %q) = %v, %v; want %s", tt.affinity, tt.online, got, err, tt.want)
+		}
+	}
+	if _, err := onlineCPUs([]int{0}, "zero"); err == nil || !strings.Contains(err.Error(), onlineCPUsFile) {
+		t.Errorf("a bad online list must be an error naming the file, got %v", err)
+	}
+	all, err := AllowedCPUs()
+	if err != nil || len(all) == 0 {
+		t.Fatalf("AllowedCPUs() = %v, %v", all, err)
+	}
+}
+
 func TestSpecValidate(t *testing.T) {
 	ok := Spec{ID: "web-1", Command: []string{"true"}}
 	tests := []struct {

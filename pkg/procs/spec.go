@@ -152,25 +152,44 @@ func CheckCPUs(cpus []int) error {
 }
 
 // AllowedCPUs returns the cores this worker may run on and pin executors to:
-// its affinity mask intersected with the online cores.
+// its affinity mask (sched_getaffinity) intersected with the online cores
+// (/sys/devices/system/cpu/online). It is the one place gear discovers
+// cores: the worker's usable cores and `gear local`'s share-out use it too.
 func AllowedCPUs() ([]int, error) {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		return nil, fmt.Errorf("read worker cpu affinity: %w", err)
 	}
-	online := map[int]bool{}
-	if b, err := os.ReadFile("/sys/devices/system/cpu/online"); err == nil {
-		list, err := ParseCPUList(strings.TrimSpace(string(b)))
-		if err != nil {
-			return nil, fmt.Errorf("/sys/devices/system/cpu/online: %w", err)
-		}
-		for _, c := range list {
-			online[c] = true
+	var affinity []int
+	for c := 0; c < len(set)*64; c++ {
+		if set.IsSet(c) {
+			affinity = append(affinity, c)
 		}
 	}
+	online, err := os.ReadFile(onlineCPUsFile)
+	if err != nil {
+		// Without sysfs (some containers) the mask is all there is to go by.
+		return affinity, nil
+	}
+	return onlineCPUs(affinity, strings.TrimSpace(string(online)))
+}
+
+const onlineCPUsFile = "/sys/devices/system/cpu/online"
+
+// onlineCPUs keeps the cores of affinity that the kernel list online
+// ("0-3,6") names: an offline core may stay in a process's mask, and
+// pinning to it fails.
+func onlineCPUs(affinity []int, online string) ([]int, error) {
+	if online == "" {
+		return affinity, nil // unreadable in practice: go by the mask
+	}
+	list, err := ParseCPUList(online)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", onlineCPUsFile, err)
+	}
 	var out []int
-	for c := 0; c < len(set)*64; c++ {
-		if set.IsSet(c) && (len(online) == 0 || online[c]) {
+	for _, c := range affinity {
+		if slices.Contains(list, c) {
 			out = append(out, c)
 		}
 	}

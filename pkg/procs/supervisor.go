@@ -51,7 +51,7 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 // SupervisorOptions are a Supervisor's collaborators; all are optional.
 type SupervisorOptions struct {
 	Clock  Clock        // default: the real clock
-	Rand   Rand         // backoff jitter; default: none
+	Rand   Rand         // backoff jitter; default: none (the worker passes NewRand())
 	Logger *slog.Logger // default: discard
 	// OnChange is called, from the supervising goroutine, after each state
 	// change. It must not block; it may call Status.
@@ -304,7 +304,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 				}
 			case <-check:
 				check = s.opts.Clock.After(s.opts.CheckInterval)
-				if reason := s.recycleReason(p); reason != "" && !replacing && !stopping {
+				if reason := s.recycleReason(p, runStart); reason != "" && !replacing && !stopping {
 					replacing = true
 					s.log.Info("recycling", "pid", p.PID(), "reason", reason)
 					s.update(func(st *Status) { st.LastError = "recycled: " + reason })
@@ -382,9 +382,11 @@ func (s *Supervisor) afterExit(ctx context.Context, d Decision, pending *[]reque
 	return false, nil
 }
 
-func (s *Supervisor) recycleReason(p *Process) string {
+// recycleReason says why p, started at runStart by the supervisor's clock,
+// must be replaced, or "" if it may keep running.
+func (s *Supervisor) recycleReason(p *Process, runStart time.Time) string {
 	if s.pol.MaxAge > 0 {
-		if age := time.Since(p.StartedAt()); age >= s.pol.MaxAge {
+		if age := s.opts.Clock.Now().Sub(runStart); age >= s.pol.MaxAge {
 			return fmt.Sprintf("age %s reached max age %s", age.Round(time.Second), s.pol.MaxAge)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -16,12 +17,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
 )
 
 // fastPolicy keeps real-process tests short.
 func fastPolicy() Policy {
 	return Policy{
-		Restart:     RestartAlways,
+		Restart:     cluster.RestartAlways,
 		BackoffMin:  10 * time.Millisecond,
 		BackoffMax:  50 * time.Millisecond,
 		MinUptime:   500 * time.Millisecond,
@@ -116,16 +119,16 @@ func readFile(t *testing.T, path string) string {
 
 func TestSupervisorNeverAndOnFailure(t *testing.T) {
 	tests := []struct {
-		restart string
+		restart cluster.RestartPolicy
 		script  string
 		want    State
 	}{
-		{RestartNever, "exit 0", StateStopped},
-		{RestartNever, "exit 1", StateFailed},
-		{RestartOnFailure, "exit 0", StateStopped},
+		{cluster.RestartNever, "exit 0", StateStopped},
+		{cluster.RestartNever, "exit 1", StateFailed},
+		{cluster.RestartOnFailure, "exit 0", StateStopped},
 	}
 	for _, tt := range tests {
-		t.Run(tt.restart+"/"+tt.script, func(t *testing.T) {
+		t.Run(string(tt.restart)+"/"+tt.script, func(t *testing.T) {
 			pol := fastPolicy()
 			pol.Restart = tt.restart
 			s := NewSupervisor(shSpec(t, "once", tt.script), pol, SupervisorOptions{})
@@ -268,8 +271,15 @@ func TestSupervisorRecyclesOnMaxAge(t *testing.T) {
 	s := NewSupervisor(spec, pol, SupervisorOptions{CheckInterval: 50 * time.Millisecond})
 	runSupervisor(t, s)
 	first := waitState(t, s, StateRunning, 10*time.Second).PID
+	waitRecycledForAge(t, s, first)
+}
+
+// waitRecycledForAge waits until s runs a process other than first,
+// replaced for its age (a recycle, not a restart).
+func waitRecycledForAge(t *testing.T, s *Supervisor, first int) {
+	t.Helper()
 	var st Status
-	waitFor(t, 20*time.Second, "recycled process", func() bool {
+	waitFor(t, 20*time.Second, "process recycled at max age", func() bool {
 		st = s.Status()
 		return st.State == StateRunning && st.PID != first && st.PID != 0
 	})
@@ -562,4 +572,114 @@ func TestSupervisorResumesCrashCount(t *testing.T) {
 	if st := s.Status(); st.Crashes != 4 || st.Restarts != 3 || !strings.Contains(st.LastError, "4 runs in a row") {
 		t.Errorf("status %+v", st)
 	}
+}
+
+// backoffDelays runs a supervisor over a program that exits at once on a
+// fake clock and returns the first n backoff delays it asks for.
+func backoffDelays(t *testing.T, id string, rnd Rand, n int) []time.Duration {
+	t.Helper()
+	clock := &fakeClock{now: time.Unix(1_000_000, 0), timers: make(chan fakeTimer, 100)}
+	pol := DefaultPolicy()
+	pol.MaxRestarts = -1
+	s := NewSupervisor(shSpec(t, id, "exit 1"), pol, SupervisorOptions{Clock: clock, Rand: rnd})
+	runSupervisor(t, s)
+	var out []time.Duration
+	for i := range n {
+		var tm fakeTimer
+		select {
+		case tm = <-clock.timers:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s step %d: no backoff timer", id, i)
+		}
+		out = append(out, tm.d)
+		clock.mu.Lock()
+		clock.now = clock.now.Add(tm.d)
+		clock.mu.Unlock()
+		tm.c <- clock.Now()
+	}
+	return out
+}
+
+// TestSupervisorJitter: with a seeded Rand (as the worker passes) the
+// supervisor's delays carry jitter: two seeds give different delays, and
+// every delay stays within the documented bounds, the exponential delay
+// minus at most 20%.
+func TestSupervisorJitter(t *testing.T) {
+	const n = 6
+	a := backoffDelays(t, "jitter-a", rand.New(rand.NewPCG(1, 2)), n)
+	b := backoffDelays(t, "jitter-b", rand.New(rand.NewPCG(3, 4)), n)
+	if slices.Equal(a, b) {
+		t.Fatalf("two seeds gave the same delays %v: no jitter", a)
+	}
+	for _, ds := range [][]time.Duration{a, b} {
+		for i, d := range ds {
+			full := min(100*time.Millisecond<<i, 5*time.Second) // DefaultPolicy: 100ms doubling up to 5s
+			if lo := full - full/5; d <= lo || d > full {
+				t.Errorf("delay %d = %v, want in (%v, %v]", i, d, lo, full)
+			}
+		}
+	}
+	// The same seed gives the same delays: a failing run can be replayed.
+	if c := backoffDelays(t, "jitter-c", rand.New(rand.NewPCG(1, 2)), n); !slices.Equal(a, c) {
+		t.Fatalf("same seed, different delays: %v and %v", a, c)
+	}
+}
+
+// TestNewRandSeeded: the worker's jitter sources are seeded differently.
+func TestNewRandSeeded(t *testing.T) {
+	if NewRand().Uint64() == NewRand().Uint64() {
+		t.Fatal("two NewRand sources gave the same first number: not seeded from crypto/rand")
+	}
+}
+
+// TestSupervisorRecyclesOnMaxAgeFakeClock: max-age is measured on the
+// injected clock, so the supervisor recycles once the clock says the
+// process is old, without anyone waiting for real time to pass.
+func TestSupervisorRecyclesOnMaxAgeFakeClock(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1_000_000, 0), timers: make(chan fakeTimer, 100)}
+	pol := fastPolicy()
+	pol.MaxAge = time.Hour
+	s := NewSupervisor(shSpec(t, "aging-fake", "exec sleep 300"), pol, SupervisorOptions{Clock: clock, CheckInterval: time.Minute})
+	runSupervisor(t, s)
+	first := waitState(t, s, StateRunning, 10*time.Second).PID
+	nextCheck := func() fakeTimer {
+		t.Helper()
+		select {
+		case tm := <-clock.timers:
+			if tm.d != time.Minute {
+				t.Fatalf("timer of %v, want the 1m check interval", tm.d)
+			}
+			return tm
+		case <-time.After(10 * time.Second):
+			t.Fatal("no max-age check timer")
+		}
+		return fakeTimer{}
+	}
+	// Younger than max age: a check leaves the process alone.
+	clock.mu.Lock()
+	clock.now = clock.now.Add(30 * time.Minute)
+	clock.mu.Unlock()
+	nextCheck().c <- clock.Now()
+	second := nextCheck() // the check re-armed itself, so the first one is done
+	if st := s.Status(); st.PID != first || st.LastError != "" {
+		t.Fatalf("recycled before max age: %+v", st)
+	}
+	clock.mu.Lock()
+	clock.now = clock.now.Add(31 * time.Minute)
+	clock.mu.Unlock()
+	second.c <- clock.Now()
+	// Fire every check from now on (the new process arms its own).
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for {
+			select {
+			case tm := <-clock.timers:
+				tm.c <- clock.Now()
+			case <-done:
+				return
+			}
+		}
+	}()
+	waitRecycledForAge(t, s, first)
 }
