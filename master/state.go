@@ -391,6 +391,8 @@ func appOfExecutor(id string) string {
 type fsm struct {
 	mu    sync.RWMutex
 	state *State
+	// events, if set, receives the events derived from every entry.
+	events *eventLog
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
@@ -400,7 +402,13 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.state.apply(&c)
+	if f.events == nil {
+		return f.state.apply(&c)
+	}
+	before := f.state.observe(&c)
+	res := f.state.apply(&c)
+	f.events.appliedEntry(l.Index, f.state.events(&c, before, res))
+	return res
 }
 
 // read runs fn with the state read-locked.

@@ -68,6 +68,10 @@ type Options struct {
 	Timeout time.Duration
 	Seeds   []string // host:port of the configured masters
 	Logger  *slog.Logger
+	// OnChange, if set, is called when a member joins or its state
+	// changes (alive, dead, left), with memberlist's lock held: it must
+	// not block or call the Pool.
+	OnChange func(m Member, old string)
 }
 
 // Pool is this node's membership in the gossip pool.
@@ -180,8 +184,12 @@ func (p *Pool) record(n *memberlist.Node, state string) {
 	m := Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: state}
 	_ = json.Unmarshal(n.Meta, &m.Meta)
 	p.mu.Lock()
+	old := p.members[n.Name].State
 	p.members[n.Name] = m
 	p.mu.Unlock()
+	if p.opts.OnChange != nil && old != state {
+		p.opts.OnChange(m, old)
+	}
 }
 
 func (p *Pool) join() {
