@@ -131,7 +131,10 @@ func (e *executor) run() {
 	pol := policyFor(e.w.opts.Policy, a.Process)
 	sup := procs.NewSupervisor(spec, pol, procs.SupervisorOptions{
 		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, InitialCrashes: a.Executor.Crashes, Adopted: adopted,
-		OnChange: func(procs.Status) { e.w.kickHeartbeat() },
+		OnChange:  func(procs.Status) { e.w.kickHeartbeat() },
+		OnStart:   func(int) { e.w.metrics.starts.Inc() },
+		OnRestart: e.w.metrics.restarts.Inc,
+		OnExit:    func(reason string) { e.w.metrics.exits.WithLabelValues(reason).Inc() },
 	})
 	e.mu.Lock()
 	e.sup = sup
