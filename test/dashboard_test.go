@@ -71,6 +71,13 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", p)
+	// The temp dir goes with the test; GEAR_TEST_SCREENSHOTS keeps a copy
+	// (e.g. as a CI artifact).
+	if keep := os.Getenv("GEAR_TEST_SCREENSHOTS"); keep != "" {
+		if err := os.MkdirAll(keep, 0o755); err == nil {
+			_ = os.WriteFile(filepath.Join(keep, t.Name()+"-"+name), b, 0o644)
+		}
+	}
 }
 
 // The dashboard in a real browser against a real cluster with a token:
@@ -147,6 +154,12 @@ func TestDashboardChromium(t *testing.T) {
 	why := js[string](t, ctx, `document.getElementById("stale").textContent`)
 	if !strings.Contains(why, "STALE") {
 		t.Errorf("stale banner reads %q", why)
+	}
+	// It stays on through the page's next refreshes (every 3 s), which fail.
+	waitPage(t, ctx, 15*time.Second, "a failed data call in the stale banner",
+		`document.getElementById("stale-why").textContent.includes("Failed to fetch")`)
+	if js[string](t, ctx, `document.body.dataset.stale`) != "1" {
+		t.Fatal("the stale indicator went off while the master is down")
 	}
 	t.Logf("stale indicator on %s after the master stopped: %s", took.Round(time.Millisecond), why)
 	screenshot(t, ctx, shots, "dashboard-stale.png")
