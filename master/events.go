@@ -381,7 +381,12 @@ func (m *Master) followLeader(ctx context.Context, obs <-chan raft.Observation) 
 		switch {
 		case leader == "":
 			if lostAt.IsZero() {
+				// A follower lost the leader when it last heard from it,
+				// before its timers (or the crash detector) gave up on it.
 				lostAt = at
+				if lc := lastContact(o.Raft); last != m.self && !lc.IsZero() && lc.Before(at) {
+					lostAt = lc
+				}
 			}
 			if last != "" {
 				m.events.local(cluster.Event{Type: "leader", Time: at.UTC(), Master: m.self, From: last,
@@ -416,4 +421,11 @@ func (m *Master) memberChanged(mem gossip.Member, old string) {
 		e.Worker = id
 	}
 	m.events.local(e)
+}
+
+func lastContact(r *raft.Raft) time.Time {
+	if r == nil {
+		return time.Time{}
+	}
+	return r.LastContact()
 }

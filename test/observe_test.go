@@ -341,6 +341,24 @@ func TestEventsFollowFailover(t *testing.T) {
 		t.Fatalf("the follower's replicated events differ from the survivor's:\nfollower:\n  %s\nsurvivor %s:\n  %s",
 			strings.Join(mine, "\n  "), newLeader, strings.Join(theirs, "\n  "))
 	}
+	// Every survivor timed the failover it saw.
+	for _, m := range c.masters {
+		if m == leader {
+			continue
+		}
+		fams := scrape(t, m)
+		n, _ := metricValue(fams, "gear_failover_duration_seconds", nil)
+		h := fams["gear_failover_duration_seconds"]
+		if n < 1 || h == nil {
+			t.Errorf("master %s: gear_failover_duration_seconds has %v samples, want >= 1", m, n)
+			continue
+		}
+		sum := h.GetMetric()[0].GetHistogram().GetSampleSum()
+		if sum <= 0 || sum > 30 {
+			t.Errorf("master %s: failover took %.3fs by its histogram, want (0, 30]", m, sum)
+		}
+		t.Logf("master %s saw a failover of %.3fs (gear_failover_duration_seconds)", m, sum)
+	}
 	// The leader events are each master's own: the survivor's may predate
 	// the point the follower resumed from, so they are logged, not required.
 	for _, e := range got {
