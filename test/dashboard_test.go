@@ -117,6 +117,10 @@ func TestDashboardChromium(t *testing.T) {
 		 document.querySelector("#workers tbody tr")?.textContent.includes("alive") &&
 		 document.querySelector("#workers tbody tr")?.textContent.includes("`+eid+`")`)
 	waitPage(t, ctx, 10*time.Second, "the submit in the event list", `document.querySelector('#events li[data-type="submit"]')`)
+	// The executor's log tail, fetched through the master when opened.
+	js[chromedp.Void](t, ctx, `document.querySelector('details.tail[data-executor="`+eid+`"] summary').click(); null`)
+	waitPage(t, ctx, 10*time.Second, "the log tail of "+eid,
+		`document.querySelector('pre[data-log="`+eid+`"]')?.textContent.includes("hello: ")`)
 	if stale := js[string](t, ctx, `document.body.dataset.stale`); stale != "0" {
 		t.Fatalf("the page is stale (%q) while its master serves: %s", stale, js[string](t, ctx, `document.getElementById("stale").textContent`))
 	}
