@@ -29,6 +29,9 @@ type eventKey struct {
 	seq   int
 }
 
+// maxSeq stands for "after every event of the index".
+const maxSeq = int(^uint(0) >> 1)
+
 func (k eventKey) less(o eventKey) bool {
 	return k.index < o.index || (k.index == o.index && k.seq < o.seq)
 }
@@ -47,7 +50,7 @@ func parseSince(s string) (eventKey, error) {
 		return eventKey{}, fmt.Errorf("%w: since=%q is not an event id (INDEX.SEQ, as in the id field of an event) or a raft index", ErrBadRequest, s)
 	}
 	if !hasSeq {
-		return eventKey{index: idx, seq: int(^uint(0) >> 1)}, nil
+		return eventKey{index: idx, seq: maxSeq}, nil
 	}
 	seq, err := strconv.Atoi(q)
 	if err != nil || seq < 0 {
@@ -67,6 +70,10 @@ type eventLog struct {
 	dropped eventKey        // the newest event evicted from buf
 	applied uint64          // last applied raft index
 	nextSeq int             // next sequence number at applied
+	// restored: the state came from a snapshot (at start or installed by
+	// the leader), so the events of the entries it covers were never
+	// derived here; the next applied entry marks them as dropped.
+	restored bool
 	wake    chan struct{}   // closed and replaced on every append
 	closed  chan struct{}   // closed when the master shuts down
 	once    sync.Once
@@ -83,11 +90,23 @@ func (l *eventLog) close() { l.once.Do(func() { close(l.closed) }) }
 func (l *eventLog) appliedEntry(index uint64, evs []cluster.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.restored && index > 1 {
+		l.buf = l.buf[:0] // older than the snapshot: a gap lies between them and what follows
+		l.dropped = eventKey{index - 1, maxSeq}
+	}
+	l.restored = false
 	l.applied, l.nextSeq = index, 0
 	for _, e := range evs {
 		e.Replicated = true
 		l.addLocked(e)
 	}
+}
+
+// snapshotRestored notes that the state was replaced by a snapshot.
+func (l *eventLog) snapshotRestored() {
+	l.mu.Lock()
+	l.restored = true
+	l.mu.Unlock()
 }
 
 // local records an event this master saw itself.
@@ -138,7 +157,8 @@ func (l *eventLog) after(since eventKey) (evs []cluster.Event, gap bool, wake <-
 // happen, with an empty line every few seconds while nothing happens (so
 // a client can tell a quiet stream from a dead one).
 func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request) {
-	since, err := parseSince(r.URL.Query().Get("since"))
+	sinceArg := r.URL.Query().Get("since")
+	since, err := parseSince(sinceArg)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -160,7 +180,7 @@ func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request) {
 	first := true
 	for {
 		evs, gap, wake := m.events.after(since)
-		if gap && first {
+		if gap && first && sinceArg != "" {
 			_ = enc.Encode(cluster.Event{Type: "gap", Time: time.Now().UTC(), Master: m.self,
 				Message: fmt.Sprintf("events after %s were dropped from master %s's buffer (it keeps the last %d); what follows starts later", since, m.self, m.events.max)})
 		}

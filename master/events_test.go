@@ -136,3 +136,21 @@ func TestEventLogResume(t *testing.T) {
 		t.Fatal("an append did not wake the followers")
 	}
 }
+
+// After a snapshot restore, the events the snapshot covers were never
+// derived here: a client resuming from before it is told of the gap.
+func TestEventLogAfterSnapshot(t *testing.T) {
+	l := newEventLog(100)
+	l.appliedEntry(1, []cluster.Event{{Type: "a"}})
+	l.snapshotRestored()
+	l.appliedEntry(50, []cluster.Event{{Type: "b"}})
+	k, _ := parseSince("1.0")
+	evs, gap, _ := l.after(k)
+	if len(evs) != 1 || evs[0].ID != "50.0" || !gap {
+		t.Fatalf("since 1.0 after a snapshot to 49: %+v gap=%v, want 50.0 and a gap", evs, gap)
+	}
+	k, _ = parseSince("49")
+	if _, gap, _ := l.after(k); gap {
+		t.Fatal("since 49 (the snapshot's index) reported a gap")
+	}
+}

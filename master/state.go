@@ -482,6 +482,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state = s
 	f.mu.Unlock()
+	if f.events != nil {
+		f.events.snapshotRestored()
+	}
 	return nil
 }
 
