@@ -87,6 +87,9 @@ type Pool struct {
 	mu      sync.Mutex
 	members map[string]Member
 	joinErr string // the last join failure, reported once until it changes
+
+	closeOnce sync.Once // Close may be called more than once
+	closeErr  error
 }
 
 // Start binds the UDP side, joins the seeds it can reach and keeps
@@ -288,10 +291,13 @@ func (p *Pool) Alive(addr string) bool {
 
 // Close leaves the pool and stops the background work.
 func (p *Pool) Close() error {
-	p.cancel()
-	p.wg.Wait()
-	_ = p.ml.Leave(500 * time.Millisecond)
-	return p.ml.Shutdown()
+	p.closeOnce.Do(func() {
+		p.cancel()
+		p.wg.Wait()
+		_ = p.ml.Leave(500 * time.Millisecond)
+		p.closeErr = p.ml.Shutdown()
+	})
+	return p.closeErr
 }
 
 type delegate struct{ meta []byte }
