@@ -74,9 +74,9 @@ type eventLog struct {
 	// the leader), so the events of the entries it covers were never
 	// derived here; the next applied entry marks them as dropped.
 	restored bool
-	wake    chan struct{}   // closed and replaced on every append
-	closed  chan struct{}   // closed when the master shuts down
-	once    sync.Once
+	wake     chan struct{} // closed and replaced on every append
+	closed   chan struct{} // closed when the master shuts down
+	once     sync.Once
 }
 
 func newEventLog(max int) *eventLog {
