@@ -18,7 +18,8 @@ import (
 	"github.com/gear-run/gear/pkg/gossip"
 )
 
-// eventBuffer is how many events a master keeps for clients that resume
+// eventBuffer is how many events a master keeps at least (up to twice as
+// many) for clients that resume
 // (GET /api/v1/events?since=ID). A client further behind gets a "gap"
 // event saying how far back the buffer reaches.
 const eventBuffer = 8192
@@ -63,7 +64,7 @@ func parseSince(s string) (eventKey, error) {
 // the replicated ones as it applies entries (in log order); local ones are
 // appended with the last applied index.
 type eventLog struct {
-	max int
+	max int // keeps at least max, at most 2*max events
 
 	mu      sync.Mutex
 	buf     []cluster.Event // oldest first; at most max
@@ -121,9 +122,13 @@ func (l *eventLog) addLocked(e cluster.Event) {
 	e.Index, e.Seq = l.applied, l.nextSeq
 	l.nextSeq++
 	e.ID = eventKey{e.Index, e.Seq}.String()
-	if len(l.buf) >= l.max {
-		l.dropped = eventKey{l.buf[0].Index, l.buf[0].Seq}
-		l.buf = slices.Delete(l.buf, 0, len(l.buf)-l.max+1)
+	if len(l.buf) >= 2*l.max {
+		// Trimmed in halves, so an append costs O(1) amortised: the
+		// buffer holds between max and 2*max events.
+		drop := len(l.buf) - l.max + 1
+		last := l.buf[drop-1]
+		l.dropped = eventKey{last.Index, last.Seq}
+		l.buf = slices.Clone(l.buf[drop:])
 	}
 	l.buf = append(l.buf, e)
 	close(l.wake)
@@ -182,7 +187,7 @@ func (m *Master) handleEvents(w http.ResponseWriter, r *http.Request) {
 		evs, gap, wake := m.events.after(since)
 		if gap && first && sinceArg != "" {
 			_ = enc.Encode(cluster.Event{Type: "gap", Time: time.Now().UTC(), Master: m.self,
-				Message: fmt.Sprintf("events after %s were dropped from master %s's buffer (it keeps the last %d); what follows starts later", since, m.self, m.events.max)})
+				Message: fmt.Sprintf("some events after %s are no longer held by master %s (it keeps the last %d, and none from before its latest snapshot); what follows starts later", sinceArg, m.self, m.events.max)})
 		}
 		first = false
 		for _, e := range evs {

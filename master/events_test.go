@@ -84,7 +84,7 @@ func TestEventsFromApply(t *testing.T) {
 }
 
 func TestEventLogResume(t *testing.T) {
-	l := newEventLog(4)
+	l := newEventLog(2) // holds 2 to 4 events
 	l.appliedEntry(1, []cluster.Event{{Type: "a"}, {Type: "b"}})
 	l.local(cluster.Event{Type: "leader"}) // 1.2
 	l.appliedEntry(2, nil)
@@ -96,9 +96,9 @@ func TestEventLogResume(t *testing.T) {
 		}
 		return out
 	}
-	// The buffer holds 4: 1.0 was dropped.
+	// The fifth append trimmed the buffer to the last 2: up to 1.2 dropped.
 	evs, gap, _ := l.after(eventKey{})
-	if got := ids(evs); !slices.Equal(got, []string{"1.1", "1.2", "2.0", "3.0"}) || !gap {
+	if got := ids(evs); !slices.Equal(got, []string{"2.0", "3.0"}) || !gap {
 		t.Fatalf("after nothing: %v gap=%v", got, gap)
 	}
 	for _, tc := range []struct {
@@ -106,8 +106,9 @@ func TestEventLogResume(t *testing.T) {
 		want  []string
 		gap   bool
 	}{
-		{"1.0", []string{"1.1", "1.2", "2.0", "3.0"}, false},
-		{"1.1", []string{"1.2", "2.0", "3.0"}, false},
+		{"1.0", []string{"2.0", "3.0"}, true},
+		{"1.1", []string{"2.0", "3.0"}, true},
+		{"1.2", []string{"2.0", "3.0"}, false},
 		{"1", []string{"2.0", "3.0"}, false},
 		{"2.0", []string{"3.0"}, false},
 		{"3.0", nil, false},
@@ -121,6 +122,15 @@ func TestEventLogResume(t *testing.T) {
 		if got := ids(evs); !slices.Equal(got, tc.want) || gap != tc.gap {
 			t.Errorf("since %s: %v gap=%v, want %v gap=%v", tc.since, got, gap, tc.want, tc.gap)
 		}
+	}
+	// Within the buffer, a resume skips exactly what was seen.
+	l2 := newEventLog(100)
+	l2.appliedEntry(1, []cluster.Event{{Type: "a"}, {Type: "b"}})
+	l2.local(cluster.Event{Type: "leader"})
+	l2.appliedEntry(2, []cluster.Event{{Type: "c"}})
+	k, _ := parseSince("1.1")
+	if evs, gap, _ := l2.after(k); !slices.Equal(ids(evs), []string{"1.2", "2.0"}) || gap {
+		t.Fatalf("since 1.1: %v gap=%v", ids(evs), gap)
 	}
 	for _, bad := range []string{"x", "1.x", "1.-1", "-1"} {
 		if _, err := parseSince(bad); err == nil || !strings.Contains(err.Error(), "INDEX.SEQ") {
