@@ -36,6 +36,7 @@ func (m *Master) routes() http.Handler {
 	mux.HandleFunc("POST /ecv/disable", m.auth(js.wrap(m.handleECVToggle(true))))
 	mux.HandleFunc("GET /metrics", m.handleMetrics)
 	mux.HandleFunc("GET /api/v1/bundles/{digest}", m.handleGetBundle)
+	mux.HandleFunc("GET /api/v1/events", m.handleEvents)
 	// Answered by the leader; other masters forward. Bodies over their
 	// limit are refused before anything is forwarded.
 	mux.HandleFunc("GET /api/v1/apps", m.lead(m.handleApps))
@@ -46,13 +47,14 @@ func (m *Master) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/apps/{id}/scale", m.auth(js.wrap(m.lead(m.handleScale))))
 	mux.HandleFunc("GET /api/v1/apps/{id}/logs", m.lead(m.handleLogs))
 	mux.HandleFunc("GET /api/v1/workers", m.lead(m.handleWorkers))
-	mux.HandleFunc("POST /api/v1/workers/heartbeat", m.auth(js.wrap(m.lead(m.handleHeartbeat))))
+	mux.HandleFunc("POST /api/v1/workers/heartbeat", m.auth(js.wrap(m.lead(m.countHeartbeat(m.handleHeartbeat)))))
 	mux.HandleFunc("POST /api/v1/workers/{id}/remove", m.auth(js.wrap(m.lead(m.handleRemoveWorker))))
 	mux.HandleFunc("POST /api/v1/bundles", m.auth(m.bundleLimit().wrap(m.lead(m.handleUpload))))
 	mux.HandleFunc("GET /api/v1/bundles", m.lead(m.handleListBundles))
 	mux.HandleFunc("POST /api/v1/jarstore/gc", m.auth(js.wrap(m.lead(m.handleGC))))
+	mux.HandleFunc("GET /ui/", m.handleDashboardAsset)
 	mux.HandleFunc("/", m.handleDashboard)
-	return mux
+	return m.metrics.api.Wrap(mux)
 }
 
 // maxJSONBody bounds the body of every JSON request.
@@ -609,32 +611,4 @@ func (m *Master) handleLogs(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	proxy.ServeHTTP(w, r)
-}
-
-func (m *Master) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	st := m.fsm.snapshotState()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	isLeader := 0
-	if m.isLeader() {
-		isLeader = 1
-	}
-	fmt.Fprintf(w, "# HELP gear_master_leader 1 if this master is the raft leader.\n# TYPE gear_master_leader gauge\ngear_master_leader %d\n", isLeader)
-	fmt.Fprintf(w, "# HELP gear_raft_term Current raft term.\n# TYPE gear_raft_term gauge\ngear_raft_term %d\n", m.raft.raft.CurrentTerm())
-	states := map[cluster.ExecutorState]int{}
-	apps := map[cluster.AppState]int{}
-	for _, a := range st.Apps {
-		apps[a.State]++
-		for _, e := range a.Executors {
-			states[e.State]++
-		}
-	}
-	fmt.Fprintf(w, "# HELP gear_apps Applications by state.\n# TYPE gear_apps gauge\n")
-	for _, s := range []cluster.AppState{cluster.AppPending, cluster.AppRunning, cluster.AppFailed, cluster.AppKilled} {
-		fmt.Fprintf(w, "gear_apps{state=%q} %d\n", s, apps[s])
-	}
-	fmt.Fprintf(w, "# HELP gear_executors Executors by state.\n# TYPE gear_executors gauge\n")
-	for _, s := range []cluster.ExecutorState{cluster.Pending, cluster.Starting, cluster.Running, cluster.Backoff, cluster.Stopping, cluster.Stopped, cluster.Failed, cluster.Lost} {
-		fmt.Fprintf(w, "gear_executors{state=%q} %d\n", s, states[s])
-	}
-	fmt.Fprintf(w, "# HELP gear_workers Workers known to the replicated state.\n# TYPE gear_workers gauge\ngear_workers %d\n", len(st.Workers))
 }

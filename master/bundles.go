@@ -30,6 +30,7 @@ func (m *Master) handleUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	digest, size, err := m.blobs.Put(r.Context(), r.Body, max)
+	m.metrics.jar("put", size, start, err)
 	if err != nil {
 		m.log.Warn("bundle upload failed", "name", name, "err", err)
 		writeError(w, err)
@@ -43,6 +44,7 @@ func (m *Master) handleUpload(w http.ResponseWriter, r *http.Request) {
 // shared store serves from any master), else from the leader.
 func (m *Master) handleGetBundle(w http.ResponseWriter, r *http.Request) {
 	digest := r.PathValue("digest")
+	start := time.Now()
 	rc, size, err := m.blobs.Open(r.Context(), digest)
 	if errors.Is(err, jarstore.ErrNotFound) && !m.isLeader() && r.Header.Get(forwardedHeader) == "" {
 		m.lead(func(http.ResponseWriter, *http.Request) {})(w, r)
@@ -56,7 +58,9 @@ func (m *Master) handleGetBundle(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.Header().Set("X-Gear-Digest", digest)
-	if _, err := io.Copy(w, rc); err != nil {
+	n, err := io.Copy(w, rc)
+	m.metrics.jar("get", n, start, err)
+	if err != nil {
 		m.log.Error("serving bundle failed; the reader sees a cut stream", "digest", digest, "err", err)
 		panic(http.ErrAbortHandler) // never let a corrupt bundle end cleanly
 	}

@@ -78,8 +78,12 @@ type Master struct {
 	member  func(name string) (gossip.Member, bool) // pool.Member
 
 	serveDone chan error
+	leaderObs chan raft.Observation // raft's leader observations
 
 	life lifecycle.Life // Run and Close: shutdown runs once, whoever ends first
+
+	metrics *masterMetrics
+	events  *eventLog // recent events for GET /api/v1/events
 
 	ecvDisabled atomic.Bool
 	started     time.Time
@@ -125,14 +129,18 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Master{opts: opts, mux: mux, fsm: &fsm{state: newState()}, lastSeen: map[string]time.Time{}, started: time.Now(),
-		refusedLogged: map[string]time.Time{}, unpooled: map[string]unpooledNote{}}
+	events := newEventLog(eventBuffer)
+	m := &Master{opts: opts, mux: mux, fsm: &fsm{state: newState(), events: events}, lastSeen: map[string]time.Time{}, started: time.Now(),
+		refusedLogged: map[string]time.Time{}, unpooled: map[string]unpooledNote{}, events: events}
 	ok := false
 	defer func() {
 		if !ok {
 			m.life.Release(m.shutdown)
 		}
 	}()
+	if m.metrics, err = newMasterMetrics(m); err != nil {
+		return nil, err
+	}
 	opts.Port = mux.Port()
 	m.self = net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port))
 	if len(opts.Masters) == 0 {
@@ -176,6 +184,12 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Leader changes become events and metrics (followLeader, under Run).
+	m.leaderObs = make(chan raft.Observation, 64)
+	m.raft.raft.RegisterObserver(raft.NewObserver(m.leaderObs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
 	ip, err := resolveIP(opts.IP)
 	if err != nil {
 		return nil, err
@@ -184,13 +198,14 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 		Name: "master@" + m.self, BindIP: ip, Port: opts.Port, Streams: gossipLn,
 		Meta: gossip.Meta{Role: gossip.RoleMaster, API: m.self, Boot: m.boot},
 		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
-		Seeds: opts.Masters, Logger: m.log,
+		Seeds: opts.Masters, Logger: m.log, OnChange: m.memberChanged,
 	})
 	if err != nil {
 		return nil, err
 	}
 	m.members, m.member = m.pool.Members, m.pool.Member
 	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second}
+	m.http.RegisterOnShutdown(m.events.close) // end the event streams, or Shutdown waits for them
 	go func() { _ = m.http.Serve(httpLn) }()
 	ok = true
 	m.log.Info("master started", "addr", m.self, "masters", opts.Masters, "data", opts.DataDir, "failover_timeout", opts.FailoverTimeout)
@@ -219,6 +234,7 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.log); return nil })
+	g.Go(func() error { m.followLeader(gctx, m.leaderObs); return nil })
 	g.Go(func() error { m.raft.wal.watch(gctx, 250*time.Millisecond); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
@@ -244,6 +260,9 @@ func (m *Master) Close() error {
 }
 
 func (m *Master) shutdown() {
+	if m.events != nil {
+		m.events.close()
+	}
 	if m.http != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = m.http.Shutdown(sctx)

@@ -402,6 +402,8 @@ type fsm struct {
 	// refused is the first entry this master did not apply because a
 	// newer gear wrote it (under mu); nil when it applied them all.
 	refused error
+	// events, if set, receives the events derived from every entry.
+	events *eventLog
 }
 
 func (f *fsm) logger() *slog.Logger {
@@ -426,7 +428,13 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.state.apply(&c)
+	if f.events == nil {
+		return f.state.apply(&c)
+	}
+	before := f.state.observe(&c)
+	res := f.state.apply(&c)
+	f.events.appliedEntry(l.Index, f.state.events(&c, before, res))
+	return res
 }
 
 // refuse records and logs an entry newer than this master knows. From
@@ -536,6 +544,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.state = s
 	f.refused = nil // the snapshot holds what the refused entry changed
 	f.mu.Unlock()
+	if f.events != nil {
+		f.events.snapshotRestored()
+	}
 	return nil
 }
 

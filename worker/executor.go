@@ -178,7 +178,10 @@ func (e *executor) supervisorOptions(a cluster.Assignment, adopted *procs.Proces
 	return procs.SupervisorOptions{
 		Rand:   procs.NewRand(),
 		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, InitialCrashes: a.Executor.Crashes, Adopted: adopted,
-		OnChange: func(procs.Status) { e.w.kickHeartbeat() },
+		OnChange:  func(procs.Status) { e.w.kickHeartbeat() },
+		OnStart:   func(int) { e.w.metrics.starts.Inc() },
+		OnRestart: func() { e.w.metrics.restarts.Inc() },
+		OnExit:    func(reason string) { e.w.metrics.exits.WithLabelValues(reason).Inc() },
 	}
 }
 

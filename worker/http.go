@@ -24,7 +24,8 @@ func (w *Worker) routes() http.Handler {
 	mux.HandleFunc("GET /ecv", func(rw http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(rw, "status=AVAILABLE&ServeTraffic=true&worker=%s\n", w.id)
 	})
-	return mux
+	mux.HandleFunc("GET /metrics", w.handleMetrics)
+	return w.metrics.api.Wrap(mux)
 }
 
 func (w *Worker) handleExecutors(rw http.ResponseWriter, r *http.Request) {

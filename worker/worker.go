@@ -92,6 +92,7 @@ type Worker struct {
 	shared jarstore.Store // shared jar store, nil when not reachable
 
 	serveDone chan error
+	metrics   *workerMetrics
 
 	kick chan struct{} // asks for an early heartbeat
 
@@ -180,6 +181,9 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 			w.life.Release(w.close)
 		}
 	}()
+	if w.metrics, err = newWorkerMetrics(w); err != nil {
+		return nil, err
+	}
 	w.opts.Port = mux.Port()
 	w.addr = net.JoinHostPort(opts.IP, strconv.Itoa(w.opts.Port))
 	if w.lock, err = datadir.Lock(opts.DataDir); err != nil {
@@ -359,8 +363,10 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		case <-w.kick:
 		}
 		hctx, cancel := context.WithTimeout(ctx, w.heartbeatTimeout())
+		sent := time.Now()
 		reply, err := w.client.Heartbeat(hctx, w.heartbeat())
 		cancel()
+		w.metrics.heartbeat(sent, err)
 		if ctx.Err() != nil {
 			return
 		}

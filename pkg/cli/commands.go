@@ -108,6 +108,16 @@ executor id such as 3.web.0. With -f it follows the log until interrupted.`,
 			Flags: workersRemove,
 		},
 		{
+			Name: "events", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "print what happens: submits, kills, scales, executor states, leaders, members",
+			Help: `Each event has an id INDEX.SEQ: the raft log index it came from (for leader
+and gossip events, the index the master had applied) and its place there.
+Every master derives the same ids from the same log, so -f resumes on
+another master after a failure without losing or repeating an event.
+With -json, one JSON object per line.`,
+			Flags: events,
+		},
+		{
 			Name: "jarstore ls", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
 			Synopsis: "list the stored bundles and the applications using them",
 			Run:      show(jarstoreList, jarstoreTable),

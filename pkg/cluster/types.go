@@ -267,3 +267,30 @@ func (a *App) DeriveState() AppState {
 	}
 	return AppPending
 }
+
+// Event is one thing that happened in the cluster, as GET /api/v1/events
+// and `gear events -json` stream it (one JSON object per line).
+//
+// Replicated events come from the raft log: every master derives the same
+// events, with the same ids, from the same entry, so a client that
+// resumes on another master with ?since=ID neither misses nor repeats one.
+// Local events (leader changes, gossip membership) are what the answering
+// master saw; they carry the index it had applied, with a sequence number
+// after that entry's replicated events.
+type Event struct {
+	ID         string    `json:"id"`    // "INDEX.SEQ"; resume after it with ?since=ID
+	Index      uint64    `json:"index"` // raft log index
+	Seq        int       `json:"seq"`   // position among the events of that index
+	Time       time.Time `json:"time"`  // the leader's stamp (replicated) or this master's clock (local)
+	Type       string    `json:"type"`  // submit, kill, scale, restart, executor, worker, leader, member, gap
+	Replicated bool      `json:"replicated"`
+	Master     string    `json:"master,omitempty"` // the master that saw a local event
+	App        string    `json:"app,omitempty"`
+	Executor   string    `json:"executor,omitempty"`
+	Worker     string    `json:"worker,omitempty"`
+	Node       string    `json:"node,omitempty"` // gossip member name (member events)
+	From       string    `json:"from,omitempty"` // previous state
+	State      string    `json:"state,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Message    string    `json:"message"` // one line for people
+}

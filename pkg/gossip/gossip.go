@@ -68,6 +68,10 @@ type Options struct {
 	Timeout time.Duration
 	Seeds   []string // host:port of the configured masters
 	Logger  *slog.Logger
+	// OnChange, if set, is called when a member joins or its state
+	// changes (alive, dead, left), with memberlist's lock held: it must
+	// not block or call the Pool.
+	OnChange func(m Member, old string)
 }
 
 // Pool is this node's membership in the gossip pool.
@@ -83,6 +87,9 @@ type Pool struct {
 	mu      sync.Mutex
 	members map[string]Member
 	joinErr string // the last join failure, reported once until it changes
+
+	closeOnce sync.Once // Close may be called more than once
+	closeErr  error
 }
 
 // Start binds the UDP side, joins the seeds it can reach and keeps
@@ -180,8 +187,12 @@ func (p *Pool) record(n *memberlist.Node, state string) {
 	m := Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: state}
 	_ = json.Unmarshal(n.Meta, &m.Meta)
 	p.mu.Lock()
+	old := p.members[n.Name].State
 	p.members[n.Name] = m
 	p.mu.Unlock()
+	if p.opts.OnChange != nil && old != state {
+		p.opts.OnChange(m, old)
+	}
 }
 
 func (p *Pool) join() {
@@ -280,10 +291,13 @@ func (p *Pool) Alive(addr string) bool {
 
 // Close leaves the pool and stops the background work.
 func (p *Pool) Close() error {
-	p.cancel()
-	p.wg.Wait()
-	_ = p.ml.Leave(500 * time.Millisecond)
-	return p.ml.Shutdown()
+	p.closeOnce.Do(func() {
+		p.cancel()
+		p.wg.Wait()
+		_ = p.ml.Leave(500 * time.Millisecond)
+		p.closeErr = p.ml.Shutdown()
+	})
+	return p.closeErr
 }
 
 type delegate struct{ meta []byte }

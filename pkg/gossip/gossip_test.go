@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,4 +161,29 @@ func TestStartWantsTheTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Timeout") {
 		t.Fatalf("Start without a Timeout: err = %v", err)
 	}
+}
+
+// OnChange reports a member joining and going (memberlist may report a
+// graceful leave as dead).
+func TestOnChangeReportsJoinAndLeave(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	a := startNode(t, "master@a", RoleMaster, nil, nil, func(o *Options) {
+		o.OnChange = func(m Member, old string) {
+			mu.Lock()
+			seen = append(seen, m.Name+":"+old+">"+m.State)
+			mu.Unlock()
+		}
+	})
+	b := startNode(t, "worker@b", RoleWorker, []string{a.addr}, nil)
+	has := func(s string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(seen, s)
+	}
+	waitUntil(t, "worker@b reported alive", func() bool { return has("worker@b:>alive") })
+	if err := b.pool.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "worker@b reported gone", func() bool { return has("worker@b:alive>left") || has("worker@b:alive>dead") })
 }

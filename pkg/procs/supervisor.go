@@ -65,10 +65,48 @@ type SupervisorOptions struct {
 	// Adopted is a process found by Adopt: Run watches it instead of
 	// starting a new one first.
 	Adopted *Process
+	// OnStart, OnExit and OnRestart, if set, are called from the
+	// supervising goroutine (they must not block): after each process
+	// start, after each end of a process with why it ended (one of the
+	// Exit* reasons), and when a process that ended on its own is started
+	// again under the Policy. Metrics count them.
+	OnStart   func(pid int)
+	OnExit    func(reason string)
+	OnRestart func()
 	// CheckInterval is how often MaxAge and MaxRSS are checked (default 5s).
 	CheckInterval time.Duration
 	// TailLines is how many log lines Status.LogTail holds (default 20).
 	TailLines int
+}
+
+// Why a process ended, as SupervisorOptions.OnExit reports it.
+const (
+	ExitSuccess     = "success"      // exit status 0
+	ExitFailure     = "failure"      // a non-zero exit status
+	ExitSignal      = "signal"       // killed by a signal it was not sent by a stop
+	ExitUnknown     = "unknown"      // an adopted process: its status cannot be collected
+	ExitStopped     = "stopped"      // stopped on request
+	ExitReplaced    = "replaced"     // stopped for a rolling restart or recycling
+	ExitStartFailed = "start_failed" // it could not be started at all
+)
+
+// exitReason classifies an exit that no request caused.
+func exitReason(es ExitStatus) string {
+	switch {
+	case !es.Known:
+		return ExitUnknown
+	case es.Signal != 0:
+		return ExitSignal
+	case es.Code != 0:
+		return ExitFailure
+	}
+	return ExitSuccess
+}
+
+func (s *Supervisor) exited(reason string) {
+	if s.opts.OnExit != nil {
+		s.opts.OnExit(reason)
+	}
 }
 
 // Supervisor runs one executor: it starts its process, waits for it and
@@ -237,6 +275,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			p, err = Start(spec)
 			if err != nil {
 				s.log.Warn("start failed", "err", err)
+				s.exited(ExitStartFailed)
 				now := s.opts.Clock.Now()
 				s.mu.Lock()
 				// A command that cannot be executed will not become
@@ -257,6 +296,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.proc = p
 			s.mu.Unlock()
 			s.log.Info("started", "pid", p.PID(), "cpus", FormatCPUList(s.spec.CPUs))
+			if s.opts.OnStart != nil {
+				s.opts.OnStart(p.PID())
+			}
 		}
 		s.update(func(st *Status) {
 			st.State = StateRunning
@@ -325,11 +367,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.update(func(st *Status) { st.LastExit = es.String(); st.LogTail = tail; st.PID = 0 })
 		switch {
 		case stopping:
+			s.exited(ExitStopped)
 			s.setState(StateStopped)
 			return nil
 		case replacing:
+			s.exited(ExitReplaced)
 			continue
 		}
+		s.exited(exitReason(es))
 		s.mu.Lock()
 		d := s.core.Exited(now, uptime, es.Success())
 		s.mu.Unlock()
@@ -379,6 +424,9 @@ func (s *Supervisor) afterExit(ctx context.Context, d Decision, pending *[]reque
 	s.mu.Lock()
 	s.core.Restarted(s.opts.Clock.Now())
 	s.mu.Unlock()
+	if s.opts.OnRestart != nil {
+		s.opts.OnRestart()
+	}
 	return false, nil
 }
 
@@ -437,6 +485,7 @@ func (s *Supervisor) Stop(ctx context.Context, hard bool) error {
 		s.proc = nil
 	}
 	s.mu.Unlock()
+	s.exited(ExitStopped)
 	s.update(func(st *Status) { st.State = StateStopped; st.LastExit = es.String(); st.PID = 0 })
 	return nil
 }
