@@ -60,6 +60,10 @@ type Master struct {
 	http  *http.Server
 	lock  *os.File
 
+	// verdicts are the masters' shared judgements of the leader (the
+	// host-loss detector, see watchLeader).
+	verdicts *verdicts
+
 	serveDone chan error
 
 	ecvDisabled atomic.Bool
@@ -104,6 +108,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	m.opts = opts
 	m.log = opts.Logger.With("master", m.self)
 	m.boot = datadir.RandomID()
+	m.verdicts = newVerdicts(m.self, m.boot, m.log)
 	if opts.DataDir == "" {
 		return nil, errors.New("master: no data dir given (-datadir)")
 	}
@@ -143,11 +148,12 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 		Name: "master@" + m.self, BindIP: ip, Port: opts.Port, Streams: gossipLn,
 		Meta: gossip.Meta{Role: gossip.RoleMaster, API: m.self, Boot: m.boot},
 		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
-		Seeds: opts.Masters, Logger: m.log,
+		Seeds: opts.Masters, Logger: m.log, OnMessage: m.verdicts.receive,
 	})
 	if err != nil {
 		return nil, err
 	}
+	m.verdicts.send = m.pool.Send
 	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = m.http.Serve(httpLn) }()
 	ok = true
@@ -170,7 +176,7 @@ func (m *Master) Run(ctx context.Context) error {
 			return nil
 		}
 	})
-	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.log); return nil })
+	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.verdicts, m.log); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
 	err := g.Wait()
