@@ -192,6 +192,9 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 	}
 	for i := range views {
 		views[i].Quorum = quorum
+		if g, ok := m.pool.Member("master@" + views[i].Addr); ok {
+			views[i].Gossip, views[i].GossipSince = g.State, g.Since.UTC()
+		}
 	}
 	writeJSON(w, views)
 }

@@ -273,6 +273,15 @@ func resolveIP(host string) (string, error) {
 	return ips[0].String(), nil
 }
 
+// gossipState is the gossip pool's state of a member here ("unknown" if
+// the pool has not seen it).
+func (m *Master) gossipState(name string) string {
+	if g, ok := m.pool.Member(name); ok {
+		return g.State
+	}
+	return "unknown"
+}
+
 // workerAlive reports whether the leader heard from worker id within the
 // failover timeout.
 func (m *Master) workerAlive(id string, now time.Time) bool {
@@ -297,6 +306,9 @@ func (m *Master) workersView(st *State, now time.Time) []cluster.Worker {
 		v.LastSeen = m.lastSeen[w.ID]
 		m.mu.Unlock()
 		v.Alive = !v.LastSeen.IsZero() && now.Sub(v.LastSeen) < m.opts.FailoverTimeout
+		if g, ok := m.pool.Member("worker@" + w.ID); ok {
+			v.Gossip, v.GossipSince = g.State, g.Since.UTC()
+		}
 		v.Executors = []string{}
 		used := map[int]bool{}
 		for _, app := range st.Apps {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/gossip"
 )
 
 // handleHeartbeat records a worker as alive, folds the state changes it
@@ -154,15 +155,24 @@ func (m *Master) reconcile(now time.Time) error {
 	st := m.fsm.snapshotState()
 	// 1. Executors on workers that stayed unreachable past the timeout.
 	var lost []string
+	gone := map[string]string{} // lost worker -> its gossip state here
 	for _, app := range st.Apps {
 		for _, e := range app.Executors {
 			if e.Worker != "" && !m.workerAlive(e.Worker, now) {
 				lost = append(lost, e.ID)
+				gone[e.Worker] = m.gossipState("worker@" + e.Worker)
 			}
 		}
 	}
 	if len(lost) > 0 {
-		m.log.Warn("workers unreachable past the failover timeout; rescheduling their executors", "executors", lost, "timeout", m.opts.FailoverTimeout)
+		// The heartbeat clock decides; gossip is reported beside it, as
+		// the reason's confirmation when it agrees.
+		agrees := true
+		for _, g := range gone {
+			agrees = agrees && g != gossip.StateAlive
+		}
+		m.log.Warn("workers unreachable past the failover timeout; rescheduling their executors", "executors", lost, "timeout", m.opts.FailoverTimeout,
+			"gossip", gone, "gossip_agrees", agrees)
 		if _, err := m.apply(command{Op: opUnassign, Lost: lost}); err != nil {
 			return err
 		}

@@ -359,13 +359,13 @@ func runMasters(ctx context.Context, env Env, g global, args []string) error {
 		return printJSON(env.Stdout, ms)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM")
+	fmt.Fprintln(tw, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM\tGOSSIP")
 	for _, m := range ms {
 		lc := "-"
 		if !m.LastContact.IsZero() {
 			lc = time.Since(m.LastContact).Round(time.Millisecond).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%t\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%t\t%s\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum, gossipState(m.Gossip, m.GossipSince))
 	}
 	return tw.Flush()
 }
@@ -389,11 +389,22 @@ func runWorkers(ctx context.Context, env Env, g global, args []string) error {
 		return printJSON(env.Stdout, ws)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tADDR\tALIVE\tCPUS\tFREE\tEXECUTORS")
+	fmt.Fprintln(tw, "WORKER\tADDR\tALIVE\tCPUS\tFREE\tEXECUTORS\tGOSSIP")
 	for _, w := range ws {
-		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%d\n", w.ID, w.Addr, w.Alive, ints(w.CPUs), ints(w.FreeCPUs), len(w.Executors))
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\t%d\t%s\n", w.ID, w.Addr, w.Alive, ints(w.CPUs), ints(w.FreeCPUs), len(w.Executors), gossipState(w.Gossip, w.GossipSince))
 	}
 	return tw.Flush()
+}
+
+// gossipState shows a member's gossip state and how long it has held it.
+func gossipState(state string, since time.Time) string {
+	if state == "" {
+		return "-"
+	}
+	if since.IsZero() {
+		return state
+	}
+	return fmt.Sprintf("%s %s", state, time.Since(since).Round(time.Second))
 }
 
 func runLogs(ctx context.Context, env Env, g global, args []string) error {

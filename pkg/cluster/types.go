@@ -125,6 +125,12 @@ type Worker struct {
 	// Executors and FreeCPUs are filled in by the API, not replicated.
 	Executors []string `json:"executors"`
 	FreeCPUs  []int    `json:"free_cpus"`
+	// Gossip is the worker's state in the gossip pool as the answering
+	// master sees it (alive | suspect | dead | left; empty if unknown),
+	// since GossipSince. Shown, never acted on alone: Alive (heartbeats
+	// within the failover timeout) decides rescheduling.
+	Gossip      string    `json:"gossip,omitempty"`
+	GossipSince time.Time `json:"gossip_since,omitzero"`
 }
 
 // Master is one configured master, as seen by the master answering.
@@ -137,6 +143,11 @@ type Master struct {
 	Leader      string    `json:"leader"`
 	CommitIndex uint64    `json:"commit_index,omitempty"`
 	Error       string    `json:"error,omitempty"`
+	// Gossip is the master's state in the gossip pool as the answering
+	// master sees it (alive | suspect | dead | left; empty if unknown),
+	// since GossipSince.
+	Gossip      string    `json:"gossip,omitempty"`
+	GossipSince time.Time `json:"gossip_since,omitzero"`
 }
 
 // Assignment is what the leader tells a worker to run.

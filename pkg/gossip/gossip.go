@@ -293,6 +293,14 @@ func (p *Pool) Members() []Member {
 	return out
 }
 
+// Member returns the member named name as this node sees it.
+func (p *Pool) Member(name string) (Member, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m, ok := p.members[name]
+	return m, ok
+}
+
 // Alive reports whether the node at addr (host:port) is alive in our view
 // (a suspect member is still a member until it is declared dead).
 func (p *Pool) Alive(addr string) bool {
