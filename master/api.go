@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -98,6 +99,16 @@ func (m *Master) auth(h http.HandlerFunc) http.HandlerFunc {
 
 // lead runs h on the leader and forwards the request to it from any other
 // master, streaming bodies both ways.
+// forwardTransport carries requests a follower forwards to the leader. A
+// leader whose machine is gone answers nothing: a fresh connection per
+// request with a short dial timeout turns that into a quick "no leader"
+// (the client retries, by then on the new leader), where a kept-alive
+// connection or the default 30 s dial would hang the request.
+var forwardTransport = &http.Transport{
+	DialContext:       (&net.Dialer{Timeout: time.Second}).DialContext,
+	DisableKeepAlives: true,
+}
+
 func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if m.isLeader() {
@@ -115,6 +126,7 @@ func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 				pr.Out.Header.Set(forwardedHeader, m.self)
 			},
 			FlushInterval: -1,
+			Transport:     forwardTransport,
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				writeError(w, fmt.Errorf("%w: the leader %s did not answer (%v); retry in a moment", ErrNoLeader, leader, err))
 			},
