@@ -105,7 +105,7 @@ func (m *Master) auth(h http.HandlerFunc) http.HandlerFunc {
 // (the client retries, by then on the new leader), where a kept-alive
 // connection or the default 30 s dial would hang the request.
 var forwardTransport = &http.Transport{
-	DialContext:       (&net.Dialer{Timeout: time.Second}).DialContext,
+	DialContext:       (&net.Dialer{Timeout: 500 * time.Millisecond}).DialContext,
 	DisableKeepAlives: true,
 }
 

@@ -159,6 +159,15 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	w.log = opts.Logger.With("worker", w.id)
 	w.client = cluster.NewClient(opts.Masters, opts.Token)
 	w.client.HTTP.Timeout = 0
+	// On a flapping link a lost SYN is resent by the kernel only after
+	// 1 s, then 3 s, 7 s: with a link that is down half of every second
+	// those resends can all land in the down half, and heartbeats fail
+	// until the worker fences itself. Short dial attempts, each a fresh
+	// SYN, get through in the next up phase (a SYN-ACK takes well under
+	// a millisecond on a LAN).
+	if tr, ok := w.client.HTTP.Transport.(*http.Transport); ok {
+		tr.DialContext = (&net.Dialer{Timeout: masterDialTimeout}).DialContext
+	}
 	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client, w.sharedStore(ctx), w.log); err != nil {
 		return nil, err
 	}
@@ -291,10 +300,13 @@ func (w *Worker) close() {
 }
 
 // heartbeatLoop reports to the leader and applies its answer. When no
-// master answers it backs off (up to a second) and says so in the log;
+// master answers it backs off (up to half a second) and says so in the log;
 // after StopAfterDisconnect without a leader it fences: it stops every
 // executor, because the masters are about to run them elsewhere.
 func (w *Worker) heartbeatLoop(ctx context.Context) {
+	// Retries stay frequent enough that a link that flaps (up for half a
+	// second at a time) carries a heartbeat in most of its up phases.
+	retryCap := max(2*w.opts.HeartbeatInterval, 500*time.Millisecond)
 	interval := w.opts.HeartbeatInterval
 	delay := time.Duration(0)
 	failures := 0
@@ -316,7 +328,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		}
 		if err != nil {
 			failures++
-			delay = min(interval<<min(failures, 3), time.Second)
+			delay = min(interval<<min(failures, 3), retryCap)
 			if failures == 1 || failures%20 == 0 {
 				w.log.Warn("cannot reach the leader through any master; retrying with backoff", "masters", w.client.Masters(), "retry_in", delay, "attempt", failures, "err", err)
 			}
@@ -354,6 +366,9 @@ func (w *Worker) sharedStore(ctx context.Context) *jarstore.Blobs {
 	w.shared = store
 	return jarstore.NewBlobs(store, w.log)
 }
+
+// masterDialTimeout bounds one TCP connect to a master.
+const masterDialTimeout = 500 * time.Millisecond
 
 // heartbeatTimeout bounds one heartbeat: short enough that a frozen or
 // partitioned master is given up on well within the fencing deadline.
