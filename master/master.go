@@ -71,7 +71,9 @@ type Master struct {
 
 	mu       sync.Mutex
 	lastSeen map[string]time.Time // worker id -> last heartbeat (leader only)
-	leading  bool
+	// graceFrom: no worker is timed out from before this (leaderGraceFrom).
+	graceFrom time.Time
+	leading   bool
 }
 
 // New binds the port, opens the data dir and the jar store, and starts
@@ -288,6 +290,9 @@ func (m *Master) workerAlive(id string, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.lastSeen[id]
+	if t.Before(m.graceFrom) {
+		t = m.graceFrom
+	}
 	return ok && now.Sub(t) < m.opts.FailoverTimeout
 }
 

@@ -141,13 +141,31 @@ func (m *Master) scheduleLoop(ctx context.Context) {
 					m.lastSeen[id] = now
 				}
 			})
-			m.log.Info("this master is now the leader", "term", m.raft.raft.CurrentTerm())
+			_, _, lease := raftTiming(m.opts.FailoverTimeout)
+			m.graceFrom = leaderGraceFrom(now, m.raft.raft.LastContact(), lease)
+			m.log.Info("this master is now the leader", "term", m.raft.raft.CurrentTerm(), "workers_timed_from", m.graceFrom.Sub(now).Round(time.Millisecond))
 		}
 		m.mu.Unlock()
 		if err := m.reconcile(time.Now()); err != nil {
 			m.log.Warn("reconcile", "err", err)
 		}
 	}
+}
+
+// leaderGraceFrom is when a new leader starts the workers' failover
+// timeout. A leader elected quickly (the host-loss detector campaigns
+// long before raft's timers would) may take over while the old leader,
+// cut off, still holds its lease and answers the workers that can reach
+// it (a worker on its machine, say): such a worker's fencing clock starts
+// only when that lease ends, at most one lease after the old leader last
+// reached this master. Timing the workers from then keeps fencing's
+// promise that a worker stops its executors before they are started
+// elsewhere.
+func leaderGraceFrom(now, lastLeaderContact time.Time, lease time.Duration) time.Time {
+	if end := lastLeaderContact.Add(lease); !lastLeaderContact.IsZero() && end.After(now) {
+		return end
+	}
+	return now
 }
 
 // reconcile performs one round of scheduling decisions.

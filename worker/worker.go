@@ -320,7 +320,10 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		case <-time.After(delay):
 		case <-w.kick:
 		}
-		hctx, cancel := context.WithTimeout(ctx, w.heartbeatTimeout())
+		// An attempt never runs past the fencing deadline, so that the
+		// fence comes on time even while masters answer slowly or not at
+		// all.
+		hctx, cancel := context.WithTimeout(ctx, min(w.heartbeatTimeout(), max(w.untilFence(), 20*time.Millisecond)))
 		reply, err := w.client.Heartbeat(hctx, w.heartbeat())
 		cancel()
 		if ctx.Err() != nil {
@@ -333,6 +336,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 				w.log.Warn("cannot reach the leader through any master; retrying with backoff", "masters", w.client.Masters(), "retry_in", delay, "attempt", failures, "err", err)
 			}
 			w.maybeFence()
+			delay = min(delay, max(w.untilFence(), 0))
 			continue
 		}
 		if failures > 0 {
@@ -378,6 +382,17 @@ func (w *Worker) heartbeatTimeout() time.Duration {
 		d = min(d, w.opts.StopAfterDisconnect/4)
 	}
 	return max(d, 2*w.opts.HeartbeatInterval)
+}
+
+// untilFence is how long until this worker fences itself if no leader
+// answers (a day when it will not: fenced already, or fencing is off).
+func (w *Worker) untilFence() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.opts.StopAfterDisconnect < 0 || w.fenced {
+		return 24 * time.Hour
+	}
+	return w.opts.StopAfterDisconnect - time.Since(w.lastContact)
 }
 
 func (w *Worker) maybeFence() {
