@@ -128,8 +128,8 @@ func (l *netLab) wrap(i int, cmd *exec.Cmd) *exec.Cmd {
 }
 
 // httpClient dials from inside node i's namespace: each dial runs on an
-// OS thread of its own that joins the namespace first (and is discarded
-// afterwards, since it stays locked).
+// OS thread locked for it, which joins the namespace and then returns to
+// its own.
 func (l *netLab) httpClient(i int) *http.Client {
 	path := filepath.Join("/var/run/netns", l.nodes[i])
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -139,18 +139,33 @@ func (l *netLab) httpClient(i int) *http.Client {
 		}
 		ch := make(chan result, 1)
 		go func() {
-			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			// The thread joins the namespace for the dial and then goes
+			// back. It must not simply end locked: a member started from
+			// this thread earlier would get its parent-death signal.
+			runtime.LockOSThread()
+			back, err := os.Open("/proc/thread-self/ns/net")
+			if err != nil {
+				runtime.UnlockOSThread()
+				ch <- result{nil, err}
+				return
+			}
+			defer back.Close()
 			f, err := os.Open(path)
 			if err != nil {
+				runtime.UnlockOSThread()
 				ch <- result{nil, err}
 				return
 			}
 			defer f.Close()
 			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+				runtime.UnlockOSThread()
 				ch <- result{nil, fmt.Errorf("join %s: %w", path, err)}
 				return
 			}
 			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if unix.Setns(int(back.Fd()), unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread()
+			} // else the thread stays locked and ends with the goroutine
 			ch <- result{c, err}
 		}()
 		r := <-ch
@@ -443,4 +458,24 @@ func (r *results) writeNet(w io.Writer, cfg config) {
 		rows = append(rows, []string{s, strconv.Itoa(len(r.mute[s])), strconv.Itoa(disrupted), strconv.FormatUint(bumps, 10), strconv.Itoa(moved)})
 	}
 	table(w, []string{"system", "rounds", "rounds with an election without cause", "term increases", "rounds where the leader moved"}, rows)
+
+	hl := summarize(r.netFailover[faultHostLoss]["gear"])
+	causeless := 0
+	for _, pr := range r.mute["gear"] {
+		if pr.disrupted() {
+			causeless++
+		}
+	}
+	pass := func(ok bool) string {
+		if ok {
+			return "PASS"
+		}
+		return "MISS"
+	}
+	fmt.Fprintf(w, "\ngear targets for network faults:\n\n")
+	table(w, []string{"target", "measured", "result"}, [][]string{
+		{"host loss: median <= 1.000 s", secs(hl.Median), pass(hl.N > 0 && hl.Median <= time.Second && r.netMisses[faultHostLoss]["gear"] == 0)},
+		{"host loss: p90 <= 1.500 s", secs(hl.P90), pass(hl.N > 0 && hl.P90 <= 1500*time.Millisecond && r.netMisses[faultHostLoss]["gear"] == 0)},
+		{"one follower cut off: no election", fmt.Sprintf("%d of %d rounds disrupted", causeless, len(r.mute["gear"])), pass(causeless == 0 && len(r.mute["gear"]) > 0)},
+	})
 }
