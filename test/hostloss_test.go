@@ -434,3 +434,29 @@ func TestLeaderHostWithWorkerLost(t *testing.T) {
 		t.Fatalf("executors moved %v after the loss, want within failover.timeout + 2s = %v", took, timeout+2*time.Second)
 	}
 }
+
+// gear masters and gear workers show each member's gossip state as the
+// answering master sees it, in -json as "gossip" and "gossip_since".
+func TestGossipStateShown(t *testing.T) {
+	c := newCluster(t, clusterOpts{masters: 1, workers: 1})
+	waitFor(t, 30*time.Second, "the master and the worker alive in gossip", func() bool {
+		out, _, code := c.gear("masters", "-json")
+		var ms []cluster.Master
+		if code != 0 || json.Unmarshal([]byte(out), &ms) != nil || len(ms) != 1 || ms[0].Gossip != "alive" || ms[0].GossipSince.IsZero() {
+			return false
+		}
+		out, _, code = c.gear("workers", "-json")
+		var ws []cluster.Worker
+		return code == 0 && json.Unmarshal([]byte(out), &ws) == nil && len(ws) == 1 && ws[0].Gossip == "alive" && !ws[0].GossipSince.IsZero()
+	})
+	for _, cmd := range []string{"masters", "workers"} {
+		out := c.mustGear(cmd)
+		if !strings.Contains(out, "GOSSIP") || !strings.Contains(out, "alive") {
+			t.Fatalf("gear %s does not show the gossip state:\n%s", cmd, out)
+		}
+	}
+	out := c.mustGear("workers", "-json")
+	if !strings.Contains(out, `"gossip": "alive"`) || !strings.Contains(out, `"gossip_since": "`) {
+		t.Fatalf("gear workers -json lacks gossip/gossip_since:\n%s", out)
+	}
+}
