@@ -56,6 +56,7 @@ type config struct {
 	verbose     bool
 	netRounds   int
 	muteObserve time.Duration
+	flapRounds  int
 }
 
 func parseFlags(args []string) (config, error) {
@@ -73,13 +74,14 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.md, "md", "", "also write the result tables to this Markdown file")
 	fs.BoolVar(&c.verbose, "v", false, "log every round")
 	fs.IntVar(&c.netRounds, "net-rounds", 8, "network fault rounds per system and fault (host loss, leader mute, one follower mute), members in namespaces; needs root; 0 skips")
+	fs.IntVar(&c.flapRounds, "flap-rounds", 3, "flapping-worker rounds (gear only, with the network faults)")
 	fs.DurationVar(&c.muteObserve, "mute-observe", 5*time.Second, "how long one follower stays unable to reach the leader")
 	quick := fs.Bool("quick", false, "smoke run: 3 kill rounds, 1 pause round per length, 1 cold start")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if *quick {
-		c.rounds, c.pauseRounds, c.startups, c.netRounds = 3, 1, 1, 2
+		c.rounds, c.pauseRounds, c.startups, c.netRounds, c.flapRounds = 3, 1, 1, 2, 1
 	}
 	for _, p := range strings.Split(*pauses, ",") {
 		if p = strings.TrimSpace(p); p == "" {
@@ -307,6 +309,7 @@ type results struct {
 	netFailover map[string]map[string][]time.Duration
 	netMisses   map[string]map[string]int
 	mute        map[string][]pauseResult
+	flap        []flapResult
 	netSkipped  string
 }
 

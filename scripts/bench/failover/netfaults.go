@@ -335,7 +335,8 @@ var netFaults = []string{faultHostLoss, faultLeaderMute}
 // each system's three members on three nodes of one lab and the probes on
 // a seventh.
 func measureNet(ctx context.Context, cfg config, tmp, gearBin, etcdBin string, res *results, log *slog.Logger) error {
-	lab, err := newNetLab(2*size + 1)
+	// nodes: gear 0-2, etcd 3-5, the probes 6, gear's worker 7
+	lab, err := newNetLab(2*size + 2)
 	if err != nil {
 		res.netSkipped = err.Error()
 		log.Warn("skipping the network fault rounds", "err", err)
@@ -414,6 +415,15 @@ func measureNet(ctx context.Context, cfg config, tmp, gearBin, etcdBin string, r
 		}
 		log.Info("network fault rounds", "done", r+1, "of", cfg.netRounds)
 	}
+	if cfg.flapRounds > 0 {
+		gb, _ := groups[0].b.(*gearBackend)
+		fr, err := flapRounds(ctx, groups[0], gb, 2*size+1, 2*size, cfg.flapRounds)
+		res.flap = fr
+		if err != nil {
+			return fmt.Errorf("flapping worker: %w", err)
+		}
+		log.Info("flapping-worker rounds", "rounds", len(fr))
+	}
 	return nil
 }
 
@@ -459,11 +469,26 @@ func (r *results) writeNet(w io.Writer, cfg config) {
 	}
 	table(w, []string{"system", "rounds", "rounds with an election without cause", "term increases", "rounds where the leader moved"}, rows)
 
+	if len(r.flap) > 0 {
+		fmt.Fprintf(w, "\nA worker's link flaps (its bridge port stops forwarding for 0.5 s, then forwards for 0.5 s, for 10 s), gear only:\n\n")
+		rows = nil
+		for i, fr := range r.flap {
+			rows = append(rows, []string{strconv.Itoa(i + 1), strconv.FormatBool(fr.Downed), strconv.Itoa(fr.Restarted), strconv.FormatUint(fr.Elections, 10)})
+		}
+		table(w, []string{"round", "worker downed", "executors restarted", "term increases"}, rows)
+	}
+
 	hl := summarize(r.netFailover[faultHostLoss]["gear"])
 	causeless := 0
 	for _, pr := range r.mute["gear"] {
 		if pr.disrupted() {
 			causeless++
+		}
+	}
+	flapBad := 0
+	for _, fr := range r.flap {
+		if fr.Downed || fr.Restarted > 0 || fr.Elections > 0 {
+			flapBad++
 		}
 	}
 	pass := func(ok bool) string {
@@ -477,5 +502,6 @@ func (r *results) writeNet(w io.Writer, cfg config) {
 		{"host loss: median <= 1.000 s", secs(hl.Median), pass(hl.N > 0 && hl.Median <= time.Second && r.netMisses[faultHostLoss]["gear"] == 0)},
 		{"host loss: p90 <= 1.500 s", secs(hl.P90), pass(hl.N > 0 && hl.P90 <= 1500*time.Millisecond && r.netMisses[faultHostLoss]["gear"] == 0)},
 		{"one follower cut off: no election", fmt.Sprintf("%d of %d rounds disrupted", causeless, len(r.mute["gear"])), pass(causeless == 0 && len(r.mute["gear"]) > 0)},
+		{"flapping worker: not downed, no restart, no election", fmt.Sprintf("%d of %d rounds disturbed", flapBad, len(r.flap)), pass(flapBad == 0 && len(r.flap) > 0)},
 	})
 }
