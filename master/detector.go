@@ -1,6 +1,7 @@
 package master
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +35,10 @@ type verdict struct {
 	Term   uint64    // the term it judged it in
 	Since  time.Time // first heard of, without a break, on the deciding master's clock
 	At     time.Time // last refreshed, on the deciding master's clock
+	// The judging voter's last log entry (term, index): the voter with the
+	// most recent log campaigns first, since the others would refuse a
+	// candidate whose log is behind theirs.
+	LogTerm, LogIndex uint64
 }
 
 // action is what decide tells the follower to do.
@@ -59,9 +64,10 @@ type detectorInput struct {
 	Now      time.Time
 	// TTL: a verdict not refreshed within it is stale and does not count.
 	TTL time.Duration
-	// Stagger: the agreeing voters campaign in address order, the k-th
-	// one k*Stagger after the majority formed, so that they do not split
-	// the vote and a second one tries if the first could not win.
+	// Stagger: the agreeing voters campaign one after the other, most
+	// recent log first (then by address), the k-th one k*Stagger after the
+	// majority formed, so that they do not split the vote and the next
+	// one tries if one could not win.
 	Stagger time.Duration
 	// LastCampaign is when this master last campaigned (zero: never);
 	// it does not campaign again within Backoff of it.
@@ -72,7 +78,7 @@ type detectorInput struct {
 // outcome is decide's answer, with what it was based on, for the logs.
 type outcome struct {
 	Action action
-	Agree  []string  // voters with a fresh "silent" verdict, in address order
+	Agree  []string  // voters with a fresh "silent" verdict, in campaign order
 	Need   int       // how many make a majority
 	Formed time.Time // when the majority formed (zero if none)
 }
@@ -102,7 +108,16 @@ func decide(in detectorInput) outcome {
 	for from := range latest {
 		out.Agree = append(out.Agree, from)
 	}
-	slices.SortFunc(out.Agree, strings.Compare)
+	slices.SortFunc(out.Agree, func(a, b string) int {
+		va, vb := latest[a], latest[b]
+		if c := cmp.Compare(vb.LogTerm, va.LogTerm); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(vb.LogIndex, va.LogIndex); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
 	if len(out.Agree) < out.Need {
 		return out
 	}

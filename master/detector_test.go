@@ -48,6 +48,18 @@ func TestDecide(t *testing.T) {
 		{"five voters: three agree, the first campaigns", base(b, five, 300, silent(b, 0, 300), silent(d, 50, 300), silent(e, 120, 300)), campaign, []string{b, d, e}},
 		{"five voters: a lost voter does not delay the campaign", base(d, five, 300, silent(c, 0, 300), silent(d, 50, 300), silent(e, 120, 300)), wait, []string{c, d, e}},
 		{"five voters: two agree is no majority", base(b, five, 300, silent(b, 0, 300), silent(c, 0, 300)), wait, []string{b, c}},
+		{"the most recent log campaigns first, whatever its address", func() detectorInput {
+			b0, c0 := silent(b, 0, 300), silent(c, 100, 300)
+			b0.LogTerm, b0.LogIndex = 4, 6 // b was the old leader: behind
+			c0.LogTerm, c0.LogIndex = 5, 8
+			return base(c, three, 300, b0, c0)
+		}(), campaign, []string{c, b}},
+		{"with an older log, wait for the up-to-date one", func() detectorInput {
+			b0, c0 := silent(b, 0, 300), silent(c, 100, 300)
+			b0.LogTerm, b0.LogIndex = 5, 7
+			c0.LogTerm, c0.LogIndex = 5, 8
+			return base(b, three, 300, b0, c0)
+		}(), wait, []string{c, b}},
 		{"recently campaigned: back off", func() detectorInput {
 			in := base(b, three, 300, silent(b, 0, 300), silent(c, 100, 300))
 			in.LastCampaign = at(0)

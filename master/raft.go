@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -215,7 +216,8 @@ func (n *raftNode) watchLeader(ctx context.Context, self string, vs *verdicts, l
 					log.Warn("leader's machine does not answer; asking the other masters whether they find it silent too", "leader", p.leader, "term", p.term, "probe_timeout", probeTimeout)
 				}
 				judged, judgedTerm = p.leader, p.term
-				vs.judge(p.leader, p.term, n.voters())
+				lt, li := n.logPosition()
+				vs.judge(p.leader, p.term, lt, li, n.voters())
 			}
 			continue
 		case <-tick.C:
@@ -277,6 +279,12 @@ func (n *raftNode) watchLeader(ctx context.Context, self string, vs *verdicts, l
 		n.timeoutNow(self, log)
 		deadSince = time.Now().Add(time.Duration(len(survivors)) * 2 * quiet) // back off before trying again
 	}
+}
+
+// logPosition is the term and index of this master's last log entry.
+func (n *raftNode) logPosition() (term, index uint64) {
+	term, _ = strconv.ParseUint(n.raft.Stats()["last_log_term"], 10, 64)
+	return term, n.raft.LastIndex()
 }
 
 // timeoutNow makes this master campaign at once, skipping pre-vote and

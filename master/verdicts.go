@@ -44,6 +44,9 @@ type verdictMsg struct {
 	Leader string `json:"leader"`
 	Term   uint64 `json:"term"`
 	Silent bool   `json:"silent"` // false withdraws
+	// The sender's last log entry, for the campaign order (see decide).
+	LogTerm  uint64 `json:"log_term,omitempty"`
+	LogIndex uint64 `json:"log_index,omitempty"`
 	// SilentMS is how long the sender has found the leader silent, for
 	// the logs; freshness is judged on the receiver's clock.
 	SilentMS int64 `json:"silent_ms,omitempty"`
@@ -58,16 +61,17 @@ func newVerdicts(self, boot string, log *slog.Logger) *verdicts {
 
 // judge records this master's verdict that leader is silent in term and
 // tells the other voters.
-func (v *verdicts) judge(leader string, term uint64, voters []string) {
+func (v *verdicts) judge(leader string, term, logTerm, logIndex uint64, voters []string) {
 	v.mu.Lock()
 	v.seq++
-	msg := verdictMsg{From: v.self, Boot: v.boot, Seq: v.seq, Leader: leader, Term: term, Silent: true}
+	msg := verdictMsg{From: v.self, Boot: v.boot, Seq: v.seq, Leader: leader, Term: term, Silent: true, LogTerm: logTerm, LogIndex: logIndex}
 	now := v.now()
 	e, ok := v.book[v.self]
 	if !ok || e.Leader != leader || e.Term != term {
 		e = bookEntry{verdict: verdict{From: v.self, Leader: leader, Term: term, Since: now}}
 	}
 	e.At, e.boot, e.seq = now, v.boot, v.seq
+	e.LogTerm, e.LogIndex = logTerm, logIndex
 	v.book[v.self] = e
 	msg.SilentMS = now.Sub(e.Since).Milliseconds()
 	v.mu.Unlock()
@@ -137,6 +141,7 @@ func (v *verdicts) receive(b []byte) {
 		v.log.Info("a master finds the leader silent", "from", msg.From, "leader", msg.Leader, "term", msg.Term, "silent_ms", msg.SilentMS)
 	}
 	e.At, e.boot, e.seq = now, msg.Boot, msg.Seq
+	e.LogTerm, e.LogIndex = msg.LogTerm, msg.LogIndex
 	v.book[msg.From] = e
 }
 

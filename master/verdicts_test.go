@@ -31,7 +31,7 @@ func TestVerdictSharing(t *testing.T) {
 		vc.receive(msg)
 		return nil
 	}
-	vb.judge(l, 4, voters)
+	vb.judge(l, 4, 1, 10, voters)
 	if len(sent) != 1 || sent[0] != c {
 		t.Fatalf("b sent to %v, want only c (not itself, not the leader)", sent)
 	}
@@ -41,7 +41,7 @@ func TestVerdictSharing(t *testing.T) {
 	}
 	older := append([]byte(nil), last...)
 	clock = clock.Add(300 * time.Millisecond)
-	vb.judge(l, 4, voters)
+	vb.judge(l, 4, 1, 10, voters)
 	got = vc.all()
 	if len(got) != 1 || !got[0].Since.Equal(time.Unix(5000, 0)) || !got[0].At.Equal(clock) {
 		t.Fatalf("a refresh must keep Since and move At: %+v", got)
@@ -67,7 +67,7 @@ func TestVerdictSharing(t *testing.T) {
 	if got := vb.all(); len(got) != 0 {
 		t.Fatalf("b withdrew, but its book holds %+v", got)
 	}
-	vb.judge(l, 4, voters)
+	vb.judge(l, 4, 1, 10, voters)
 	if got := vb.all(); len(got) != 1 || got[0].From != b {
 		t.Fatalf("b's own verdict is missing from its book: %+v", got)
 	}
