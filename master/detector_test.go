@@ -55,10 +55,10 @@ func TestDecide(t *testing.T) {
 			return base(c, three, 300, b0, c0)
 		}(), campaign, []string{c, b}},
 		{"with an older log, wait for the up-to-date one", func() detectorInput {
-			b0, c0 := silent(b, 0, 300), silent(c, 100, 300)
+			b0, c0 := silent(b, 0, 250), silent(c, 100, 250)
 			b0.LogTerm, b0.LogIndex = 5, 7
 			c0.LogTerm, c0.LogIndex = 5, 8
-			return base(b, three, 300, b0, c0)
+			return base(b, three, 250, b0, c0)
 		}(), wait, []string{c, b}},
 		{"recently campaigned: back off", func() detectorInput {
 			in := base(b, three, 300, silent(b, 0, 300), silent(c, 100, 300))
