@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
@@ -128,6 +129,14 @@ func flapRounds(ctx context.Context, g *netGroup, b *gearBackend, workerNode, cl
 	}
 	id := strings.TrimSpace(string(out))
 	defer func() { _, _ = gearCLI(context.Background(), g.lab, cliNode, b, "app", "kill", id) }()
+	// Executors run in process groups of their own and outlive a killed
+	// worker: every one seen is killed at the end.
+	seen := map[int]bool{}
+	defer func() {
+		for pid := range seen {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}()
 	var res []flapResult
 	for r := range rounds {
 		var before map[string]int
@@ -177,6 +186,12 @@ func flapRounds(ctx context.Context, g *netGroup, b *gearBackend, workerNode, cl
 		after, err := app(id)
 		if err != nil {
 			return res, err
+		}
+		for _, pid := range before {
+			seen[pid] = true
+		}
+		for _, pid := range after {
+			seen[pid] = true
 		}
 		for e, pid := range before {
 			if after[e] != pid {
