@@ -152,23 +152,3 @@ func TestDecideOverTime(t *testing.T) {
 		t.Fatalf("c after withdrawing: %v, want idle", got)
 	}
 }
-
-// A leader elected while the old one may still hold its lease times the
-// workers from the end of that lease; otherwise from now.
-func TestLeaderGraceFrom(t *testing.T) {
-	now := time.Unix(100, 0)
-	lease := 1500 * time.Millisecond
-	for _, tt := range []struct {
-		name    string
-		contact time.Time
-		want    time.Time
-	}{
-		{"fast election: the old lease may run 1.1s more", now.Add(-400 * time.Millisecond), now.Add(1100 * time.Millisecond)},
-		{"slow election: the old lease is over", now.Add(-3 * time.Second), now},
-		{"no leader heard of (cold start)", time.Time{}, now},
-	} {
-		if got := leaderGraceFrom(now, tt.contact, lease); !got.Equal(tt.want) {
-			t.Errorf("%s: %v, want %v", tt.name, got.Sub(now), tt.want.Sub(now))
-		}
-	}
-}

@@ -71,9 +71,10 @@ type Master struct {
 
 	mu       sync.Mutex
 	lastSeen map[string]time.Time // worker id -> last heartbeat (leader only)
-	// graceFrom: no worker is timed out from before this (leaderGraceFrom).
-	graceFrom time.Time
-	leading   bool
+	leading  bool
+	// quorumAt is when this leader last confirmed its quorum (see
+	// confirmLoop); zero when not leading.
+	quorumAt time.Time
 }
 
 // New binds the port, opens the data dir and the jar store, and starts
@@ -180,6 +181,7 @@ func (m *Master) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.verdicts, m.log); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
+	g.Go(func() error { m.confirmLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
 	err := g.Wait()
 	m.shutdown()
@@ -290,9 +292,6 @@ func (m *Master) workerAlive(id string, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.lastSeen[id]
-	if t.Before(m.graceFrom) {
-		t = m.graceFrom
-	}
 	return ok && now.Sub(t) < m.opts.FailoverTimeout
 }
 

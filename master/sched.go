@@ -74,7 +74,9 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, m.assignments(hb.Worker.ID))
+	reply := m.assignments(hb.Worker.ID)
+	reply.QuorumAgeMS = m.quorumAge().Milliseconds()
+	writeJSON(w, reply)
 }
 
 // changed reports whether a worker's report differs from the replicated
@@ -141,31 +143,13 @@ func (m *Master) scheduleLoop(ctx context.Context) {
 					m.lastSeen[id] = now
 				}
 			})
-			_, _, lease := raftTiming(m.opts.FailoverTimeout)
-			m.graceFrom = leaderGraceFrom(now, m.raft.raft.LastContact(), lease)
-			m.log.Info("this master is now the leader", "term", m.raft.raft.CurrentTerm(), "workers_timed_from", m.graceFrom.Sub(now).Round(time.Millisecond))
+			m.log.Info("this master is now the leader", "term", m.raft.raft.CurrentTerm())
 		}
 		m.mu.Unlock()
 		if err := m.reconcile(time.Now()); err != nil {
 			m.log.Warn("reconcile", "err", err)
 		}
 	}
-}
-
-// leaderGraceFrom is when a new leader starts the workers' failover
-// timeout. A leader elected quickly (the host-loss detector campaigns
-// long before raft's timers would) may take over while the old leader,
-// cut off, still holds its lease and answers the workers that can reach
-// it (a worker on its machine, say): such a worker's fencing clock starts
-// only when that lease ends, at most one lease after the old leader last
-// reached this master. Timing the workers from then keeps fencing's
-// promise that a worker stops its executors before they are started
-// elsewhere.
-func leaderGraceFrom(now, lastLeaderContact time.Time, lease time.Duration) time.Time {
-	if end := lastLeaderContact.Add(lease); !lastLeaderContact.IsZero() && end.After(now) {
-		return end
-	}
-	return now
 }
 
 // reconcile performs one round of scheduling decisions.

@@ -339,6 +339,20 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 			delay = min(delay, max(w.untilFence(), 0))
 			continue
 		}
+		// The contact counts from when the leader last confirmed that a
+		// quorum of masters follows it (see master/quorum.go): a leader
+		// cut off from the others answers until its lease ends, while a
+		// new one may already be counting towards rescheduling.
+		contact := time.Now().Add(-time.Duration(max(reply.QuorumAgeMS, 0)) * time.Millisecond)
+		if w.opts.StopAfterDisconnect > 0 && time.Since(contact) >= w.opts.StopAfterDisconnect {
+			failures++
+			delay = min(interval<<min(failures, 3), retryCap)
+			if failures == 1 || failures%20 == 0 {
+				w.log.Warn("the leader answers but has not confirmed its quorum of masters for too long; retrying", "leader", reply.Leader, "quorum_age_ms", reply.QuorumAgeMS, "attempt", failures)
+			}
+			w.maybeFence()
+			continue
+		}
 		if failures > 0 {
 			w.log.Info("reached the leader again", "leader", reply.Leader, "after_attempts", failures)
 		}
@@ -346,7 +360,9 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.client.SetMasters(reply.Masters)
 		w.client.Prefer(reply.Leader)
 		w.mu.Lock()
-		w.lastContact = time.Now()
+		if contact.After(w.lastContact) {
+			w.lastContact = contact
+		}
 		w.fenced = false
 		w.mu.Unlock()
 		w.quorumDownLogged = false

@@ -186,6 +186,12 @@ type HeartbeatReply struct {
 	Leader      string       `json:"leader"`
 	Masters     []string     `json:"masters"`
 	Assignments []Assignment `json:"assignments"`
+	// QuorumAgeMS is how long before answering the leader last confirmed
+	// that a quorum of masters still follows it. A worker's fencing clock
+	// runs from then, not from the answer: a leader cut off from the
+	// other masters may answer until its lease runs out, while a new
+	// leader already times the workers from its election.
+	QuorumAgeMS int64 `json:"quorum_age_ms,omitempty"`
 }
 
 // SubmitRequest is the body of POST /api/v1/apps.
