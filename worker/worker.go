@@ -343,8 +343,8 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		// quorum of masters follows it (see master/quorum.go): a leader
 		// cut off from the others answers until its lease ends, while a
 		// new one may already be counting towards rescheduling.
-		contact := time.Now().Add(-time.Duration(max(reply.QuorumAgeMS, 0)) * time.Millisecond)
-		if w.opts.StopAfterDisconnect > 0 && time.Since(contact) >= w.opts.StopAfterDisconnect {
+		contact, ok := leaderContact(time.Now(), reply.QuorumAgeMS, w.opts.StopAfterDisconnect)
+		if !ok {
 			failures++
 			delay = min(interval<<min(failures, 3), retryCap)
 			if failures == 1 || failures%20 == 0 {
@@ -385,6 +385,15 @@ func (w *Worker) sharedStore(ctx context.Context) *jarstore.Blobs {
 	}
 	w.shared = store
 	return jarstore.NewBlobs(store, w.log)
+}
+
+// leaderContact is when a heartbeat answered at now by a leader that last
+// confirmed its quorum quorumAgeMS before counts as contact, and whether
+// it counts at all: not when that confirmation is older than the fencing
+// deadline stopAfter (the leader may already be deposed).
+func leaderContact(now time.Time, quorumAgeMS int64, stopAfter time.Duration) (time.Time, bool) {
+	contact := now.Add(-time.Duration(max(quorumAgeMS, 0)) * time.Millisecond)
+	return contact, stopAfter <= 0 || now.Sub(contact) < stopAfter
 }
 
 // masterDialTimeout bounds one TCP connect to a master.
