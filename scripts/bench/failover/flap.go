@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,9 +70,14 @@ func flapRounds(ctx context.Context, g *netGroup, b *gearBackend, workerNode, cl
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start the worker: %w", err)
 	}
+	// At the end the worker goes first (else it would restart what is
+	// killed), then every executor it started: they run in process groups
+	// of their own and outlive it. They are found by the gear.conf of this
+	// run in their environment.
 	defer func() {
 		_ = w.Process.Kill()
 		_ = w.Wait()
+		killByEnv("GEAR_CONF=" + b.conf)
 	}()
 	workers := func() ([]cluster.Worker, error) {
 		out, err := gearCLI(ctx, g.lab, cliNode, b, "workers", "-json")
@@ -129,14 +135,6 @@ func flapRounds(ctx context.Context, g *netGroup, b *gearBackend, workerNode, cl
 	}
 	id := strings.TrimSpace(string(out))
 	defer func() { _, _ = gearCLI(context.Background(), g.lab, cliNode, b, "app", "kill", id) }()
-	// Executors run in process groups of their own and outlive a killed
-	// worker: every one seen is killed at the end.
-	seen := map[int]bool{}
-	defer func() {
-		for pid := range seen {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-		}
-	}()
 	var res []flapResult
 	for r := range rounds {
 		var before map[string]int
@@ -187,12 +185,6 @@ func flapRounds(ctx context.Context, g *netGroup, b *gearBackend, workerNode, cl
 		if err != nil {
 			return res, err
 		}
-		for _, pid := range before {
-			seen[pid] = true
-		}
-		for _, pid := range after {
-			seen[pid] = true
-		}
 		for e, pid := range before {
 			if after[e] != pid {
 				fr.Restarted++
@@ -208,4 +200,29 @@ func flapRounds(ctx context.Context, g *netGroup, b *gearBackend, workerNode, cl
 		_ = r
 	}
 	return res, nil
+}
+
+// killByEnv SIGKILLs the process group of every process whose environment
+// holds kv.
+func killByEnv(kv string) {
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, e := range strings.Split(string(env), "\x00") {
+			if e == kv {
+				if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
+					_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				}
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+		}
+	}
 }
