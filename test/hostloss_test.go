@@ -19,6 +19,12 @@ import (
 // namespace on one bridge (netLab), at the default failover timeout, so
 // that the timings asserted are the ones a user gets.
 
+// raceBuild reports whether the daemons and the CLI are built with the
+// race detector, which slows them several times: end-to-end latencies are
+// then logged but not held to the targets (the detector's own campaign
+// time, read from the daemon's log, still is).
+func raceBuild() bool { return os.Getenv("GEAR_TEST_RACE") == "1" }
+
 // netCluster is a testCluster whose daemons and CLI run inside a netLab.
 type netCluster struct {
 	*testCluster
@@ -242,12 +248,15 @@ func TestLeaderHostLost(t *testing.T) {
 		if at, ok := nc.masterLogTime(i, "a majority of the masters find the leader's machine silent"); ok && i != li {
 			campaigned = true
 			t.Logf("master%d campaigned %v after the cut", i, at.Sub(cut).Round(time.Millisecond))
+			if d := at.Sub(cut); d > time.Second {
+				t.Fatalf("the survivors agreed the leader was silent only %v after the cut, want < 1s", d)
+			}
 		}
 	}
 	if !campaigned {
 		t.Fatal("no survivor campaigned on the masters' shared verdict (raft's own timer did the work)")
 	}
-	if took > 2*time.Second {
+	if took > 2*time.Second && !raceBuild() {
 		t.Fatalf("the write took %v after the leader's machine was lost, want < 2s", took)
 	}
 	vs := nc.views(survivors)
@@ -430,7 +439,7 @@ func TestLeaderHostWithWorkerLost(t *testing.T) {
 		return false
 	})
 	t.Logf("leader machine with a worker lost: its executors ran elsewhere %v after the cut", took.Round(time.Millisecond))
-	if took > timeout+2*time.Second {
+	if took > timeout+2*time.Second && !raceBuild() {
 		t.Fatalf("executors moved %v after the loss, want within failover.timeout + 2s = %v", took, timeout+2*time.Second)
 	}
 }
