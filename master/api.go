@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -188,6 +189,16 @@ func (m *Master) auth(h http.HandlerFunc) http.HandlerFunc {
 
 // lead runs h on the leader and forwards the request to it from any other
 // master, streaming bodies both ways.
+// forwardTransport carries requests a follower forwards to the leader. A
+// leader whose machine is gone answers nothing: a fresh connection per
+// request with a short dial timeout turns that into a quick "no leader"
+// (the client retries, by then on the new leader), where a kept-alive
+// connection or the default 30 s dial would hang the request.
+var forwardTransport = &http.Transport{
+	DialContext:       (&net.Dialer{Timeout: 500 * time.Millisecond}).DialContext,
+	DisableKeepAlives: true,
+}
+
 func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if m.isLeader() {
@@ -209,6 +220,7 @@ func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 				pr.Out.Header.Set(forwardedHeader, m.self)
 			},
 			FlushInterval: -1,
+			Transport:     forwardTransport,
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				if errors.Is(err, ErrTooLarge) {
 					// The body grew past its limit while it was
@@ -306,6 +318,9 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 	}
 	for i := range views {
 		views[i].Quorum = quorum
+		if g, ok := m.pool.Member("master@" + views[i].Addr); ok {
+			views[i].Gossip, views[i].GossipSince = g.State, g.Since.UTC()
+		}
 	}
 	writeJSON(w, views)
 }

@@ -28,6 +28,16 @@
 // read back stops the master with the recovery step (walcheck.go), and a
 // commit index that stands still is reported by `gear masters` (stall.go).
 //
+// Losing the leader: raft's timers (a quarter of the failover timeout) are
+// the fallback. A follower that misses a heartbeat probes the leader's port
+// (watchLeader, raft.go): a refused port means the process is gone and a
+// survivor campaigns at once; a silent one (a lost or cut-off machine) is a
+// verdict the follower shares with the other masters through gossip
+// (verdicts.go), and a survivor campaigns when a majority agrees (the pure
+// decision in detector.go). The leader keeps confirming its quorum and
+// tells workers how long ago it last did (quorum.go), so that fencing holds
+// after such a fast failover.
+//
 // Everything runs on the one port the operator typed: HTTP (API, /ecv,
 // /metrics), raft and gossip streams are told apart by netmux, and gossip
 // packets use UDP on the same port number.

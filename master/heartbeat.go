@@ -76,6 +76,7 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	reply := m.assignments(hb.Worker.ID)
 	reply.Gossip = m.gossipStateOf(&hb.Worker)
+	reply.QuorumAgeMS = m.quorumAge().Milliseconds()
 	writeJSON(w, reply)
 }
 

@@ -76,6 +76,9 @@ type Master struct {
 	// faked by tests of placement.
 	members func() []gossip.Member
 	member  func(name string) (gossip.Member, bool) // pool.Member
+	// verdicts are the masters' shared judgements of the leader (the
+	// host-loss detector, see watchLeader).
+	verdicts *verdicts
 
 	serveDone chan error
 	leaderObs chan raft.Observation // raft's leader observations
@@ -97,6 +100,9 @@ type Master struct {
 	// stalledSince is when the commit index stopped behind the last log
 	// index (see stallLoop); zero when it moves.
 	stalledSince time.Time
+	// quorumAt is when this leader last confirmed its quorum (see
+	// confirmLoop); zero when not leading.
+	quorumAt time.Time
 }
 
 // unpooledNote tracks a heartbeating worker missing from the gossip pool.
@@ -153,6 +159,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	m.log = opts.Logger.With("master", m.self)
 	m.fsm.log = m.log
 	m.boot = datadir.RandomID()
+	m.verdicts = newVerdicts(m.self, m.boot, m.log)
 	if opts.DataDir == "" {
 		return nil, errors.New("master: no data dir given (-datadir)")
 	}
@@ -198,12 +205,13 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 		Name: "master@" + m.self, BindIP: ip, Port: opts.Port, Streams: gossipLn,
 		Meta: gossip.Meta{Role: gossip.RoleMaster, API: m.self, Boot: m.boot},
 		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
-		Seeds: opts.Masters, Logger: m.log, OnChange: m.memberChanged,
+		Seeds: opts.Masters, Logger: m.log, OnChange: m.memberChanged, OnMessage: m.verdicts.receive,
 	})
 	if err != nil {
 		return nil, err
 	}
 	m.members, m.member = m.pool.Members, m.pool.Member
+	m.verdicts.send = m.pool.Send
 	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second}
 	m.http.RegisterOnShutdown(m.events.close) // end the event streams, or Shutdown waits for them
 	go func() { _ = m.http.Serve(httpLn) }()
@@ -233,10 +241,11 @@ func (m *Master) Run(ctx context.Context) error {
 			return nil
 		}
 	})
-	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.log); return nil })
+	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.verdicts, m.log); return nil })
 	g.Go(func() error { m.followLeader(gctx, m.leaderObs); return nil })
 	g.Go(func() error { m.raft.wal.watch(gctx, 250*time.Millisecond); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
+	g.Go(func() error { m.confirmLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
 	g.Go(func() error { m.stallLoop(gctx); return nil })
 	err = g.Wait()
@@ -353,6 +362,15 @@ func resolveIP(host string) (string, error) {
 	return ips[0].String(), nil
 }
 
+// poolState is the gossip pool's state of a member here ("unknown" if
+// the pool has not seen it).
+func (m *Master) poolState(name string) string {
+	if g, ok := m.pool.Member(name); ok {
+		return g.State
+	}
+	return "unknown"
+}
+
 // workerAlive reports whether the leader heard from worker id within the
 // failover timeout.
 func (m *Master) workerAlive(id string, now time.Time) bool {
@@ -386,11 +404,18 @@ func (m *Master) poolMembers() map[string]gossip.Member {
 // boot id the worker registered with. A heartbeat alone (anyone with the
 // token can send one) does not make a node a member.
 func gossipState(members map[string]gossip.Member, w *cluster.Worker) string {
+	mem, _ := workerMember(members, w)
+	return mem.State
+}
+
+// workerMember is worker w's member in the gossip pool, if the pool knows
+// this incarnation of it (see gossipState).
+func workerMember(members map[string]gossip.Member, w *cluster.Worker) (gossip.Member, bool) {
 	mem, ok := members[gossip.WorkerName(w.ID)]
 	if !ok || mem.Meta.Role != gossip.RoleWorker || mem.Meta.API != w.Addr || mem.Meta.Boot != w.BootID {
-		return ""
+		return gossip.Member{}, false
 	}
-	return mem.State
+	return mem, true
 }
 
 // gossipStateOf is gossipState for one worker, without listing the pool.
@@ -479,11 +504,13 @@ func (m *Master) workersView(st *State, now time.Time) []cluster.Worker {
 	members := m.poolMembers()
 	for _, w := range st.Workers {
 		v := *w
-		v.Gossip = gossipState(members, w)
 		m.mu.Lock()
 		v.LastSeen = m.lastSeen[w.ID]
 		m.mu.Unlock()
 		v.Alive = !v.LastSeen.IsZero() && now.Sub(v.LastSeen) < m.opts.FailoverTimeout
+		if g, ok := workerMember(members, w); ok {
+			v.Gossip, v.GossipSince = g.State, g.Since.UTC()
+		}
 		v.Executors = []string{}
 		used := map[int]bool{}
 		for _, app := range st.Apps {

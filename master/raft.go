@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -138,53 +139,131 @@ func (n *raftNode) voters() []string {
 	return out
 }
 
-// watchLeader is the crash detector. Raft's own timers must be long enough
-// that a paused or slow leader is not deposed; but a leader whose process
-// died can be told apart from a slow one: its port refuses connections
-// (the kernel answers for a paused process, not for a dead one). When a
+// watchLeader is the leader-loss detector. Raft's own timers must be long
+// enough that a paused or slow leader is not deposed; but a lost leader
+// can be told apart from a slow one by looking at its port. When a
 // follower has missed a leader heartbeat (raft sends one every tenth of
-// the heartbeat timeout) and the leader's port refuses a connection, the
-// first surviving voter (by address order) asks itself to campaign at once
-// through raft's own TimeoutNow RPC, the one leadership transfer uses, so
-// that its vote request is not refused by peers that still remember the
-// dead leader. If it has not won shortly after, the next survivor tries,
-// and raft's ordinary election timer remains the last resort. A
-// partitioned leader (which neither answers nor refuses) is left to that
-// timer.
-func (n *raftNode) watchLeader(ctx context.Context, self string, log *slog.Logger) {
+// the heartbeat timeout) it opens a TCP connection to the leader's port:
+//
+//   - connected: the leader's kernel answers, so the machine is there and
+//     the process is alive, perhaps paused or busy: no verdict, and raft's
+//     timers stay the judge.
+//   - refused: the process is gone (the crash path). That is conclusive:
+//     the first surviving voter (by address order) asks itself to campaign
+//     at once through raft's own TimeoutNow RPC, the one leadership
+//     transfer uses, so that its vote request is not refused by peers that
+//     still remember the dead leader; if it has not won shortly after, the
+//     next survivor tries.
+//   - no answer within the probe timeout: the leader's machine is silent
+//     (lost, or cut off from this follower). This follower publishes its
+//     verdict to the other voters through gossip (verdicts.go) and keeps
+//     refreshing it while the silence lasts; a survivor campaigns the same
+//     way only when a majority of the voters agree (decide, detector.go),
+//     so one bad link or one starved prober never deposes a healthy
+//     leader.
+//
+// Raft's ordinary election timer, with pre-vote, remains the last resort.
+func (n *raftNode) watchLeader(ctx context.Context, self string, vs *verdicts, log *slog.Logger) {
 	hb := n.raft.ReloadableConfig().HeartbeatTimeout
 	// The leader sends a heartbeat every hb/10; one missed heartbeat is
-	// enough to look, since the probe only acts on a refused connection,
-	// which a live (even a paused) leader never gives.
+	// enough to look, since the probe alone decides nothing.
 	quiet := max(hb/10+50*time.Millisecond, 100*time.Millisecond)
+	// A kernel completes a handshake in well under a millisecond on a LAN;
+	// the timeout is generous so that a busy prober rarely judges wrong.
+	probeTimeout := max(hb/6, 150*time.Millisecond)
+	probeEvery := quiet / 2
+	// A silent verdict is refreshed about every probeTimeout; missing
+	// two refreshes makes it stale.
+	ttl := 3 * probeTimeout
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
+	type probeResult struct {
+		leader string
+		term   uint64
+		answer probeAnswer
+	}
+	probes := make(chan probeResult, 1)
+	probing := false
+	var lastProbe, lastCampaign time.Time
 	var deadSince time.Time
 	var deadLeader string
+	var judged string // the leader we hold a silent verdict on
+	var judgedTerm uint64
+	withdraw := func() {
+		if judged != "" {
+			vs.withdraw(judged, judgedTerm, n.voters())
+			judged, judgedTerm = "", 0
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case p := <-probes:
+			probing = false
+			leaderAddr, _ := n.raft.LeaderWithID()
+			if string(leaderAddr) != p.leader || n.raft.CurrentTerm() != p.term || n.raft.State() != raft.Follower {
+				continue // the world moved on while we probed
+			}
+			switch p.answer {
+			case probeConnected:
+				withdraw()
+			case probeRefused:
+				withdraw()
+				if deadSince.IsZero() || deadLeader != p.leader {
+					deadSince, deadLeader = time.Now(), p.leader
+					log.Warn("leader's port refuses connections: its process is gone; starting an election", "leader", p.leader)
+				}
+			case probeSilent:
+				if judged != p.leader || judgedTerm != p.term {
+					log.Warn("leader's machine does not answer; asking the other masters whether they find it silent too", "leader", p.leader, "term", p.term, "probe_timeout", probeTimeout)
+				}
+				judged, judgedTerm = p.leader, p.term
+				lt, li := n.logPosition()
+				vs.judge(p.leader, p.term, lt, li, n.voters())
+			}
+			continue
 		case <-tick.C:
 		}
 		if n.raft.State() != raft.Follower {
 			deadSince = time.Time{}
+			withdraw()
 			continue
 		}
 		leaderAddr, _ := n.raft.LeaderWithID()
 		leader := string(leaderAddr)
+		term := n.raft.CurrentTerm()
 		if leader == "" || leader == self || time.Since(n.raft.LastContact()) < quiet {
 			if leader != deadLeader {
 				deadSince = time.Time{}
 			}
+			withdraw()
 			continue
 		}
+		if judged != "" && (judged != leader || judgedTerm != term) {
+			withdraw()
+		}
 		if deadSince.IsZero() || leader != deadLeader {
-			if !refused(leader) {
+			deadSince = time.Time{}
+			if !probing && time.Since(lastProbe) >= probeEvery {
+				probing, lastProbe = true, time.Now()
+				go func() { probes <- probeResult{leader, term, probe(leader, probeTimeout)} }()
+			}
+			if judged == "" {
 				continue
 			}
-			deadSince, deadLeader = time.Now(), leader
-			log.Warn("leader's port refuses connections: its process is gone; starting an election", "leader", leader)
+			voters := n.voters()
+			out := decide(detectorInput{
+				Self: self, Leader: leader, Term: term, Voters: voters, Verdicts: vs.all(), Now: time.Now(),
+				TTL: ttl, Stagger: quiet, LastCampaign: lastCampaign, Backoff: time.Duration(len(voters)) * 2 * quiet,
+			})
+			if out.Action != campaign {
+				continue
+			}
+			log.Warn("a majority of the masters find the leader's machine silent; starting an election", "leader", leader, "term", term, "agree", out.Agree, "need", out.Need)
+			n.timeoutNow(self, log)
+			lastCampaign = time.Now()
+			continue
 		}
 		var survivors []string
 		for _, v := range n.voters() {
@@ -200,21 +279,45 @@ func (n *raftNode) watchLeader(ctx context.Context, self string, log *slog.Logge
 		if time.Since(deadSince) < time.Duration(rank)*quiet {
 			continue
 		}
-		var resp raft.TimeoutNowResponse
-		req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(self)}}
-		if err := n.trans.TimeoutNow(raft.ServerID(self), raft.ServerAddress(self), req, &resp); err != nil {
-			log.Warn("could not start the election", "err", err)
-		}
+		n.timeoutNow(self, log)
 		deadSince = time.Now().Add(time.Duration(len(survivors)) * 2 * quiet) // back off before trying again
 	}
 }
 
-// refused reports whether addr actively refuses TCP connections.
-func refused(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err == nil {
-		_ = c.Close()
-		return false
+// logPosition is the term and index of this master's last log entry.
+func (n *raftNode) logPosition() (term, index uint64) {
+	term, _ = strconv.ParseUint(n.raft.Stats()["last_log_term"], 10, 64)
+	return term, n.raft.LastIndex()
+}
+
+// timeoutNow makes this master campaign at once, skipping pre-vote and
+// the peers' "we still have a leader" check, as a leadership transfer does.
+func (n *raftNode) timeoutNow(self string, log *slog.Logger) {
+	var resp raft.TimeoutNowResponse
+	req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(self)}}
+	if err := n.trans.TimeoutNow(raft.ServerID(self), raft.ServerAddress(self), req, &resp); err != nil {
+		log.Warn("could not start the election", "err", err)
 	}
-	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+type probeAnswer int
+
+const (
+	probeConnected probeAnswer = iota // the leader's kernel completed the handshake
+	probeRefused                      // nothing listens: the process is gone
+	probeSilent                       // no answer within the timeout
+)
+
+// probe opens (and closes) one TCP connection to addr.
+func probe(addr string, timeout time.Duration) probeAnswer {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	switch {
+	case err == nil:
+		_ = c.Close()
+		return probeConnected
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return probeRefused
+	default:
+		return probeSilent
+	}
 }

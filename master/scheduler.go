@@ -1,6 +1,8 @@
 package master
 
 import (
+	"github.com/gear-run/gear/pkg/gossip"
+
 	"context"
 	"maps"
 	"slices"
@@ -107,8 +109,18 @@ func (m *Master) clusterView(st *State, now time.Time) (ClusterView, []*cluster.
 func (m *Master) applyDecision(st *State, c command) error {
 	switch c.Op {
 	case opUnassign:
+		// The heartbeat clock decided; gossip is reported beside it, as
+		// the reason's confirmation when it agrees.
+		workers := workersOf(st, c.Lost)
+		gone := map[string]string{} // lost worker -> its gossip state here
+		agrees := true
+		for _, w := range workers {
+			gone[w] = m.poolState(gossip.WorkerName(w))
+			agrees = agrees && gone[w] != gossip.StateAlive
+		}
 		m.log.Warn("workers unreachable past the failover timeout; rescheduling their executors",
-			"workers", workersOf(st, c.Lost), "count", len(c.Lost), "executors", c.Lost[:min(len(c.Lost), 20)], "timeout", m.opts.FailoverTimeout)
+			"workers", workers, "count", len(c.Lost), "executors", c.Lost[:min(len(c.Lost), 20)], "timeout", m.opts.FailoverTimeout,
+			"gossip", gone, "gossip_agrees", agrees)
 		return m.applyUnassign(c.Lost)
 	case opAssign:
 		return m.applyAssign(c.Assign)

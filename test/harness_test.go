@@ -124,6 +124,19 @@ type testCluster struct {
 	procs   map[string]*proc
 	env     []string
 	mdirs   []string // per-master -datadir overrides (clusterOpts.masterDirs)
+	// netns, if set, names the network namespace a daemon (by name) or
+	// the CLI ("cli") runs in; "" runs it on the host.
+	netns func(name string) string
+}
+
+// command runs the gear binary as name, in its namespace if it has one.
+func (c *testCluster) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	if c.netns != nil {
+		if ns := c.netns(name); ns != "" {
+			return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, gearBin}, args...)...)
+		}
+	}
+	return exec.CommandContext(ctx, gearBin, args...)
 }
 
 type clusterOpts struct {
@@ -170,7 +183,7 @@ func (c *testCluster) start(name string, args ...string) *proc {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	cmd := exec.Command(gearBin, args...)
+	cmd := c.command(context.Background(), name, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(append(os.Environ(), "GEAR_CONF="+c.conf), c.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -255,7 +268,7 @@ func (c *testCluster) gear(args ...string) (stdout, stderr string, code int) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, gearBin, args...)
+	cmd := c.command(ctx, "cli", args...)
 	cmd.Env = append(append(os.Environ(), "GEAR_CONF="+c.conf), c.env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

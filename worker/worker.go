@@ -198,6 +198,15 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	w.log = opts.Logger.With("worker", w.id)
 	w.client = cluster.NewClient(opts.Masters, opts.Token)
 	w.client.HTTP.Timeout = 0
+	// On a flapping link a lost SYN is resent by the kernel only after
+	// 1 s, then 3 s, 7 s: with a link that is down half of every second
+	// those resends can all land in the down half, and heartbeats fail
+	// until the worker fences itself. Short dial attempts, each a fresh
+	// SYN, get through in the next up phase (a SYN-ACK takes well under
+	// a millisecond on a LAN).
+	if tr, ok := w.client.HTTP.Transport.(*http.Transport); ok {
+		tr.DialContext = (&net.Dialer{Timeout: masterDialTimeout}).DialContext
+	}
 	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client, w.sharedStore(ctx), w.log,
 		cacheOptions{Limits: opts.BundleLimits, Size: opts.CacheSize, Grace: opts.CacheGrace}); err != nil {
 		return nil, err
@@ -345,10 +354,13 @@ func (w *Worker) close() {
 }
 
 // heartbeatLoop reports to the leader and applies its answer. When no
-// master answers it backs off (up to a second) and says so in the log;
+// master answers it backs off (up to half a second) and says so in the log;
 // after StopAfterDisconnect without a leader it fences: it stops every
 // executor, because the masters are about to run them elsewhere.
 func (w *Worker) heartbeatLoop(ctx context.Context) {
+	// Retries stay frequent enough that a link that flaps (up for half a
+	// second at a time) carries a heartbeat in most of its up phases.
+	retryCap := max(2*w.opts.HeartbeatInterval, 500*time.Millisecond)
 	interval := w.opts.HeartbeatInterval
 	delay := time.Duration(0)
 	failures := 0
@@ -362,7 +374,10 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		case <-time.After(delay):
 		case <-w.kick:
 		}
-		hctx, cancel := context.WithTimeout(ctx, w.heartbeatTimeout())
+		// An attempt never runs past the fencing deadline, so that the
+		// fence comes on time even while masters answer slowly or not at
+		// all.
+		hctx, cancel := context.WithTimeout(ctx, min(w.heartbeatTimeout(), max(w.untilFence(), 20*time.Millisecond)))
 		sent := time.Now()
 		reply, err := w.client.Heartbeat(hctx, w.heartbeat())
 		cancel()
@@ -372,7 +387,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		}
 		if err != nil {
 			failures++
-			delay = min(interval<<min(failures, 3), time.Second)
+			delay = min(interval<<min(failures, 3), retryCap)
 			var apiErr *cluster.APIError
 			if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
 				// The leader is there but does not take this worker for
@@ -385,6 +400,21 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 				w.log.Warn("cannot reach the leader through any master; retrying with backoff", "masters", w.client.Masters(), "retry_in", delay, "attempt", failures, "err", err)
 			}
 			w.maybeFence()
+			delay = min(delay, max(w.untilFence(), 0))
+			continue
+		}
+		// The contact counts from when the leader last confirmed that a
+		// quorum of masters follows it (see master/quorum.go): a leader
+		// cut off from the others answers until its lease ends, while a
+		// new one may already be counting towards rescheduling.
+		contact, ok := leaderContact(time.Now(), reply.QuorumAgeMS, w.opts.StopAfterDisconnect)
+		if !ok {
+			failures++
+			delay = min(interval<<min(failures, 3), retryCap)
+			if failures == 1 || failures%20 == 0 {
+				w.log.Warn("the leader answers but has not confirmed its quorum of masters for too long; retrying", "leader", reply.Leader, "quorum_age_ms", reply.QuorumAgeMS, "attempt", failures)
+			}
+			w.maybeFence()
 			continue
 		}
 		if failures > 0 {
@@ -394,7 +424,9 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.client.SetMasters(reply.Masters)
 		w.client.Prefer(reply.Leader)
 		w.mu.Lock()
-		w.lastContact = time.Now()
+		if contact.After(w.lastContact) {
+			w.lastContact = contact
+		}
 		w.fenced = false
 		w.mu.Unlock()
 		w.quorumDownLogged = false
@@ -456,6 +488,18 @@ func (w *Worker) sharedStore(ctx context.Context) *jarstore.Blobs {
 	return jarstore.NewBlobs(store, w.log)
 }
 
+// leaderContact is when a heartbeat answered at now by a leader that last
+// confirmed its quorum quorumAgeMS before counts as contact, and whether
+// it counts at all: not when that confirmation is older than the fencing
+// deadline stopAfter (the leader may already be deposed).
+func leaderContact(now time.Time, quorumAgeMS int64, stopAfter time.Duration) (time.Time, bool) {
+	contact := now.Add(-time.Duration(max(quorumAgeMS, 0)) * time.Millisecond)
+	return contact, stopAfter <= 0 || now.Sub(contact) < stopAfter
+}
+
+// masterDialTimeout bounds one TCP connect to a master.
+const masterDialTimeout = 500 * time.Millisecond
+
 // heartbeatTimeout bounds one heartbeat: short enough that a frozen or
 // partitioned master is given up on well within the fencing deadline.
 func (w *Worker) heartbeatTimeout() time.Duration {
@@ -464,6 +508,17 @@ func (w *Worker) heartbeatTimeout() time.Duration {
 		d = min(d, w.opts.StopAfterDisconnect/4)
 	}
 	return max(d, 2*w.opts.HeartbeatInterval)
+}
+
+// untilFence is how long until this worker fences itself if no leader
+// answers (a day when it will not: fenced already, or fencing is off).
+func (w *Worker) untilFence() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.opts.StopAfterDisconnect < 0 || w.fenced {
+		return 24 * time.Hour
+	}
+	return w.opts.StopAfterDisconnect - time.Since(w.lastContact)
 }
 
 func (w *Worker) maybeFence() {

@@ -140,3 +140,28 @@ func TestWorkerCPUs(t *testing.T) {
 		t.Fatalf("a core the worker may not use: %v", err)
 	}
 }
+
+// A heartbeat answer counts as contact from when the leader last confirmed
+// its quorum, and not at all when that is older than the fencing deadline.
+func TestLeaderContact(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		name      string
+		ageMS     int64
+		stopAfter time.Duration
+		want      time.Time
+		ok        bool
+	}{
+		{"fresh confirmation", 0, 4500 * time.Millisecond, now, true},
+		{"confirmed 300ms ago", 300, 4500 * time.Millisecond, now.Add(-300 * time.Millisecond), true},
+		{"a cut-off leader, unconfirmed past the deadline", 4500, 4500 * time.Millisecond, now.Add(-4500 * time.Millisecond), false},
+		{"fencing off: any answer counts", 60_000, -1, now.Add(-time.Minute), true},
+		{"an old master without the field", 0, 4500 * time.Millisecond, now, true},
+		{"a negative age is treated as none", -5, 4500 * time.Millisecond, now, true},
+	} {
+		got, ok := leaderContact(now, tt.ageMS, tt.stopAfter)
+		if !got.Equal(tt.want) || ok != tt.ok {
+			t.Errorf("%s: (%v, %v), want (%v, %v)", tt.name, got.Sub(now), ok, tt.want.Sub(now), tt.ok)
+		}
+	}
+}

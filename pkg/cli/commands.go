@@ -355,7 +355,7 @@ func listWorkers(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.Wo
 }
 
 func mastersTable(w io.Writer, ms []cluster.Master) {
-	fmt.Fprintln(w, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM\tCOMMIT")
+	fmt.Fprintln(w, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM\tCOMMIT\tGOSSIP")
 	for _, m := range ms {
 		lc := "-"
 		if !m.LastContact.IsZero() {
@@ -369,7 +369,7 @@ func mastersTable(w io.Writer, ms []cluster.Master) {
 		case m.State != "unreachable":
 			commit = strconv.FormatUint(m.CommitIndex, 10)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%t\t%s\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum, commit)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%t\t%s\t%s\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum, commit, gossipState(m.Gossip, m.GossipSince))
 	}
 	for _, m := range ms {
 		if m.Error != "" && m.State != "unreachable" { // e.g. its disk is full
@@ -381,12 +381,19 @@ func mastersTable(w io.Writer, ms []cluster.Master) {
 func workersTable(w io.Writer, ws []cluster.Worker) {
 	fmt.Fprintln(w, "WORKER\tADDR\tALIVE\tGOSSIP\tCPUS\tFREE\tEXECUTORS")
 	for _, x := range ws {
-		gossip := x.Gossip
-		if gossip == "" {
-			gossip = "-"
-		}
-		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", x.ID, x.Addr, x.Alive, gossip, cluster.FormatInts(x.CPUs), cluster.FormatInts(x.FreeCPUs), len(x.Executors))
+		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", x.ID, x.Addr, x.Alive, gossipState(x.Gossip, x.GossipSince), cluster.FormatInts(x.CPUs), cluster.FormatInts(x.FreeCPUs), len(x.Executors))
 	}
+}
+
+// gossipState shows a member's gossip state and how long it has held it.
+func gossipState(state string, since time.Time) string {
+	if state == "" {
+		return "-"
+	}
+	if since.IsZero() {
+		return state
+	}
+	return fmt.Sprintf("%s %s", state, time.Since(since).Round(time.Second))
 }
 
 func workersRemove(fs *flag.FlagSet) Action {

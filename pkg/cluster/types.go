@@ -151,10 +151,12 @@ type Worker struct {
 	// replicated.
 	Executors []string `json:"executors"`
 	FreeCPUs  []int    `json:"free_cpus"`
-	// Gossip is the worker's state in the leader's gossip pool: alive,
-	// dead, left, or "" when the pool does not know it (or knows another
-	// incarnation). Executors are placed only on workers alive there.
-	Gossip string `json:"gossip,omitempty"`
+	// Gossip is the worker's state in the gossip pool as the answering
+	// master sees it (alive | suspect | dead | left; empty if unknown),
+	// since GossipSince. Shown, never acted on alone: Alive (heartbeats
+	// within the failover timeout) decides rescheduling.
+	Gossip      string    `json:"gossip,omitempty"`
+	GossipSince time.Time `json:"gossip_since,omitzero"`
 }
 
 // Master is one configured master, as seen by the master answering.
@@ -172,6 +174,11 @@ type Master struct {
 	// still behind its last log index for a quarter of the failover
 	// timeout: writes hang although a leader is elected.
 	CommitStalledSince time.Time `json:"commit_stalled_since,omitzero"`
+	// Gossip is the master's state in the gossip pool as the answering
+	// master sees it (alive | suspect | dead | left; empty if unknown),
+	// since GossipSince.
+	Gossip      string    `json:"gossip,omitempty"`
+	GossipSince time.Time `json:"gossip_since,omitzero"`
 }
 
 // Assignment is what the leader tells a worker to run.
@@ -218,6 +225,12 @@ type HeartbeatReply struct {
 	// Gossip is the worker's state in the leader's gossip pool ("" = not
 	// known there); a worker that is not alive there rejoins the pool.
 	Gossip string `json:"gossip,omitempty"`
+	// QuorumAgeMS is how long before answering the leader last confirmed
+	// that a quorum of masters still follows it. A worker's fencing clock
+	// runs from then, not from the answer: a leader cut off from the
+	// other masters may answer until its lease runs out, while a new
+	// leader already times the workers from its election.
+	QuorumAgeMS int64 `json:"quorum_age_ms,omitempty"`
 }
 
 // SubmitRequest is the body of POST /api/v1/apps.

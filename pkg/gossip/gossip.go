@@ -48,11 +48,22 @@ type Meta struct {
 
 // Member is one node of the pool as this node sees it.
 type Member struct {
-	Name  string `json:"name"`
-	Addr  string `json:"addr"`
-	State string `json:"state"` // alive | dead | left
-	Meta  Meta   `json:"meta"`
+	Name  string    `json:"name"`
+	Addr  string    `json:"addr"`
+	State string    `json:"state"` // alive | suspect | dead | left
+	Since time.Time `json:"since"` // when this node saw State begin
+	Meta  Meta      `json:"meta"`
 }
+
+// The states a Member can be in, as this node sees it. suspect is
+// memberlist's suspicion: this node's probes of the member failed and it
+// will be declared dead unless it refutes in time.
+const (
+	StateAlive   = "alive"
+	StateSuspect = "suspect"
+	StateDead    = "dead"
+	StateLeft    = "left"
+)
 
 // Options configure a pool member.
 type Options struct {
@@ -69,9 +80,12 @@ type Options struct {
 	Seeds   []string // host:port of the configured masters
 	Logger  *slog.Logger
 	// OnChange, if set, is called when a member joins or its state
-	// changes (alive, dead, left), with memberlist's lock held: it must
+	// changes (alive, suspect, dead, left), often with memberlist's lock held: it must
 	// not block or call the Pool.
 	OnChange func(m Member, old string)
+	// OnMessage, if set, receives the user messages other members send
+	// with Send. It runs on memberlist's packet goroutine: keep it short.
+	OnMessage func(msg []byte)
 }
 
 // Pool is this node's membership in the gossip pool.
@@ -137,10 +151,11 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 	// the dead entry is reaped), keeping the restarted worker out of the
 	// pool and so off the placement list.
 	cfg.DeadNodeReclaimTime = time.Millisecond
-	cfg.Delegate = &delegate{meta: meta}
-	cfg.Alive = &aliveFilter{self: opts.Name}
-	cfg.Logger = log.New(&logbridge.Writer{Log: opts.Logger, From: "memberlist"}, "", 0)
+	cfg.Delegate = &delegate{meta: meta, onMsg: opts.OnMessage}
 	p := &Pool{tr: tr, opts: opts, members: map[string]Member{}}
+	cfg.Alive = &aliveFilter{self: opts.Name, pool: p}
+	cfg.Ping = p
+	cfg.Logger = log.New(io.MultiWriter(suspicionWatch{p}, &logbridge.Writer{Log: opts.Logger, From: "memberlist"}), "", 0)
 	cfg.Events = p
 	ml, err := memberlist.Create(cfg)
 	if err != nil {
@@ -173,26 +188,78 @@ func (p *Pool) missingSeeds() []string {
 // NotifyJoin, NotifyLeave and NotifyUpdate implement
 // memberlist.EventDelegate; memberlist calls them with its lock held, so
 // the node is copied here.
-func (p *Pool) NotifyJoin(n *memberlist.Node)   { p.record(n, "alive") }
-func (p *Pool) NotifyUpdate(n *memberlist.Node) { p.record(n, "alive") }
+func (p *Pool) NotifyJoin(n *memberlist.Node)   { p.record(n, StateAlive) }
+func (p *Pool) NotifyUpdate(n *memberlist.Node) { p.record(n, StateAlive) }
 func (p *Pool) NotifyLeave(n *memberlist.Node) {
-	state := "dead"
+	state := StateDead
 	if n.State == memberlist.StateLeft {
-		state = "left"
+		state = StateLeft
 	}
 	p.record(n, state)
 }
 
 func (p *Pool) record(n *memberlist.Node, state string) {
-	m := Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: state}
+	m := Member{Name: n.Name, Addr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))), State: state, Since: time.Now()}
 	_ = json.Unmarshal(n.Meta, &m.Meta)
 	p.mu.Lock()
 	old := p.members[n.Name].State
+	if old == state {
+		m.Since = p.members[n.Name].Since
+	}
 	p.members[n.Name] = m
 	p.mu.Unlock()
 	if p.opts.OnChange != nil && old != state {
 		p.opts.OnChange(m, old)
 	}
+}
+
+// memberlist has no event for suspicion, and the nodes its Members()
+// returns are not safe to read. The pool learns of it from what memberlist
+// does tell: its probe of a member failed (the "Suspect <name> has failed"
+// line it logs when it marks the member suspect: suspicionWatch), and the
+// member was heard from again (a direct ack: NotifyPingComplete; an alive
+// message, which is how a suspect member refutes: aliveFilter). Suspicion
+// that reaches this node only as other members' gossip is not seen here;
+// the state is this node's own view, as the operator is told.
+func (p *Pool) setSuspect(name string, suspect bool) {
+	from, to := StateAlive, StateSuspect
+	if !suspect {
+		from, to = StateSuspect, StateAlive
+	}
+	p.mu.Lock()
+	m, ok := p.members[name]
+	changed := ok && m.State == from
+	if changed {
+		m.State, m.Since = to, time.Now()
+		p.members[name] = m
+	}
+	p.mu.Unlock()
+	if changed && p.opts.OnChange != nil {
+		p.opts.OnChange(m, from)
+	}
+}
+
+// AckPayload and NotifyPingComplete implement memberlist.PingDelegate.
+func (p *Pool) AckPayload() []byte { return nil }
+func (p *Pool) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
+	p.setSuspect(other.Name, false)
+}
+
+// suspicionWatch reads memberlist's log lines for the one that says this
+// node has just marked a member suspect. The line is memberlist's
+// (v0.7 state.go probeNode); TestSuspectState fails if it changes.
+type suspicionWatch struct{ p *Pool }
+
+func (w suspicionWatch) Write(b []byte) (int, error) {
+	const pre, post = "memberlist: Suspect ", " has failed"
+	s := string(b)
+	if i := strings.Index(s, pre); i >= 0 {
+		rest := s[i+len(pre):]
+		if j := strings.Index(rest, post); j > 0 {
+			w.p.setSuspect(rest[:j], true)
+		}
+	}
+	return len(b), nil
 }
 
 func (p *Pool) join() {
@@ -277,16 +344,38 @@ func (p *Pool) Rejoin() error {
 	return err
 }
 
-// Alive reports whether the node at addr (host:port) is alive in our view.
+// Alive reports whether the node at addr (host:port) is alive in our view
+// (a suspect member is still a member until it is declared dead).
 func (p *Pool) Alive(addr string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, m := range p.members {
-		if m.Addr == addr && m.State == "alive" {
+		if m.Addr == addr && (m.State == StateAlive || m.State == StateSuspect) {
 			return true
 		}
 	}
 	return false
+}
+
+// Send sends msg to the member at addr (host:port of its gossip port,
+// which for a master is its one address) as a best-effort UDP user
+// message: fast, encrypted like all gossip when a key is set, and lost
+// without notice if the path is down. Callers that need it to arrive
+// repeat it. The member must be known to the pool (alive or not).
+func (p *Pool) Send(addr string, msg []byte) error {
+	name := ""
+	p.mu.Lock()
+	for _, m := range p.members {
+		if m.Addr == addr || m.Meta.API == addr {
+			name, addr = m.Name, m.Addr
+			break
+		}
+	}
+	p.mu.Unlock()
+	if name == "" {
+		return fmt.Errorf("gossip: no member at %s in this node's view (has it joined the pool?)", addr)
+	}
+	return p.ml.SendToAddress(memberlist.Address{Addr: addr, Name: name}, msg)
 }
 
 // Close leaves the pool and stops the background work.
@@ -300,17 +389,31 @@ func (p *Pool) Close() error {
 	return p.closeErr
 }
 
-type delegate struct{ meta []byte }
+type delegate struct {
+	meta  []byte
+	onMsg func([]byte)
+}
 
-func (d *delegate) NodeMeta(limit int) []byte                  { return d.meta }
-func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) NodeMeta(limit int) []byte { return d.meta }
+
+// NotifyMsg hands a user message to Options.OnMessage; memberlist reuses
+// the buffer after the call, so it is copied.
+func (d *delegate) NotifyMsg(b []byte) {
+	if d.onMsg != nil && len(b) > 0 {
+		d.onMsg(slices.Clone(b))
+	}
+}
+
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 
 // aliveFilter keeps nodes with unknown roles out of the pool (memberlist's
 // Label already keeps other clusters out).
-type aliveFilter struct{ self string }
+type aliveFilter struct {
+	self string
+	pool *Pool
+}
 
 func (a *aliveFilter) NotifyAlive(n *memberlist.Node) error {
 	if n.Name == a.self {
@@ -323,6 +426,7 @@ func (a *aliveFilter) NotifyAlive(n *memberlist.Node) error {
 	if m.Role != RoleMaster && m.Role != RoleWorker {
 		return fmt.Errorf("gossip: node %s has role %q, want master or worker", n.Name, m.Role)
 	}
+	a.pool.setSuspect(n.Name, false)
 	return nil
 }
 

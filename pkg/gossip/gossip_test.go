@@ -187,3 +187,67 @@ func TestOnChangeReportsJoinAndLeave(t *testing.T) {
 	}
 	waitUntil(t, "worker@b reported gone", func() bool { return has("worker@b:alive>left") || has("worker@b:alive>dead") })
 }
+
+// A member that stops answering is first suspect, then dead, in the view
+// of the node probing it, each with the time it began; this also pins the
+// memberlist log line the pool reads suspicion from.
+func TestSuspectState(t *testing.T) {
+	a := startNode(t, "master@a", RoleMaster, nil, nil)
+	b := startNode(t, "master@b", RoleMaster, []string{a.addr}, nil)
+	waitUntil(t, "a to see b alive", func() bool { return a.pool.Alive(b.addr) })
+	state := func() Member {
+		for _, m := range a.pool.Members() {
+			if m.Name == "master@b" {
+				return m
+			}
+		}
+		return Member{}
+	}
+	aliveSince := state().Since
+	if aliveSince.IsZero() {
+		t.Fatal("alive member has no since time")
+	}
+	// b vanishes without leaving (a lost machine, not a shutdown).
+	_ = b.pool.tr.Shutdown()
+	_ = b.mux.Close()
+	lost := time.Now()
+	var suspect Member
+	waitUntil(t, "a to suspect b", func() bool { suspect = state(); return suspect.State == StateSuspect })
+	if !suspect.Since.After(lost) {
+		t.Fatalf("suspect since %v, want after the loss at %v", suspect.Since, lost)
+	}
+	waitUntil(t, "a to declare b dead", func() bool { return state().State == StateDead })
+	if d := state(); !d.Since.After(suspect.Since) {
+		t.Fatalf("dead since %v, want after suspect since %v", d.Since, suspect.Since)
+	}
+}
+
+// Send delivers a user message to the member's OnMessage hook, found by
+// its address; an unknown address is a clear error.
+func TestSendUserMessage(t *testing.T) {
+	got := make(chan string, 16)
+	a := startNode(t, "master@a", RoleMaster, nil, nil, func(o *Options) {
+		o.OnMessage = func(b []byte) { got <- string(b) }
+	})
+	b := startNode(t, "master@b", RoleMaster, []string{a.addr}, nil)
+	waitUntil(t, "b to see a alive", func() bool { return b.pool.Alive(a.addr) })
+	deadline := time.After(10 * time.Second)
+	for sent := false; !sent; {
+		if err := b.pool.Send(a.addr, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-got:
+			if m != "hello" {
+				t.Fatalf("got %q, want hello", m)
+			}
+			sent = true
+		case <-time.After(200 * time.Millisecond): // best effort: send again
+		case <-deadline:
+			t.Fatal("a never received the message")
+		}
+	}
+	if err := b.pool.Send("127.0.0.1:1", []byte("x")); err == nil || !strings.Contains(err.Error(), "no member") {
+		t.Fatalf("send to an unknown address: err = %v, want 'no member'", err)
+	}
+}

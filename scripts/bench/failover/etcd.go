@@ -30,6 +30,18 @@ type etcdBackend struct {
 	peer     []string // peer URLs
 	http     *http.Client
 	sequence atomic.Uint64
+	wrap     func(i int, cmd *exec.Cmd) *exec.Cmd // runs member i elsewhere (its namespace)
+}
+
+// newEtcdAt runs member i on hosts[i] with etcd's default ports; wrap runs
+// each member's command in its place (a namespace).
+func newEtcdAt(bin, dir string, client *http.Client, hosts []string, wrap func(int, *exec.Cmd) *exec.Cmd) *etcdBackend {
+	b := &etcdBackend{bin: bin, dir: dir, token: "bench-" + filepath.Base(dir), http: client, wrap: wrap}
+	for _, h := range hosts {
+		b.client = append(b.client, "http://"+h+":2379")
+		b.peer = append(b.peer, "http://"+h+":2380")
+	}
+	return b
 }
 
 func newEtcd(bin, dir string, client *http.Client) (*etcdBackend, error) {
@@ -54,7 +66,7 @@ func (b *etcdBackend) command(i int) *exec.Cmd {
 	}
 	// On a restart the data dir exists and etcd ignores the --initial-*
 	// flags, rejoining as the member it was.
-	return exec.Command(b.bin,
+	cmd := exec.Command(b.bin,
 		"--name", fmt.Sprintf("m%d", i),
 		"--data-dir", filepath.Join(b.dir, fmt.Sprintf("m%d.etcd", i)),
 		"--listen-client-urls", b.client[i], "--advertise-client-urls", b.client[i],
@@ -63,6 +75,10 @@ func (b *etcdBackend) command(i int) *exec.Cmd {
 		"--initial-cluster-state", "new", "--initial-cluster-token", b.token,
 		"--logger", "zap", "--log-outputs", "stderr",
 	)
+	if b.wrap != nil {
+		return b.wrap(i, cmd)
+	}
+	return cmd
 }
 
 // u64 reads the gateway's uint64s, which are JSON strings.

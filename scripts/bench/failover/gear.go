@@ -22,6 +22,8 @@ type gearBackend struct {
 	conf   string
 	addrs  []string
 	client *http.Client
+	// wrap, if set, runs member i's command elsewhere (its namespace).
+	wrap func(i int, cmd *exec.Cmd) *exec.Cmd
 }
 
 // newGear writes the gear.conf for three masters on free ports under dir.
@@ -30,11 +32,19 @@ func newGear(bin, dir string, client *http.Client) (*gearBackend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &gearBackend{bin: bin, dir: dir, conf: filepath.Join(dir, "gear.conf"), client: client}
-	var quoted []string
+	var addrs []string
 	for _, p := range ports {
-		a := "127.0.0.1:" + strconv.Itoa(p)
-		b.addrs = append(b.addrs, a)
+		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(p))
+	}
+	return newGearAt(bin, dir, client, addrs, nil)
+}
+
+// newGearAt writes the gear.conf for three masters at addrs (host:port);
+// wrap, if set, runs each member's command in its place (a namespace).
+func newGearAt(bin, dir string, client *http.Client, addrs []string, wrap func(int, *exec.Cmd) *exec.Cmd) (*gearBackend, error) {
+	b := &gearBackend{bin: bin, dir: dir, conf: filepath.Join(dir, "gear.conf"), client: client, addrs: addrs, wrap: wrap}
+	var quoted []string
+	for _, a := range addrs {
 		quoted = append(quoted, strconv.Quote(a))
 	}
 	conf := "gear.cluster.masters = [" + strings.Join(quoted, ", ") + "]\n"
@@ -47,9 +57,12 @@ func newGear(bin, dir string, client *http.Client) (*gearBackend, error) {
 func (b *gearBackend) name() string { return "gear" }
 
 func (b *gearBackend) command(i int) *exec.Cmd {
-	port := b.addrs[i][strings.LastIndexByte(b.addrs[i], ':')+1:]
-	cmd := exec.Command(b.bin, "master", "-ip", "127.0.0.1", "-port", port, "-datadir", filepath.Join(b.dir, "master-"+strconv.Itoa(i)))
+	host, port := b.addrs[i][:strings.LastIndexByte(b.addrs[i], ':')], b.addrs[i][strings.LastIndexByte(b.addrs[i], ':')+1:]
+	cmd := exec.Command(b.bin, "master", "-ip", host, "-port", port, "-datadir", filepath.Join(b.dir, "master-"+strconv.Itoa(i)))
 	cmd.Env = append(os.Environ(), "GEAR_CONF="+b.conf)
+	if b.wrap != nil {
+		return b.wrap(i, cmd)
+	}
 	return cmd
 }
 

@@ -54,6 +54,9 @@ type config struct {
 	timeout     time.Duration
 	md          string
 	verbose     bool
+	netRounds   int
+	muteObserve time.Duration
+	flapRounds  int
 }
 
 func parseFlags(args []string) (config, error) {
@@ -70,12 +73,15 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 14*time.Minute, "give up after this long (partial results are printed)")
 	fs.StringVar(&c.md, "md", "", "also write the result tables to this Markdown file")
 	fs.BoolVar(&c.verbose, "v", false, "log every round")
+	fs.IntVar(&c.netRounds, "net-rounds", 8, "network fault rounds per system and fault (host loss, leader mute, one follower mute), members in namespaces; needs root; 0 skips")
+	fs.IntVar(&c.flapRounds, "flap-rounds", 3, "flapping-worker rounds (gear only, with the network faults)")
+	fs.DurationVar(&c.muteObserve, "mute-observe", 5*time.Second, "how long one follower stays unable to reach the leader")
 	quick := fs.Bool("quick", false, "smoke run: 3 kill rounds, 1 pause round per length, 1 cold start")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if *quick {
-		c.rounds, c.pauseRounds, c.startups = 3, 1, 1
+		c.rounds, c.pauseRounds, c.startups, c.netRounds, c.flapRounds = 3, 1, 1, 2, 1
 	}
 	for _, p := range strings.Split(*pauses, ",") {
 		if p = strings.TrimSpace(p); p == "" {
@@ -158,6 +164,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	res := newResults(systems, cfg.pauses)
 	res.env = environment(ctx, etcdBin)
 	err = measure(ctx, cfg, tmp, systems, res, log)
+	if err == nil && cfg.netRounds > 0 {
+		err = measureNet(ctx, cfg, tmp, gearBin, etcdBin, res, log)
+	}
 	res.env = append(res.env, "load average at the end: "+loadavg())
 	res.write(out, cfg)
 	if cfg.md != "" {
@@ -296,6 +305,12 @@ type results struct {
 	pause       map[string]map[time.Duration][]pauseResult
 	startLeader map[string][]time.Duration
 	startWrite  map[string][]time.Duration
+	// network faults (netfaults.go), by fault then system
+	netFailover map[string]map[string][]time.Duration
+	netMisses   map[string]map[string]int
+	mute        map[string][]pauseResult
+	flap        []flapResult
+	netSkipped  string
 }
 
 func newResults(systems []system, pauses []time.Duration) *results {
@@ -303,6 +318,10 @@ func newResults(systems []system, pauses []time.Duration) *results {
 		pauses: pauses, failover: map[string][]time.Duration{}, misses: map[string]int{},
 		recovery: map[string][]time.Duration{}, pause: map[string]map[time.Duration][]pauseResult{},
 		startLeader: map[string][]time.Duration{}, startWrite: map[string][]time.Duration{},
+		netFailover: map[string]map[string][]time.Duration{}, netMisses: map[string]map[string]int{}, mute: map[string][]pauseResult{},
+	}
+	for _, f := range netFaults {
+		r.netFailover[f], r.netMisses[f] = map[string][]time.Duration{}, map[string]int{}
 	}
 	for _, s := range systems {
 		r.systems = append(r.systems, s.name)
@@ -364,6 +383,8 @@ func (r *results) write(w io.Writer, cfg config) {
 		}
 		table(w, []string{"system", "runs", "first leader min", "median", "max", "first write median"}, rows)
 	}
+
+	r.writeNet(w, cfg)
 
 	fmt.Fprintf(w, "\n### gear targets\n\n")
 	rows = nil
