@@ -101,7 +101,7 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		return master.Options{}, err
 	}
 	return master.Options{
-		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token,
+		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token, MetricsOpen: cfg.Metrics.Open,
 		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
 		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace, ForgetAfter: cfg.Worker.ForgetAfter,
 		RaftSegmentSize: cfg.Raft.SegmentSize,

@@ -35,7 +35,9 @@ type Options struct {
 	Port    int      // the one port (-port); 0 picks a free one (tests, local mode)
 	Masters []string // configured masters, host:port; must include this one
 	DataDir string   // raft log, snapshots, local jar store, lock file
-	Token   string   // cluster token for mutating calls; "" = none
+	Token   string   // cluster token every API call needs (but /ecv); "" = none
+	// MetricsOpen serves /metrics without the token (gear.metrics.open).
+	MetricsOpen bool
 	// FailoverTimeout tunes leader-loss detection, gossip suspicion and how
 	// long an unreachable worker is tolerated before rescheduling.
 	FailoverTimeout time.Duration
