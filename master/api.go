@@ -531,7 +531,7 @@ func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest)
 	if _, err := m.blobs.Stat(ctx, req.Bundle.Digest); err != nil {
 		return fmt.Errorf("%w: bundle %s is not in the jar store (upload it first with `gear app submit`): %v", ErrBadRequest, req.Bundle.Digest, err)
 	}
-	return nil
+	return m.checkAgainstBundle(ctx, req) // inspect.go
 }
 
 func (m *Master) handleKill(w http.ResponseWriter, r *http.Request) {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gear-run/gear/jarstore"
+	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
@@ -36,6 +37,9 @@ type Options struct {
 	Masters []string // configured masters, host:port; must include this one
 	DataDir string   // raft log, snapshots, local jar store, lock file
 	Token   string   // cluster token every API call needs (but /ecv); "" = none
+	// BundleLimits bound the master's own inspection of a submitted
+	// bundle (gear.bundle.*, as the CLI and the workers apply them).
+	BundleLimits bundle.Limits
 	// MetricsOpen serves /metrics without the token (gear.metrics.open).
 	MetricsOpen bool
 	// FailoverTimeout tunes leader-loss detection, gossip suspicion and how

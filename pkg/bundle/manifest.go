@@ -50,6 +50,9 @@ type Process struct {
 	MaxRestarts   int
 	RestartWindow time.Duration
 	Health        *Health
+	// User runs the group as this user ("name" or "name:group"), where
+	// the worker's gear.worker.allowed-users lets it.
+	User string
 }
 
 // Health is an HTTP health check of a process instance.
@@ -73,7 +76,7 @@ func (m *Manifest) Process(name string) (*Process, bool) {
 var (
 	topKeys     = []string{"name", "processes"}
 	processKeys = []string{"command", "instances", "cpus", "shared", "restart", "env", "ports", "stop-timeout",
-		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health"}
+		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health", "user"}
 	healthKeys = []string{"http", "port", "interval", "timeout"}
 )
 
@@ -268,6 +271,13 @@ func (p *manifestParser) process(key, name string, o map[string]any) Process {
 	}
 	if v, ok := o["health"]; ok {
 		pr.Health = p.health(k("health"), v, pr.Ports)
+	}
+	if v, ok := o["user"]; ok {
+		s, _ := v.(string)
+		if s == "" || strings.ContainsAny(s, " /\t\n") || strings.Count(s, ":") > 1 || strings.HasPrefix(s, ":") || strings.HasSuffix(s, ":") {
+			p.errorf(k("user"), `bad value %s: want a user name, e.g. "app" or "app:app" (the worker must list it in gear.worker.allowed-users)`, describe(v))
+		}
+		pr.User = s
 	}
 	return pr
 }

@@ -277,7 +277,7 @@ func toProcesses(m *bundle.Manifest) []cluster.Process {
 			Name: p.Name, Command: p.Command, Instances: p.Instances, CPUs: p.CPUs, Shared: p.Shared,
 			Restart: p.Restart, Env: p.Env, Ports: p.Ports, StopTimeout: p.StopTimeout, PreStop: p.PreStop,
 			MaxAge: p.MaxAge, MaxRSS: p.MaxRSS, MinUptime: p.MinUptime, MaxRestarts: p.MaxRestarts,
-			RestartWindow: p.RestartWindow,
+			RestartWindow: p.RestartWindow, User: p.User,
 		})
 	}
 	return out

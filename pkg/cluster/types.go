@@ -82,6 +82,9 @@ type Process struct {
 	MinUptime     time.Duration     `json:"min_uptime,omitempty"`
 	MaxRestarts   int               `json:"max_restarts,omitempty"`
 	RestartWindow time.Duration     `json:"restart_window,omitempty"`
+	// User runs the group's executors as this user ("name" or
+	// "name:group") where the worker's gear.worker.allowed-users lists it.
+	User string `json:"user,omitempty"`
 }
 
 // Bundle names an uploaded artifact in the jar store.
