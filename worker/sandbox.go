@@ -291,3 +291,20 @@ func (u *executorUser) credential() *syscall.Credential {
 	}
 	return &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{}}
 }
+
+// untraversable returns the first parent of dir that others cannot pass
+// through (no o+x), or "".
+func untraversable(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return d
+		}
+		if d == "/" || d == "." {
+			return ""
+		}
+	}
+}

@@ -214,6 +214,10 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 		if err := lockDataDir(opts.DataDir); err != nil {
 			return nil, err
 		}
+		if d := untraversable(opts.DataDir); d != "" {
+			opts.Logger.Warn("executors running as another user cannot reach their working directory under the data dir: make it traversable (chmod o+x)",
+				"dir", d, "data", opts.DataDir, "user", opts.User)
+		}
 	}
 	w.adoptOrphans()
 	gossipLn := mux.Protocol(netmux.Gossip)
