@@ -531,6 +531,10 @@ func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest)
 	if _, err := m.blobs.Stat(ctx, req.Bundle.Digest); err != nil {
 		return fmt.Errorf("%w: bundle %s is not in the jar store (upload it first with `gear app submit`): %v", ErrBadRequest, req.Bundle.Digest, err)
 	}
+	// Too large for one raft entry: say so before reading the bundle.
+	if _, err := encodeCommand(command{Op: opSubmit, Submit: req}); err != nil {
+		return err
+	}
 	return m.checkAgainstBundle(ctx, req) // inspect.go
 }
 

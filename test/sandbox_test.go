@@ -10,6 +10,8 @@ package test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -237,6 +239,22 @@ func TestReadsNeedToken(t *testing.T) {
 		t.Errorf("gear app list without a token: %v %s; want a refusal naming GEAR_TOKEN", err, out)
 	}
 	c.mustGear("logs", id)
+
+	// A forged submit: the uploaded bundle with a command of the
+	// submitter's choosing. The master reads the stored bundle's
+	// gear-app.conf itself and refuses it, naming the difference.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := cluster.NewClient(c.masters, sandboxToken)
+	_, err = client.Submit(ctx, cluster.SubmitRequest{Name: "forged", Bundle: a.Bundle,
+		Processes: []cluster.Process{{Name: "main", Command: []string{"/bin/sh", "-c", "echo owned"}, Instances: 1}}})
+	var ae *cluster.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, `process group "main": command is ["/bin/sh","-c","echo owned"] in the submit but ["./run.sh"]`) {
+		t.Errorf("forged submit: %v; want 400 naming the command", err)
+	}
+	if n := len(c.apps()); n != 1 {
+		t.Errorf("%d apps after the forged submit, want 1", n)
+	}
 }
 
 // TestExecutorUser: with gear.worker.user the executors run as that user
