@@ -102,7 +102,7 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 	}
 	return master.Options{
 		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token, MetricsOpen: cfg.Metrics.Open,
-		BundleLimits: cli.BundleLimits(cfg),
+		BundleLimits:    cli.BundleLimits(cfg),
 		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
 		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace, ForgetAfter: cfg.Worker.ForgetAfter,
 		RaftSegmentSize: cfg.Raft.SegmentSize,

@@ -195,4 +195,3 @@ func (m *Master) bundleCopy(ctx context.Context, digest string, kind bundle.Kind
 	}
 	return f.Name(), cleanup, nil
 }
-

