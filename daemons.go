@@ -195,7 +195,11 @@ func runMaster(fs *flag.FlagSet) cli.Action {
 		if err != nil {
 			return err
 		}
-		log := c.Logger(cfg)
+		log, closeLog, err := c.DaemonLogger(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
 		port := masterPort(cfg, d.port)
 		dataDir := d.datadir
 		if dataDir == "" {
@@ -255,7 +259,11 @@ func runWorker(fs *flag.FlagSet) cli.Action {
 		if c.Global.Masters != "" {
 			cfg.Masters = c.Global.MasterList()
 		}
-		log := c.Logger(cfg)
+		log, closeLog, err := c.DaemonLogger(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
 		dataDir := d.datadir
 		if dataDir == "" {
 			dataDir = defaultDataDir(c.Home(), cfg, "worker", cfg.Hostname, d.port)
@@ -308,7 +316,12 @@ func runLocal(fs *flag.FlagSet) cli.Action {
 				base = cfg.DataDir
 			}
 		}
-		return local(ctx, c.Stderr, cfg, c.Logger(cfg), *n, *port, base)
+		log, closeLog, err := c.DaemonLogger(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
+		return local(ctx, c.Stderr, cfg, log, *n, *port, base)
 	}
 }
 
