@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gear-run/gear/pkg/config"
 )
@@ -36,10 +37,17 @@ func TestDaemonLogFile(t *testing.T) {
 		if err := closeLog(); err != nil {
 			t.Fatal(err)
 		}
-		ents, _ := os.ReadDir(filepath.Join(dir, "logs"))
+		// lumberjack removes old backups in the background: poll.
 		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			ents, _ := os.ReadDir(filepath.Join(dir, "logs"))
+			names = names[:0]
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			if len(names) == 3 || time.Now().After(deadline) {
+				break
+			}
 		}
 		if len(names) != 3 { // master.log and two backups
 			t.Errorf("stderr=%v: log dir holds %v, want master.log and 2 rotated files", toStderr, names)
