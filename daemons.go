@@ -132,7 +132,7 @@ func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		AdminSocket: cfg.Worker.AdminSocket, ExtraEnv: channelEnv(cfg), JarRoot: cfg.JarStore.RootPath,
 		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
 		BundleLimits: cli.BundleLimits(cfg), CacheSize: cfg.Worker.CacheSize, CacheGrace: cfg.Worker.CacheGrace,
-		User: cfg.Worker.User, AllowedUsers: cfg.Worker.AllowedUsers,
+		User: cfg.Worker.User, AllowedUsers: cfg.Worker.AllowedUsers, MetricsOpen: cfg.Metrics.Open,
 	}, nil
 }
 

@@ -326,3 +326,50 @@ func grepLine(s, prefix string) string {
 	}
 	return ""
 }
+
+// TestTokenThroughFollowers: with a token, a follower forwards reads and
+// writes to the leader with the caller's token, and `gear masters` sees
+// every master (each asks the others for their status with the token).
+func TestTokenThroughFollowers(t *testing.T) {
+	c := newCluster(t, clusterOpts{masters: 3, env: []string{"GEAR_TOKEN=" + sandboxToken}})
+	var leader string
+	waitFor(t, 30*time.Second, "a leader", func() bool { leader = c.leader(); return leader != "" })
+	var follower string
+	for _, m := range c.masters {
+		if m != leader {
+			follower = m
+		}
+	}
+	waitFor(t, 20*time.Second, "every master to answer `gear masters` as leader or follower", func() bool {
+		ms := c.mastersView()
+		if len(ms) != 3 {
+			return false
+		}
+		for _, m := range ms {
+			if m.State != "leader" && m.State != "follower" {
+				return false
+			}
+		}
+		return true
+	})
+	out := c.mustGear("-master", follower, "app", "submit", example("hello.tar.gz"), "-quiet", "-executors", "0")
+	id := strings.TrimSpace(out)
+	for _, tok := range []string{"", "wrong", sandboxToken} {
+		req, _ := http.NewRequest("GET", "http://"+follower+"/api/v1/apps/"+id, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusUnauthorized
+		if tok == sandboxToken {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Errorf("GET app %s on follower %s with token %q: %s, want %d", id, follower, tok, resp.Status, want)
+		}
+	}
+}

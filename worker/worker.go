@@ -80,6 +80,9 @@ type Options struct {
 	// (gear.worker.allowed-users). See sandbox.go.
 	User         string
 	AllowedUsers []string
+	// MetricsOpen: a /metrics route serves without the token
+	// (gear.metrics.open); every other route but /ecv needs it.
+	MetricsOpen bool
 }
 
 // Worker is a running worker daemon.
