@@ -278,6 +278,11 @@ func (c *cache) save(r io.Reader, path string, checks ...func() error) (int64, e
 			return n, err
 		}
 	}
+	// Read-only, and readable by executors running as gear.worker.user
+	// (GEAR_BUNDLE: a jar runs as java -cp $GEAR_BUNDLE).
+	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
+		return n, err
+	}
 	return n, os.Rename(tmp.Name(), path)
 }
 
