@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
@@ -38,11 +39,6 @@ func (m *Master) checkAgainstBundle(ctx context.Context, req *cluster.SubmitRequ
 	default:
 		return fmt.Errorf("%w: %v", ErrBadRequest, req.Bundle.Kind.Check())
 	}
-	path, cleanup, err := m.bundleCopy(ctx, req.Bundle.Digest, kind)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
 	mainClass := ""
 	if kind == bundle.KindJar {
 		// The jar's one process runs ["java", "-cp", BUNDLE, MAIN, args...].
@@ -54,14 +50,54 @@ func (m *Master) checkAgainstBundle(ctx context.Context, req *cluster.SubmitRequ
 				ErrBadRequest, req.Bundle.Digest, bundle.BundleVar)
 		}
 	}
-	man, _, err := bundle.InspectLimits(path, mainClass, req.Args, m.opts.BundleLimits)
-	if err != nil {
-		// The stored bundle is the one the submit names, so the file name
-		// in the message is only our temporary copy: name the bundle.
-		msg := strings.ReplaceAll(err.Error(), path, req.Bundle.Name+" ("+req.Bundle.Digest+")")
-		return fmt.Errorf("%w: the master's inspection of the stored bundle: %s", ErrBadRequest, msg)
+	// A bundle is immutable (content addressed): its reading for the same
+	// main class and arguments is remembered.
+	key := strings.Join(append([]string{req.Bundle.Digest, string(req.Bundle.Kind), mainClass}, req.Args...), "\x00")
+	want, ok := m.inspected.get(key)
+	if !ok {
+		path, cleanup, err := m.bundleCopy(ctx, req.Bundle.Digest, kind)
+		if err != nil {
+			return err
+		}
+		man, _, err := bundle.InspectLimits(path, mainClass, req.Args, m.opts.BundleLimits)
+		cleanup()
+		if err != nil {
+			// The stored bundle is the one the submit names, so the file
+			// name in the message is only our temporary copy: name the
+			// bundle.
+			msg := strings.ReplaceAll(err.Error(), path, req.Bundle.Name+" ("+req.Bundle.Digest+")")
+			return fmt.Errorf("%w: the master's inspection of the stored bundle: %s", ErrBadRequest, msg)
+		}
+		want = manifestProcesses(man)
+		m.inspected.put(key, want)
 	}
-	return compareProcesses(req.Processes, manifestProcesses(man))
+	return compareProcesses(req.Processes, want)
+}
+
+// inspections remembers the process groups read from stored bundles.
+// Bounded: it forgets everything when full (submits of new bundles are
+// rare next to the cost of reading one).
+type inspections struct {
+	mu    sync.Mutex
+	byKey map[string][]cluster.Process
+}
+
+const maxInspections = 256
+
+func (c *inspections) get(key string) ([]cluster.Process, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.byKey[key]
+	return p, ok
+}
+
+func (c *inspections) put(key string, p []cluster.Process) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byKey == nil || len(c.byKey) >= maxInspections {
+		c.byKey = map[string][]cluster.Process{}
+	}
+	c.byKey[key] = p
 }
 
 // manifestProcesses is the API's form of the bundle's process groups, as
@@ -169,9 +205,11 @@ func show(v any) string {
 	return string(b)
 }
 
-// bundleCopy copies the stored bundle into a temporary file of the master's
-// data dir named as its kind wants (InspectLimits tells the kind by name).
-// The copy is streamed; the jar store verifies the digest while it is read.
+// bundleCopy copies the stored bundle into a temporary file named as its
+// kind wants (InspectLimits tells the kind by name). The copy is streamed;
+// the jar store verifies the digest while it is read. It goes to the
+// system's temp dir ($TMPDIR), never the data dir, whose free space the
+// raft log needs.
 func (m *Master) bundleCopy(ctx context.Context, digest string, kind bundle.Kind) (string, func(), error) {
 	rc, _, err := m.blobs.Open(ctx, digest)
 	if err != nil {
@@ -179,7 +217,7 @@ func (m *Master) bundleCopy(ctx context.Context, digest string, kind bundle.Kind
 	}
 	defer rc.Close()
 	ext := map[bundle.Kind]string{bundle.KindJar: ".jar", bundle.KindTarGz: ".tar.gz", bundle.KindZip: ".zip"}[kind]
-	f, err := os.CreateTemp(m.opts.DataDir, ".inspect-*"+ext)
+	f, err := os.CreateTemp("", "gear-inspect-*"+ext)
 	if err != nil {
 		return "", nil, fmt.Errorf("inspect bundle %s: %w", digest, err)
 	}

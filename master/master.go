@@ -99,6 +99,7 @@ type Master struct {
 	// stalledSince is when the commit index stopped behind the last log
 	// index (see stallLoop); zero when it moves.
 	stalledSince time.Time
+	inspected    inspections // bundles read at submit (inspect.go)
 }
 
 // unpooledNote tracks a heartbeating worker missing from the gossip pool.
