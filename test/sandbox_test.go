@@ -38,6 +38,7 @@ echo "$GEAR_EXECUTOR_ID" > mine.txt
 echo "$GEAR_EXECUTOR_ID" >> data.txt
 if [ "$(id -u)" != 0 ]; then
   if echo x > "$GEAR_BUNDLE_DIR/intruder.txt" 2>/dev/null; then echo yes; else echo no; fi > bundle-writable.txt
+  if cat "$GEAR_BUNDLE_DIR/data.txt" "$GEAR_BUNDLE" >/dev/null 2>&1; then echo yes; else echo no; fi > bundle-readable.txt
   if ls "$WORKER_DATADIR" >/dev/null 2>&1; then echo yes; else echo no; fi > datadir-readable.txt
   if cat "$WORKER_DATADIR/worker-secret" >/dev/null 2>&1; then echo yes; else echo no; fi > secret-readable.txt
 fi
@@ -294,7 +295,7 @@ func TestExecutorUser(t *testing.T) {
 			t.Errorf("executor %s keeps supplementary groups: %q", e.ID, g)
 		}
 		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", e.PID))
-		for file, want := range map[string]string{"bundle-writable.txt": "no", "datadir-readable.txt": "no", "secret-readable.txt": "no"} {
+		for file, want := range map[string]string{"bundle-writable.txt": "no", "bundle-readable.txt": "yes", "datadir-readable.txt": "no", "secret-readable.txt": "no"} {
 			if got := strings.TrimSpace(readFile(t, filepath.Join(cwd, file))); got != want {
 				t.Errorf("executor %s: %s = %q, want %q", e.ID, file, got, want)
 			}
