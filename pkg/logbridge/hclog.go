@@ -2,10 +2,12 @@ package logbridge
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -66,11 +68,32 @@ func (h *HCLog) Log(level hclog.Level, msg string, args ...any) {
 		attrs = append(attrs[:len(attrs)-1], "EXTRA_VALUE_AT_END", attrs[len(attrs)-1])
 	}
 	for i := 1; i < len(attrs); i += 2 {
-		if e, ok := attrs[i].(error); ok {
-			attrs[i] = e.Error()
-		}
+		attrs[i] = value(attrs[i])
 	}
 	h.log.Log(ctx, lv, msg, attrs...)
+}
+
+// value renders a field as hclog would: hclog.Fmt formatted, errors and
+// Stringers as text, plain values kept (typed in JSON), anything else %v.
+func value(v any) any {
+	switch x := v.(type) {
+	case nil, string, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64,
+		time.Duration, time.Time, []string:
+		return v
+	case hclog.Format:
+		if len(x) == 0 {
+			return ""
+		}
+		if f, ok := x[0].(string); ok {
+			return fmt.Sprintf(f, x[1:]...)
+		}
+		return fmt.Sprint(x...)
+	case error:
+		return x.Error()
+	case fmt.Stringer:
+		return x.String()
+	}
+	return fmt.Sprintf("%v", v)
 }
 
 func (h *HCLog) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

@@ -21,7 +21,7 @@ func TestHCLogFieldsAndLevel(t *testing.T) {
 	h.Debug("not shown at info", "x", 1)
 	h.Trace("not shown either")
 	h.Info("entering follower state", "follower", "127.0.0.1:3000", "leader-address", "", "term", uint64(7))
-	h.Error("failed to appendEntries", "peer", "127.0.0.2:3000", "error", errors.New("connection refused"))
+	h.Error("failed to appendEntries", "peer", "127.0.0.2:3000", "error", errors.New("connection refused"), "servers", hclog.Fmt("%+v", []int{1, 2}))
 	if h.IsDebug() || !h.IsInfo() || h.GetLevel() != hclog.Info {
 		t.Errorf("IsDebug %v IsInfo %v level %v: want the handler's level (info)", h.IsDebug(), h.IsInfo(), h.GetLevel())
 	}
@@ -43,7 +43,7 @@ func TestHCLogFieldsAndLevel(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[1]), &rec); err != nil {
 		t.Fatal(err)
 	}
-	if rec["level"] != "ERROR" || rec["error"] != "connection refused" || rec["peer"] != "127.0.0.2:3000" {
+	if rec["level"] != "ERROR" || rec["error"] != "connection refused" || rec["peer"] != "127.0.0.2:3000" || rec["servers"] != "[1 2]" {
 		t.Errorf("error record: %s", lines[1])
 	}
 
