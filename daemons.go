@@ -101,7 +101,8 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		return master.Options{}, err
 	}
 	return master.Options{
-		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token,
+		IP: ip, Port: port, Masters: cfg.Masters, DataDir: dataDir, Token: cfg.Token, MetricsOpen: cfg.Metrics.Open,
+		BundleLimits:    cli.BundleLimits(cfg),
 		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
 		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace, ForgetAfter: cfg.Worker.ForgetAfter,
 		RaftSegmentSize: cfg.Raft.SegmentSize,
@@ -131,6 +132,7 @@ func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		AdminSocket: cfg.Worker.AdminSocket, ExtraEnv: channelEnv(cfg), JarRoot: cfg.JarStore.RootPath,
 		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
 		BundleLimits: cli.BundleLimits(cfg), CacheSize: cfg.Worker.CacheSize, CacheGrace: cfg.Worker.CacheGrace,
+		User: cfg.Worker.User, AllowedUsers: cfg.Worker.AllowedUsers, MetricsOpen: cfg.Metrics.Open,
 	}, nil
 }
 
@@ -193,7 +195,11 @@ func runMaster(fs *flag.FlagSet) cli.Action {
 		if err != nil {
 			return err
 		}
-		log := c.Logger(cfg)
+		log, closeLog, err := c.DaemonLogger(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
 		port := masterPort(cfg, d.port)
 		dataDir := d.datadir
 		if dataDir == "" {
@@ -253,7 +259,11 @@ func runWorker(fs *flag.FlagSet) cli.Action {
 		if c.Global.Masters != "" {
 			cfg.Masters = c.Global.MasterList()
 		}
-		log := c.Logger(cfg)
+		log, closeLog, err := c.DaemonLogger(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
 		dataDir := d.datadir
 		if dataDir == "" {
 			dataDir = defaultDataDir(c.Home(), cfg, "worker", cfg.Hostname, d.port)
@@ -306,7 +316,12 @@ func runLocal(fs *flag.FlagSet) cli.Action {
 				base = cfg.DataDir
 			}
 		}
-		return local(ctx, c.Stderr, cfg, c.Logger(cfg), *n, *port, base)
+		log, closeLog, err := c.DaemonLogger(cfg)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
+		return local(ctx, c.Stderr, cfg, log, *n, *port, base)
 	}
 }
 

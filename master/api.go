@@ -2,7 +2,6 @@ package master
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,36 +25,91 @@ import (
 
 const forwardedHeader = "X-Gear-Forwarded-By"
 
+// access says who may call a route.
+type access int
+
+const (
+	// needToken: with gear.auth.token set, the route answers only a
+	// request that carries it. Every route is this unless listed open.
+	needToken access = iota
+	// open: load balancers poll it (/ecv) or a browser loads it (the
+	// dashboard page, whose data calls need the token).
+	open
+	// openIfMetrics: open when gear.metrics.open is true.
+	openIfMetrics
+)
+
+// route is one entry of the API. Every route is registered through
+// routeTable and routes(), which wraps it in auth unless its access says
+// otherwise, so a new route is guarded unless it is listed open on purpose
+// (TestEveryRouteNeedsToken walks the table).
+type route struct {
+	pattern string
+	access  access
+	h       http.HandlerFunc
+}
+
+func (m *Master) routeTable() []route {
+	js := m.jsonLimit()
+	return []route{
+		// Answered by every master from its own view.
+		{"GET /api/v1/status", needToken, m.handleStatus},
+		{"GET /api/v1/masters", needToken, m.handleMasters},
+		{"GET /ecv", open, m.handleECV},
+		{"POST /ecv/enable", needToken, js.wrap(m.handleECVToggle(false))},
+		{"POST /ecv/disable", needToken, js.wrap(m.handleECVToggle(true))},
+		{"GET /metrics", openIfMetrics, m.handleMetrics},
+		{"GET /api/v1/bundles/{digest}", needToken, m.handleGetBundle},
+		{"GET /api/v1/events", needToken, m.handleEvents},
+		// Answered by the leader; other masters forward (with the
+		// caller's Authorization header). Bodies over their limit are
+		// refused before anything is forwarded.
+		{"GET /api/v1/apps", needToken, m.lead(m.handleApps)},
+		{"GET /api/v1/apps/{id}", needToken, m.lead(m.handleApp)},
+		{"POST /api/v1/apps", needToken, js.wrap(m.lead(m.handleSubmit))},
+		{"POST /api/v1/apps/{id}/kill", needToken, js.wrap(m.lead(m.handleKill))},
+		{"POST /api/v1/apps/{id}/restart", needToken, js.wrap(m.lead(m.handleRestart))},
+		{"POST /api/v1/apps/{id}/scale", needToken, js.wrap(m.lead(m.handleScale))},
+		{"GET /api/v1/apps/{id}/logs", needToken, m.lead(m.handleLogs)},
+		{"GET /api/v1/workers", needToken, m.lead(m.handleWorkers)},
+		{"POST /api/v1/workers/heartbeat", needToken, js.wrap(m.lead(m.countHeartbeat(m.handleHeartbeat)))},
+		{"POST /api/v1/workers/{id}/remove", needToken, js.wrap(m.lead(m.handleRemoveWorker))},
+		{"POST /api/v1/bundles", needToken, m.bundleLimit().wrap(m.lead(m.handleUpload))},
+		{"GET /api/v1/bundles", needToken, m.lead(m.handleListBundles)},
+		{"POST /api/v1/jarstore/gc", needToken, js.wrap(m.lead(m.handleGC))},
+		// The dashboard page and its static assets; its data calls above
+		// need the token.
+		{"GET /{$}", open, m.handleDashboard},
+		{"GET /ui/", open, m.handleDashboardAsset},
+	}
+}
+
 func (m *Master) routes() http.Handler {
 	mux := http.NewServeMux()
-	js := m.jsonLimit()
-	// Answered by every master from its own view.
-	mux.HandleFunc("GET /api/v1/status", m.handleStatus)
-	mux.HandleFunc("GET /api/v1/masters", m.handleMasters)
-	mux.HandleFunc("GET /ecv", m.handleECV)
-	mux.HandleFunc("POST /ecv/enable", m.auth(js.wrap(m.handleECVToggle(false))))
-	mux.HandleFunc("POST /ecv/disable", m.auth(js.wrap(m.handleECVToggle(true))))
-	mux.HandleFunc("GET /metrics", m.handleMetrics)
-	mux.HandleFunc("GET /api/v1/bundles/{digest}", m.handleGetBundle)
-	mux.HandleFunc("GET /api/v1/events", m.handleEvents)
-	// Answered by the leader; other masters forward. Bodies over their
-	// limit are refused before anything is forwarded.
-	mux.HandleFunc("GET /api/v1/apps", m.lead(m.handleApps))
-	mux.HandleFunc("GET /api/v1/apps/{id}", m.lead(m.handleApp))
-	mux.HandleFunc("POST /api/v1/apps", m.auth(js.wrap(m.lead(m.handleSubmit))))
-	mux.HandleFunc("POST /api/v1/apps/{id}/kill", m.auth(js.wrap(m.lead(m.handleKill))))
-	mux.HandleFunc("POST /api/v1/apps/{id}/restart", m.auth(js.wrap(m.lead(m.handleRestart))))
-	mux.HandleFunc("POST /api/v1/apps/{id}/scale", m.auth(js.wrap(m.lead(m.handleScale))))
-	mux.HandleFunc("GET /api/v1/apps/{id}/logs", m.lead(m.handleLogs))
-	mux.HandleFunc("GET /api/v1/workers", m.lead(m.handleWorkers))
-	mux.HandleFunc("POST /api/v1/workers/heartbeat", m.auth(js.wrap(m.lead(m.countHeartbeat(m.handleHeartbeat)))))
-	mux.HandleFunc("POST /api/v1/workers/{id}/remove", m.auth(js.wrap(m.lead(m.handleRemoveWorker))))
-	mux.HandleFunc("POST /api/v1/bundles", m.auth(m.bundleLimit().wrap(m.lead(m.handleUpload))))
-	mux.HandleFunc("GET /api/v1/bundles", m.lead(m.handleListBundles))
-	mux.HandleFunc("POST /api/v1/jarstore/gc", m.auth(js.wrap(m.lead(m.handleGC))))
-	mux.HandleFunc("GET /ui/", m.handleDashboardAsset)
-	mux.HandleFunc("/", m.handleDashboard)
+	for _, rt := range m.routeTable() {
+		mux.HandleFunc(rt.pattern, m.guard(rt))
+	}
+	// Anything else: 404 as JSON, after the token check so that an
+	// unauthenticated caller learns nothing about which paths exist.
+	mux.HandleFunc("/", m.auth(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_ = json.NewEncoder(w).Encode(cluster.ErrorBody{Error: fmt.Sprintf("no API route %s %s (see the README for the API)", r.Method, r.URL.Path)})
+	}))
 	return m.metrics.api.Wrap(mux)
+}
+
+// guard wraps a route in the token check its access calls for.
+func (m *Master) guard(rt route) http.HandlerFunc {
+	switch rt.access {
+	case open:
+		return rt.h
+	case openIfMetrics:
+		if m.opts.MetricsOpen {
+			return rt.h
+		}
+	}
+	return m.auth(rt.h)
 }
 
 // maxJSONBody bounds the body of every JSON request.
@@ -169,19 +223,14 @@ func writeError(w http.ResponseWriter, err error) {
 	_ = json.NewEncoder(w).Encode(cluster.ErrorBody{Error: err.Error()})
 }
 
-// auth rejects mutating calls without the cluster token.
+// auth refuses a request without the cluster token (when one is set)
+// before anything runs: a refused call changes nothing.
 func (m *Master) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if m.opts.Token != "" {
-			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if subtle.ConstantTimeCompare([]byte(got), []byte(m.opts.Token)) != 1 {
-				what := "wrong"
-				if got == "" {
-					what = "missing"
-				}
-				writeError(w, fmt.Errorf("%w: %s cluster token; pass -token, or set GEAR_TOKEN or gear.auth.token to the masters' token", ErrUnauthorized, what))
-				return
-			}
+		if err := cluster.CheckToken(r, m.opts.Token); err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gear"`)
+			writeError(w, fmt.Errorf("%w: %v", ErrUnauthorized, err))
+			return
 		}
 		h(w, r)
 	}
@@ -289,7 +338,7 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 			var st status
 			if v == m.self {
 				st = m.status()
-			} else if err := getJSON(r.Context(), client, "http://"+v+"/api/v1/status", &st); err != nil {
+			} else if err := getJSON(r.Context(), client, "http://"+v+"/api/v1/status", m.opts.Token, &st); err != nil {
 				views[i].Error = err.Error()
 				return
 			}
@@ -325,11 +374,12 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, views)
 }
 
-func getJSON(ctx context.Context, c *http.Client, u string, out any) error {
+func getJSON(ctx context.Context, c *http.Client, u, token string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
 		return err
 	}
+	cluster.SetToken(req.Header, token)
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
@@ -487,7 +537,11 @@ func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest)
 		// error): 503, which the CLI retries as it does for no leader.
 		return fmt.Errorf("%w: cannot check bundle %s in the jar store; retry once the store answers: %w", ErrStoreUnavailable, req.Bundle.Digest, err)
 	}
-	return nil
+	// Too large for one raft entry: say so before reading the bundle.
+	if _, err := encodeCommand(command{Op: opSubmit, Submit: req}); err != nil {
+		return err
+	}
+	return m.checkAgainstBundle(ctx, req) // inspect.go
 }
 
 func (m *Master) handleKill(w http.ResponseWriter, r *http.Request) {
@@ -619,6 +673,7 @@ func (m *Master) handleLogs(w http.ResponseWriter, r *http.Request) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&url.URL{Scheme: "http", Host: target.WorkerAddr})
 			pr.Out.URL.Path = "/logs/" + target.ID
+			cluster.SetToken(pr.Out.Header, m.opts.Token) // the worker's log route needs it too
 		},
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {

@@ -12,7 +12,7 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrNoLeader: no leader is known, or this master cannot reach a quorum.
 	ErrNoLeader = errors.New("no leader")
-	// ErrUnauthorized: a mutating call came without the right cluster token.
+	// ErrUnauthorized: a call came without the right cluster token.
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrForbidden: the caller is authenticated but may not act as who it
 	// claims to be (a heartbeat under a worker id with another secret).

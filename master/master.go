@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gear-run/gear/jarstore"
+	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/datadir"
@@ -35,7 +36,12 @@ type Options struct {
 	Port    int      // the one port (-port); 0 picks a free one (tests, local mode)
 	Masters []string // configured masters, host:port; must include this one
 	DataDir string   // raft log, snapshots, local jar store, lock file
-	Token   string   // cluster token for mutating calls; "" = none
+	Token   string   // cluster token every API call needs (but /ecv); "" = none
+	// BundleLimits bound the master's own inspection of a submitted
+	// bundle (gear.bundle.*, as the CLI and the workers apply them).
+	BundleLimits bundle.Limits
+	// MetricsOpen serves /metrics without the token (gear.metrics.open).
+	MetricsOpen bool
 	// FailoverTimeout tunes leader-loss detection, gossip suspicion and how
 	// long an unreachable worker is tolerated before rescheduling.
 	FailoverTimeout time.Duration
@@ -102,7 +108,8 @@ type Master struct {
 	stalledSince time.Time
 	// quorumAt is when this leader last confirmed its quorum (see
 	// confirmLoop); zero when not leading.
-	quorumAt time.Time
+	quorumAt  time.Time
+	inspected inspections // bundles read at submit (inspect.go)
 }
 
 // unpooledNote tracks a heartbeating worker missing from the gossip pool.

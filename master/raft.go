@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/gear-run/gear/pkg/logbridge"
@@ -68,7 +67,8 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, segSize
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: &logbridge.Writer{Log: log, From: "raft"}})
+	// raft logs at gear.log.level, its fields as slog attributes.
+	hlog := logbridge.NewHCLog(log, "raft")
 	wal, err := openLogStore(filepath.Join(dir, "wal"), segSize, log)
 	if err != nil {
 		return nil, err

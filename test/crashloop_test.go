@@ -8,6 +8,7 @@ package test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,8 +23,9 @@ import (
 
 // A command that cannot be executed is FAILED at once, with the reason in
 // `app info`, and never restarted: a bare name not in PATH (the CLI passes
-// it), and a ./command missing from the bundle, submitted through the API as
-// the issue's prober did (the CLI would refuse it).
+// it). A ./command missing from the bundle, submitted through the API as
+// the issue's prober did (the CLI would refuse it), is refused by the
+// master's own inspection of the bundle (issue 17).
 func TestExecFailureFailsAtOnce(t *testing.T) {
 	c, out := workerCluster(t, "")
 	tests := []struct {
@@ -40,7 +42,12 @@ func TestExecFailureFailsAtOnce(t *testing.T) {
 			bundle := testBundle(t, out, "missing", fmt.Sprintf(`command = [%q, "-port", "${PORT}"]`, tt.command), `restart = "always"`, "max-restarts = 10")
 			var id string
 			if tt.viaAPI {
-				id = submitViaAPI(t, c, bundle, cluster.Process{Name: "main", Command: []string{tt.command}, Instances: 1, Restart: "always", MaxRestarts: 10})
+				err := submitViaAPIErr(t, c, bundle, cluster.Process{Name: "main", Command: []string{tt.command}, Instances: 1, Restart: "always", MaxRestarts: 10})
+				var ae *cluster.APIError
+				if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "command ./server is not in the bundle") {
+					t.Fatalf("submit of a command missing from the bundle: %v; want 400 from the master's inspection", err)
+				}
+				return
 			} else {
 				id = c.submit(bundle)
 			}
@@ -96,6 +103,24 @@ func submitViaAPI(t *testing.T, c *testCluster, bundle string, procs ...cluster.
 		t.Fatalf("submit: %v", err)
 	}
 	return id
+}
+
+// submitViaAPIErr is submitViaAPI for a submit that may be refused.
+func submitViaAPIErr(t *testing.T, c *testCluster, bundle string, procs ...cluster.Process) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client := cluster.NewClient(c.masters, "")
+	st, err := os.Stat(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := client.UploadBundle(ctx, filepath.Base(bundle), st.Size(), func() (io.ReadCloser, error) { return os.Open(bundle) })
+	if err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	_, err = client.Submit(ctx, cluster.SubmitRequest{Name: "missing", Bundle: b, Processes: procs})
+	return err
 }
 
 // slowCrashConf: backoff far longer than each run (0.2s), and a

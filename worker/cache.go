@@ -94,7 +94,7 @@ func (c *cache) scan() error {
 		if strings.HasPrefix(name, ".") {
 			// .fetch-*, .evict-*, .<hex>.d.unpack-*, .bundle-spool-*:
 			// nothing else is running in this data dir (it is locked).
-			if err := os.RemoveAll(p); err != nil {
+			if err := removeTree(p); err != nil {
 				c.log.Warn("cannot remove a leftover in the bundle cache", "path", p, "err", err)
 			} else {
 				c.log.Info("removed a leftover of an interrupted download or unpack", "path", p)
@@ -266,6 +266,11 @@ func (c *cache) save(r io.Reader, path string, checks ...func() error) (int64, e
 			return n, err
 		}
 	}
+	// Read-only, and readable by executors running as gear.worker.user
+	// (GEAR_BUNDLE: a jar runs as java -cp $GEAR_BUNDLE).
+	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
+		return n, err
+	}
 	return n, os.Rename(tmp.Name(), path)
 }
 
@@ -300,6 +305,11 @@ func (c *cache) unpacked(ctx context.Context, b cluster.Bundle, file string) (st
 	defer f.Close()
 	if err := bundle.Unpack(ctx, f, kind, dir, c.opts.Limits); err != nil {
 		return "", fmt.Errorf("unpack bundle %s: %w", b.Digest, err)
+	}
+	// Shared by every executor of the bundle here, each of which runs in
+	// its own copy (sandbox.go): nobody writes into it.
+	if err := readOnlyTree(dir); err != nil {
+		return "", fmt.Errorf("make the unpacked bundle %s read-only: %w", b.Digest, err)
 	}
 	size := dirSize(dir)
 	c.used(b.Digest, func(st *cacheState) { st.hasDir, st.dirSize = true, size })
@@ -429,7 +439,7 @@ func (c *cache) remove(ev eviction, inUse func() (map[string]bool, bool)) {
 		// complete unpack, even if this worker dies meanwhile.
 		tmp := filepath.Join(c.dir, evictPrefix+h+"-"+strconv.FormatInt(c.opts.Now().UnixNano(), 36))
 		if err := os.Rename(dir, tmp); err == nil {
-			err = os.RemoveAll(tmp)
+			err = removeTree(tmp)
 			if err != nil {
 				c.log.Warn("cannot remove an evicted unpacked bundle", "path", tmp, "err", err)
 			}

@@ -329,15 +329,22 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 	if err != nil {
 		return procs.Spec{}, err
 	}
-	dir := filepath.Join(w.opts.DataDir, "run", a.Executor.ID)
-	bundleDir := dir
+	owner, err := w.executorUser(a.Process)
+	if err != nil {
+		return procs.Spec{}, err
+	}
+	bundleDir := "" // the shared, read-only unpacked bundle (sandbox.go)
 	if a.Bundle.Kind != cluster.KindJar {
 		if bundleDir, err = w.cache.unpacked(ctx, a.Bundle, file); err != nil {
 			return procs.Spec{}, err
 		}
-		dir = bundleDir
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+	}
+	dir, err := w.workDir(a.Executor.ID, bundleDir, owner) // the executor's own copy
+	if err != nil {
 		return procs.Spec{}, err
+	}
+	if bundleDir == "" {
+		bundleDir = dir
 	}
 	ports := a.Process.Ports
 	if len(ports) == 0 {
@@ -363,12 +370,7 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		"BUNDLE":              file,
 		"GEAR_GENERATION":     strconv.Itoa(a.Generation),
 	}
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
+	env := allowedEnv(os.Environ()) // never the worker's secrets (sandbox.go)
 	for _, kv := range w.opts.ExtraEnv {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			env[k] = v
@@ -379,6 +381,9 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		env[k] = os.Expand(v, func(n string) string { return env[n] })
 	}
 	maps.Copy(env, a.Env) // `gear app restart -env` wins
+	if owner != nil {
+		env["HOME"], env["USER"], env["LOGNAME"] = owner.home, owner.user, owner.user
+	}
 	cmd := make([]string, 0, len(a.Process.Command)+len(a.Args))
 	for _, c := range a.Process.Command {
 		cmd = append(cmd, os.Expand(c, func(n string) string { return env[n] }))
@@ -398,6 +403,7 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		StopTimeout: stopTimeout, PreStop: a.Process.PreStop,
 		LogDir: filepath.Join(w.opts.DataDir, "logs"), LogMaxSize: w.opts.LogMaxSize, LogMaxFiles: w.opts.LogMaxFiles,
 		Ports: a.Process.Ports, PidDir: filepath.Join(w.opts.DataDir, "pids"),
+		Credential: owner.credential(),
 	}, nil
 }
 

@@ -17,15 +17,51 @@ import (
 	"github.com/gear-run/gear/pkg/procs"
 )
 
+// workerRoute is one route of the worker's HTTP. Every route needs the
+// cluster token unless it is open on purpose (only /ecv, polled by load
+// balancers); routes() is the one place routes are registered.
+type workerRoute struct {
+	pattern string
+	open    bool
+	h       http.HandlerFunc
+}
+
+func (w *Worker) routeTable() []workerRoute {
+	return []workerRoute{
+		{"GET /logs/{id}", false, w.handleLogs},
+		{"GET /api/v1/executors", false, w.handleExecutors},
+		{"GET /ecv", true, func(rw http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(rw, "status=AVAILABLE&ServeTraffic=true&worker=%s\n", w.id)
+		}},
+		{"GET /metrics", w.opts.MetricsOpen, w.handleMetrics},
+	}
+}
+
 func (w *Worker) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /logs/{id}", w.handleLogs)
-	mux.HandleFunc("GET /api/v1/executors", w.handleExecutors)
-	mux.HandleFunc("GET /ecv", func(rw http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(rw, "status=AVAILABLE&ServeTraffic=true&worker=%s\n", w.id)
-	})
-	mux.HandleFunc("GET /metrics", w.handleMetrics)
+	for _, rt := range w.routeTable() {
+		h := rt.h
+		if !rt.open {
+			h = w.auth(h)
+		}
+		mux.HandleFunc(rt.pattern, h)
+	}
+	mux.HandleFunc("/", w.auth(http.NotFound))
 	return w.metrics.api.Wrap(mux)
+}
+
+// auth refuses a request without the cluster token (when one is set).
+func (w *Worker) auth(h http.HandlerFunc) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		if err := cluster.CheckToken(r, w.opts.Token); err != nil {
+			rw.Header().Set("Content-Type", "application/json")
+			rw.Header().Set("WWW-Authenticate", `Bearer realm="gear"`)
+			rw.WriteHeader(http.StatusUnauthorized)
+			_ = json.NewEncoder(rw).Encode(cluster.ErrorBody{Error: "unauthorized: " + err.Error()})
+			return
+		}
+		h(rw, r)
+	}
 }
 
 func (w *Worker) handleExecutors(rw http.ResponseWriter, r *http.Request) {

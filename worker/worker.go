@@ -73,6 +73,15 @@ type Options struct {
 	// (gear.worker.cache-grace). See cache.go.
 	CacheSize  int64
 	CacheGrace time.Duration
+	// User runs executors as this unprivileged "user" or "user:group"
+	// (gear.worker.user; needs a worker running as root); AllowedUsers
+	// are those a process group may name with user = "..."
+	// (gear.worker.allowed-users). See sandbox.go.
+	User         string
+	AllowedUsers []string
+	// MetricsOpen: a /metrics route serves without the token
+	// (gear.metrics.open); every other route but /ecv needs it.
+	MetricsOpen bool
 }
 
 // Worker is a running worker daemon.
@@ -214,6 +223,15 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	for _, d := range []string{"logs", "pids", "run"} {
 		if err := os.MkdirAll(filepath.Join(opts.DataDir, d), 0o755); err != nil {
 			return nil, err
+		}
+	}
+	if opts.User != "" || len(opts.AllowedUsers) > 0 {
+		if err := lockDataDir(opts.DataDir); err != nil {
+			return nil, err
+		}
+		if d := untraversable(opts.DataDir); d != "" {
+			opts.Logger.Warn("executors running as another user cannot reach their working directory under the data dir: make it traversable (chmod o+x)",
+				"dir", d, "data", opts.DataDir, "user", opts.User)
 		}
 	}
 	w.adoptOrphans()
@@ -650,6 +668,9 @@ func (w *Worker) reconcile(as []cluster.Assignment) {
 			go func() {
 				defer w.wg.Done()
 				e.stop(false)
+				// Still listed (STOPPING): nothing starts it again
+				// until it is deleted below.
+				w.removeWorkDir(id) // no longer assigned here
 				w.mu.Lock()
 				if w.execs[id] == e {
 					delete(w.execs, id)

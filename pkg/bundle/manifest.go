@@ -40,7 +40,7 @@ func (m *Manifest) Process(name string) (*cluster.Process, bool) {
 var (
 	topKeys     = []string{"name", "processes"}
 	processKeys = []string{"command", "instances", "cpus", "shared", "restart", "env", "ports", "stop-timeout",
-		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health"}
+		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health", "user"}
 	healthKeys = []string{"http", "port", "interval", "timeout"}
 )
 
@@ -235,6 +235,13 @@ func (p *manifestParser) process(key, name string, o map[string]any) cluster.Pro
 	}
 	if v, ok := o["health"]; ok {
 		pr.Health = p.health(k("health"), v, pr.Ports)
+	}
+	if v, ok := o["user"]; ok {
+		s, _ := v.(string)
+		if s == "" || strings.ContainsAny(s, " /\t\n") || strings.Count(s, ":") > 1 || strings.HasPrefix(s, ":") || strings.HasSuffix(s, ":") {
+			p.errorf(k("user"), `bad value %s: want a user name, e.g. "app" or "app:app" (the worker must list it in gear.worker.allowed-users)`, describe(v))
+		}
+		pr.User = s
 	}
 	return pr
 }

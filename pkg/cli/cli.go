@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/hocon"
@@ -228,11 +229,54 @@ func (c *Call) LoadConfig(overrides map[string]any) (*config.Config, error) {
 // Logger is the daemons' logger, built from gear.log.*.
 func (c *Call) Logger(cfg *config.Config) *slog.Logger { return newLogger(c.Env, cfg) }
 
+// DaemonLogger is the daemons' logger, built from gear.log.*: to stderr
+// (gear.log.stderr) and/or to gear.log.file, rotated by lumberjack at
+// gear.log.max-size, keeping gear.log.max-backups files no older than
+// gear.log.max-age. A relative file is taken under the install directory.
+// The returned func closes the file.
+func (c *Call) DaemonLogger(cfg *config.Config) (*slog.Logger, func() error, error) {
+	return daemonLogger(c.Env, cfg)
+}
+
+func daemonLogger(env Env, cfg *config.Config) (*slog.Logger, func() error, error) {
+	l := cfg.Log
+	if l.File == "" {
+		return newLogger(env, cfg), func() error { return nil }, nil
+	}
+	path := l.File
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(home(env), path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, nil, fmt.Errorf("gear.log.file: %w (choose a writable path)", err)
+	}
+	// lumberjack opens the file on the first write: try it now so that a
+	// bad path stops the daemon with a clear error, not a silent log.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gear.log.file: %w (choose a writable path)", err)
+	}
+	f.Close()
+	lj := &lumberjack.Logger{
+		Filename:   path,
+		MaxSize:    int(max(1, (l.MaxSize+(1<<20)-1)>>20)), // MB, as lumberjack counts
+		MaxBackups: l.MaxBackups,
+		MaxAge:     int((l.MaxAge + 24*time.Hour - 1) / (24 * time.Hour)), // days
+	}
+	var out io.Writer = lj
+	if l.Stderr {
+		out = io.MultiWriter(env.Stderr, lj)
+	}
+	return loggerTo(out, cfg), lj.Close, nil
+}
+
 // Home is the install directory (GEAR_HOME, else the binary's parent).
 func (c *Call) Home() string { return home(c.Env) }
 
-// newLogger builds the daemons' logger from gear.log.*.
-func newLogger(env Env, cfg *config.Config) *slog.Logger {
+// newLogger builds the daemons' logger from gear.log.* (to stderr).
+func newLogger(env Env, cfg *config.Config) *slog.Logger { return loggerTo(env.Stderr, cfg) }
+
+func loggerTo(w io.Writer, cfg *config.Config) *slog.Logger {
 	var level slog.Level
 	switch strings.ToLower(cfg.Log.Level) {
 	case "debug":
@@ -244,9 +288,9 @@ func newLogger(env Env, cfg *config.Config) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(env.Stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(env.Stderr, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // parseFlags parses a subcommand's flags, allowing flags after positional

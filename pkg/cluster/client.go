@@ -210,7 +210,7 @@ func (c *Client) try(ctx context.Context, addr string, req Request, body []byte)
 		hreq.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+c.Token)
+		SetToken(hreq.Header, c.Token)
 	}
 	resp, err := c.HTTP.Do(hreq)
 	if err != nil {

@@ -89,6 +89,9 @@ type Process struct {
 	RestartWindow time.Duration     `json:"restart_window,omitempty"`
 	// Health is carried to the worker but not run yet; see Health.
 	Health *Health `json:"health,omitempty"`
+	// User runs the group's executors as this user ("name" or
+	// "name:group") where the worker's gear.worker.allowed-users lists it.
+	User string `json:"user,omitempty"`
 }
 
 // Bundle names an uploaded artifact in the jar store.

@@ -42,6 +42,8 @@ type Config struct {
 		CacheSize           int64         `json:"cache-size"`            // gear.worker.cache-size
 		CacheGrace          time.Duration `json:"cache-grace"`           // gear.worker.cache-grace
 		ForgetAfter         time.Duration `json:"forget-after"`          // gear.worker.forget-after; Never = keep forever
+		User                string        `json:"user"`                  // gear.worker.user; "" = the worker's own user
+		AllowedUsers        []string      `json:"allowed-users"`         // gear.worker.allowed-users: what a process's user = "..." may name
 	} `json:"worker"`
 
 	Executor struct {
@@ -77,7 +79,19 @@ type Config struct {
 	Log struct {
 		Level  string `json:"level"`  // gear.log.level
 		Format string `json:"format"` // gear.log.format
+		// File, when set, receives the daemon's log, rotated by
+		// MaxSize/MaxBackups/MaxAge (lumberjack); Stderr keeps stderr too.
+		File       string        `json:"file"`        // gear.log.file
+		Stderr     bool          `json:"stderr"`      // gear.log.stderr
+		MaxSize    int64         `json:"max-size"`    // gear.log.max-size
+		MaxBackups int           `json:"max-backups"` // gear.log.max-backups; 0 = keep all
+		MaxAge     time.Duration `json:"max-age"`     // gear.log.max-age; 0 = keep regardless of age
 	} `json:"log"`
+
+	Metrics struct {
+		// Open serves /metrics without the cluster token.
+		Open bool `json:"open"` // gear.metrics.open
+	} `json:"metrics"`
 
 	// Bundle bounds unpacking (CLI inspection before upload, worker unpack).
 	Bundle struct {
@@ -128,6 +142,11 @@ func Default() Config {
 	c.Channel.MemberTTL = 30 * time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "text"
+	c.Log.Stderr = true
+	c.Log.MaxSize = 100 << 20 // 100MiB
+	c.Log.MaxBackups = 5
+	c.Log.MaxAge = 0
+	c.Worker.AllowedUsers = []string{}
 	// Bundle unpack limits and the worker's bundle cache.
 	c.Bundle.MaxExpansion = 100
 	c.Bundle.MaxUnpackedSize = 4 << 30 // 4GiB

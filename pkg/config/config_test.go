@@ -230,6 +230,18 @@ func TestErrors(t *testing.T) {
 			[]string{`F:1:33: gear.jarstore.max-bundle-size: "4 jiggabytes" is not a size (want e.g. 1024, 64KiB, 512MB, 4GB, 1g; K/M/G/Ki/MiB are powers of 1024, kB/MB/GB of 1000)`}},
 		{"raft segment too small", "gear.raft.segment-size = 4KiB", nil, nil,
 			[]string{`F:1:26: gear.raft.segment-size: 4KiB is out of range (want 64KiB to 1GiB, e.g. 8MiB; a master needs this much free space in its data dir for the next log segment)`}},
+		{"log nowhere", "gear.log.stderr = false", nil, nil,
+			[]string{`F:1:19: gear.log.stderr: is false but gear.log.file is empty: the daemon would log nowhere (set gear.log.file, or stderr = true)`}},
+		{"log sizes", "gear.log { max-size = 1KiB, max-backups = -1 }", nil, nil,
+			[]string{
+				`F:1:23: gear.log.max-size: 1024 bytes is too small (want at least 1MiB, e.g. 100MiB)`,
+				`F:1:43: gear.log.max-backups: -1 must not be negative (0 = keep every rotated file)`,
+			}},
+		{"worker users", "gear.worker { user = \"app user\", allowed-users = [web, \"a/b\"] }", nil, nil,
+			[]string{
+				`F:1:22: gear.worker.user: "app user" is not a user name (want e.g. "gear" or "gear:gear" for user:group)`,
+				`F:1:56: gear.worker.allowed-users: "a/b" is not a user name (want e.g. "gear" or "gear:gear" for user:group)`,
+			}},
 		{"limits", "gear.limits { instances-per-process = 0, executors = -5 }", nil, nil,
 			[]string{
 				`F:1:39: gear.limits.instances-per-process: 0 must be at least 1`,

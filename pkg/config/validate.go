@@ -79,6 +79,19 @@ func restartPolicies() []string {
 	return out
 }
 
+// checkUserName checks the form of a user name (whether it exists is for
+// the worker to find out, on its own machine): "name" or "name:group".
+func checkUserName(u string) string {
+	for _, part := range strings.SplitN(u, ":", 2) {
+		if part == "" || strings.ContainsFunc(part, func(r rune) bool {
+			return !(r == '_' || r == '-' || r == '.' || r == '$' || unicode.IsLetter(r) || unicode.IsDigit(r))
+		}) {
+			return fmt.Sprintf("%q is not a user name (want e.g. \"gear\" or \"gear:gear\" for user:group)", u)
+		}
+	}
+	return ""
+}
+
 func oneOf(v string, valid []string) bool {
 	for _, s := range valid {
 		if v == s {
@@ -273,6 +286,30 @@ func (c *Config) check() []checkError {
 
 	enum("gear.log.level", c.Log.Level, logLevels)
 	enum("gear.log.format", c.Log.Format, logFormats)
+	if c.Log.MaxSize < 1<<20 {
+		add("gear.log.max-size", -1, "%d bytes is too small (want at least 1MiB, e.g. 100MiB)", c.Log.MaxSize)
+	}
+	if c.Log.MaxBackups < 0 {
+		add("gear.log.max-backups", -1, "%d must not be negative (0 = keep every rotated file)", c.Log.MaxBackups)
+	}
+	if c.Log.MaxAge < 0 {
+		add("gear.log.max-age", -1, "%s must not be negative (0 = keep rotated files whatever their age)", FormatDuration(c.Log.MaxAge))
+	}
+	if c.Log.File == "" && !c.Log.Stderr {
+		add("gear.log.stderr", -1, "is false but gear.log.file is empty: the daemon would log nowhere (set gear.log.file, or stderr = true)")
+	}
+	for i, u := range append([]string{c.Worker.User}, c.Worker.AllowedUsers...) {
+		if u == "" && i == 0 {
+			continue
+		}
+		if msg := checkUserName(u); msg != "" {
+			if i == 0 {
+				add("gear.worker.user", -1, "%s", msg)
+			} else {
+				add("gear.worker.allowed-users", i-1, "%s", msg)
+			}
+		}
+	}
 
 	// Bundle unpack limits and the worker's bundle cache.
 	if c.Bundle.MaxExpansion < 2 {

@@ -110,7 +110,7 @@ func Start(spec Spec) (*Process, error) {
 	cmd.Env = spec.Env
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: spec.Credential}
 	if err := startPinned(cmd, spec.CPUs); err != nil {
 		if ee := execError(spec.Command[0], spec.Dir, err); ee != nil {
 			return nil, ee
@@ -442,7 +442,7 @@ func runHook(ctx context.Context, spec Spec) error {
 	cmd.Env = spec.Env
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: spec.Credential}
 	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	if err := cmd.Run(); err != nil {

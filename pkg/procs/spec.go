@@ -82,6 +82,10 @@ type Spec struct {
 	// PidDir receives <PidDir>/<ID>.pid (pid and kernel start time) so that
 	// a restarted worker can Adopt the process. Empty: no pid file.
 	PidDir string
+
+	// Credential, if set, runs the process (and its pre-stop hook) as
+	// this user and group (the worker must be root). Nil: the worker's.
+	Credential *syscall.Credential
 }
 
 func (s Spec) withDefaults() Spec {
