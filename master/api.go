@@ -84,7 +84,13 @@ func (m *Master) routeTable() []route {
 	}
 }
 
-func (m *Master) routes() http.Handler {
+// routes is the master's HTTP handler: every route, counted by the API
+// metrics.
+func (m *Master) routes() http.Handler { return m.metrics.api.Wrap(m.serveMux()) }
+
+// serveMux registers every route of routeTable, each behind the token
+// check its access calls for.
+func (m *Master) serveMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	for _, rt := range m.routeTable() {
 		mux.HandleFunc(rt.pattern, m.guard(rt))
@@ -96,7 +102,7 @@ func (m *Master) routes() http.Handler {
 		w.WriteHeader(http.StatusNotFound)
 		_ = json.NewEncoder(w).Encode(cluster.ErrorBody{Error: fmt.Sprintf("no API route %s %s (see the README for the API)", r.Method, r.URL.Path)})
 	}))
-	return m.metrics.api.Wrap(mux)
+	return mux
 }
 
 // guard wraps a route in the token check its access calls for.

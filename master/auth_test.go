@@ -12,6 +12,7 @@ import (
 var openRoutes = map[string]bool{
 	"GET /ecv": true, // load balancers poll it
 	"GET /{$}": true, // the dashboard page; its data calls need the token
+	"GET /ui/": true, // the dashboard's static scripts and styles
 }
 
 // requestFor builds a request that the route's pattern matches.
@@ -36,7 +37,7 @@ func requestFor(t *testing.T, pattern string) *http.Request {
 func TestEveryRouteNeedsToken(t *testing.T) {
 	for _, metricsOpen := range []bool{false, true} {
 		m := &Master{opts: Options{Token: "s3cret", MetricsOpen: metricsOpen}}
-		mux := m.routes().(*http.ServeMux)
+		mux := m.serveMux()
 		for _, rt := range m.routeTable() {
 			wantOpen := openRoutes[rt.pattern] || (metricsOpen && rt.pattern == "GET /metrics")
 			req := requestFor(t, rt.pattern)
@@ -77,7 +78,7 @@ func TestEveryRouteNeedsToken(t *testing.T) {
 // unauthenticated caller the same 401, and an authenticated one a 404.
 func TestUnknownPathNeedsToken(t *testing.T) {
 	m := &Master{opts: Options{Token: "s3cret"}}
-	h := m.routes()
+	h := m.serveMux()
 	for _, p := range []string{"/api/v1/secret", "/dashboard.js", "/api/v2/apps"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
@@ -98,7 +99,7 @@ func TestUnknownPathNeedsToken(t *testing.T) {
 func TestNoTokenConfiguredIsOpen(t *testing.T) {
 	m := &Master{opts: Options{}}
 	rec := httptest.NewRecorder()
-	m.routes().ServeHTTP(rec, httptest.NewRequest("GET", "/nothing", nil))
+	m.serveMux().ServeHTTP(rec, httptest.NewRequest("GET", "/nothing", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Fatalf("GET /nothing without a cluster token configured: %d, want 404", rec.Code)
 	}

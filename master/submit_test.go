@@ -1,19 +1,24 @@
 package master
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gear-run/gear/jarstore"
+	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 )
 
@@ -28,13 +33,53 @@ func (s statFailStore) Stat(context.Context, string) (jarstore.Info, error) {
 	return jarstore.Info{}, s.err
 }
 
+// writeTarGz writes a .tar.gz holding files (name -> content) to path.
+func writeTarGz(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for name, content := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestValidateSubmitStoreErrors: a bundle the store says is missing is a
 // final 400; a store that cannot answer is a 503, which the client retries.
 func TestValidateSubmitStoreErrors(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
 	mem := jarstore.NewBlobs(jarstore.NewMem(nil), log)
-	stored, _, err := mem.Put(ctx, bytes.NewReader([]byte("a bundle")), 0)
+	// A real bundle, read as the CLI reads it: the master inspects what it
+	// stores and compares the submit's processes with it.
+	path := filepath.Join(t.TempDir(), "web.tar.gz")
+	writeTarGz(t, path, map[string]string{
+		"gear-app.conf": "name = \"web\"\nprocesses { web { command = [\"./server\"], instances = 1 } }\n",
+		"server":        "#!/bin/sh\nsleep 1000\n",
+	})
+	man, _, err := bundle.Inspect(path, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _, err := mem.Put(ctx, bytes.NewReader(b), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +100,7 @@ func TestValidateSubmitStoreErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := &Master{opts: Options{Limits: *testLimits()}, blobs: tt.blobs}
 			req := cluster.SubmitRequest{Name: "web", Bundle: cluster.Bundle{Digest: tt.digest, Kind: cluster.KindTarGz},
-				Processes: []cluster.Process{{Name: "web", Command: []string{"./server"}, Instances: 1}}}
+				Processes: man.Processes}
 			err := m.validateSubmit(ctx, &req)
 			if tt.status == 0 {
 				if err != nil {

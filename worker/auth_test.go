@@ -12,7 +12,7 @@ import (
 // executor list) answer 401 before their handler runs.
 func TestWorkerRoutesNeedToken(t *testing.T) {
 	w := &Worker{opts: Options{Token: "s3cret"}, id: "w1"}
-	mux := w.routes().(*http.ServeMux)
+	mux := w.serveMux()
 	for _, rt := range w.routeTable() {
 		method, path, _ := strings.Cut(rt.pattern, " ")
 		path = strings.ReplaceAll(path, "{id}", "1-web-0")

@@ -37,7 +37,13 @@ func (w *Worker) routeTable() []workerRoute {
 	}
 }
 
-func (w *Worker) routes() http.Handler {
+// routes is the worker's HTTP handler: every route, counted by the API
+// metrics.
+func (w *Worker) routes() http.Handler { return w.metrics.api.Wrap(w.serveMux()) }
+
+// serveMux registers every route of routeTable, behind the token check
+// unless it is open.
+func (w *Worker) serveMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	for _, rt := range w.routeTable() {
 		h := rt.h
@@ -47,7 +53,7 @@ func (w *Worker) routes() http.Handler {
 		mux.HandleFunc(rt.pattern, h)
 	}
 	mux.HandleFunc("/", w.auth(http.NotFound))
-	return w.metrics.api.Wrap(mux)
+	return mux
 }
 
 // auth refuses a request without the cluster token (when one is set).
