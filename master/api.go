@@ -158,7 +158,7 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, jarstore.ErrNoSpace), errors.Is(err, ErrDiskFull):
 		status = http.StatusInsufficientStorage
-	case errors.Is(err, ErrStorage):
+	case errors.Is(err, ErrStorage), errors.Is(err, ErrStoreMarker):
 		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")

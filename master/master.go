@@ -153,15 +153,24 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if m.lock, err = datadir.Lock(opts.DataDir); err != nil {
 		return nil, err
 	}
-	store, err := jarstore.Open(ctx, opts.JarRoot, filepath.Join(opts.DataDir, "jars"), m.log)
-	if err != nil {
-		return nil, fmt.Errorf("open jar store %q: %w", opts.JarRoot, err)
+	if dir := fileRootDir(opts.JarRoot); dir != "" {
+		// Opened on first use, once its marker matches (storeid.go).
+		m.store = &markedStore{root: opts.JarRoot, dir: dir, expect: m.storeID, log: m.log}
+	} else {
+		store, err := jarstore.Open(ctx, opts.JarRoot, filepath.Join(opts.DataDir, "jars"), m.log)
+		if err != nil {
+			return nil, fmt.Errorf("open jar store %q: %w", opts.JarRoot, err)
+		}
+		m.store = store
 	}
-	m.store = store
-	m.blobs = jarstore.NewBlobs(store, m.log)
-	if opts.JarRoot == "" {
+	m.blobs = jarstore.NewBlobs(m.store, m.log)
+	switch {
+	case opts.JarRoot == "":
 		m.log.Warn("gear.jarstore.rootpath is not set: bundles are kept in this master's data dir only, so applications cannot be recovered if this master is lost; set it to hdfs://... or file:///shared/nfs/dir for HA",
 			"dir", filepath.Join(opts.DataDir, "jars"))
+	case jarstore.IsLocal(m.store):
+		m.log.Warn("gear.jarstore.rootpath is a directory on this master (a path without a scheme, as in Gearpump): bundles in it do not survive the loss of this master, and each master keeps its own; set it to hdfs://... or file:///shared/nfs/dir for HA",
+			"dir", opts.JarRoot)
 	}
 	raftLn := mux.Protocol(netmux.Raft)
 	gossipLn := mux.Protocol(netmux.Gossip)
@@ -222,6 +231,7 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
 	g.Go(func() error { m.stallLoop(gctx); return nil })
+	g.Go(func() error { m.storeIDLoop(gctx); return nil })
 	err = g.Wait()
 	m.life.Release(m.shutdown)
 	if errors.Is(err, context.Canceled) {

@@ -124,6 +124,7 @@ type testCluster struct {
 	procs   map[string]*proc
 	env     []string
 	mdirs   []string // per-master -datadir overrides (clusterOpts.masterDirs)
+	cwd     string   // the daemons' working directory; "" = the test's
 }
 
 type clusterOpts struct {
@@ -171,6 +172,7 @@ func (c *testCluster) start(name string, args ...string) *proc {
 		c.t.Fatal(err)
 	}
 	cmd := exec.Command(gearBin, args...)
+	cmd.Dir = c.cwd
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(append(os.Environ(), "GEAR_CONF="+c.conf), c.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
