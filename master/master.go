@@ -48,6 +48,10 @@ type Options struct {
 	GossipKey       []byte
 	GossipLabel     string
 	Logger          *slog.Logger
+	// Join is -join HOST:PORT: a master with a fresh data dir asks that
+	// master to add it to the group instead of bootstrapping one
+	// (membership.go). It need not be listed in Masters.
+	Join string
 
 	// ForgetAfter: the leader removes workers it has not heard from for
 	// this long (gear.worker.forget-after); <= 0 = never.
@@ -138,9 +142,6 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if len(opts.Masters) == 0 {
 		opts.Masters = []string{m.self}
 	}
-	if !slices.Contains(opts.Masters, m.self) {
-		return nil, fmt.Errorf("this master (%s) is not listed in gear.cluster.masters %v: add it there, or start it with the -ip and -port it is listed under", m.self, opts.Masters)
-	}
 	m.opts = opts
 	m.log = opts.Logger.With("master", m.self)
 	m.boot = datadir.RandomID()
@@ -180,9 +181,17 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	// that does not serve yet stalls their joins and votes.
 	m.serveDone = make(chan error, 1)
 	go func() { m.serveDone <- m.mux.Serve() }()
-	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, opts.RaftSegmentSize, raftLn, m.fsm, m.log)
+	listed := slices.Contains(opts.Masters, m.self)
+	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, opts.RaftSegmentSize, raftLn, m.fsm, m.log,
+		func() bool { return !listed || m.holdBootstrap() })
 	if err != nil {
 		return nil, err
+	}
+	if !listed && !m.raft.resumed && opts.Join == "" {
+		return nil, fmt.Errorf("this master (%s) is not listed in gear.cluster.masters %v: add it there, start it with the -ip and -port it is listed under, or start it with -join ANY_MASTER to be added to a running group", m.self, opts.Masters)
+	}
+	if m.raft.resumed {
+		m.checkMembership()
 	}
 	ip, err := resolveIP(opts.IP)
 	if err != nil {
@@ -192,7 +201,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 		Name: "master@" + m.self, BindIP: ip, Port: opts.Port, Streams: gossipLn,
 		Meta: gossip.Meta{Role: gossip.RoleMaster, API: m.self, Boot: m.boot},
 		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
-		Seeds: opts.Masters, Logger: m.log,
+		Seeds: seeds(opts), Logger: m.log,
 	})
 	if err != nil {
 		return nil, err
@@ -232,6 +241,8 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { m.gcLoop(gctx); return nil })
 	g.Go(func() error { m.stallLoop(gctx); return nil })
 	g.Go(func() error { m.storeIDLoop(gctx); return nil })
+	g.Go(func() error { m.promoteLoop(gctx); return nil })
+	g.Go(func() error { m.joinLoop(gctx); return nil })
 	err = g.Wait()
 	m.life.Release(m.shutdown)
 	if errors.Is(err, context.Canceled) {
@@ -277,6 +288,14 @@ func (m *Master) shutdown() {
 		_ = m.lock.Close()
 		m.lock = nil
 	}
+}
+
+// seeds are the gossip seeds: the configured masters and -join's.
+func seeds(opts Options) []string {
+	if opts.Join != "" && !slices.Contains(opts.Masters, opts.Join) {
+		return append(slices.Clone(opts.Masters), opts.Join)
+	}
+	return opts.Masters
 }
 
 // isLeader reports whether this master leads.

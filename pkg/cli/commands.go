@@ -96,6 +96,27 @@ executor id such as 3.web.0. With -f it follows the log until interrupted.`,
 			Run:      show(listMasters, mastersTable),
 		},
 		{
+			Name: "masters add", Args: "HOST:PORT", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "add a master to the group; it becomes a voter once it has caught up",
+			Help: `The new master joins as a non-voter, catches up from a snapshot and the log,
+and is promoted to voter by the leader once it has. Start it (before or after)
+with bin/master -ip HOST -port PORT; a fresh data dir is fine. Add one master at
+a time, and list it in gear.cluster.masters on every node afterwards.`,
+			Run: show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.MemberChange, error) {
+				return cl.AddMaster(ctx, c.Args[0])
+			}, memberTable),
+		},
+		{
+			Name: "masters remove", Args: "HOST:PORT", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "remove a master (also a dead one) from the group",
+			Help: `Refused when fewer reachable voters than a majority of the new group would
+remain. Remove one master at a time, and take it out of gear.cluster.masters
+on every node afterwards.`,
+			Run: show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.MemberChange, error) {
+				return cl.RemoveMaster(ctx, c.Args[0])
+			}, memberTable),
+		},
+		{
 			Name: "workers", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
 			Synopsis: "list the workers, their cores and executors",
 			Run:      show(listWorkers, workersTable),
@@ -361,6 +382,25 @@ func listWorkers(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.Wo
 	return cl.Workers(ctx)
 }
 
+// memberTable prints the group after a masters add or remove.
+func memberTable(w io.Writer, r cluster.MemberChange) {
+	switch r.Suffrage {
+	case "removed":
+		fmt.Fprintf(w, "removed master %s\n", r.Addr)
+	case "voter":
+		fmt.Fprintf(w, "master %s is a voter\n", r.Addr)
+	default:
+		fmt.Fprintf(w, "master %s added as a non-voter\n", r.Addr)
+	}
+	if r.Message != "" {
+		fmt.Fprintln(w, r.Message)
+	}
+	fmt.Fprintf(w, "voters: %s\n", strings.Join(r.Voters, ", "))
+	if len(r.Nonvoters) > 0 {
+		fmt.Fprintf(w, "non-voters (catching up): %s\n", strings.Join(r.Nonvoters, ", "))
+	}
+}
+
 func mastersTable(w io.Writer, ms []cluster.Master) {
 	fmt.Fprintln(w, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM\tCOMMIT")
 	for _, m := range ms {
@@ -376,7 +416,11 @@ func mastersTable(w io.Writer, ms []cluster.Master) {
 		case m.State != "unreachable":
 			commit = strconv.FormatUint(m.CommitIndex, 10)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%t\t%s\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum, commit)
+		state := m.State
+		if m.Suffrage == "nonvoter" {
+			state += " (non-voter, catching up)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%t\t%s\n", m.Addr, state, m.Term, m.Leader, lc, m.Quorum, commit)
 	}
 	for _, m := range ms {
 		if m.Error != "" && m.State != "unreachable" { // e.g. its disk is full

@@ -299,6 +299,21 @@ func (c *Client) MasterList(ctx context.Context) ([]Master, error) {
 	return ms, err
 }
 
+// AddMaster adds a master to the group as a non-voter; the answer says
+// whether it became a voter (caught up) while the call waited.
+func (c *Client) AddMaster(ctx context.Context, addr string) (MemberChange, error) {
+	var out MemberChange
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/masters/add", JSON: MemberRequest{Addr: addr}}, &out)
+	return out, err
+}
+
+// RemoveMaster removes a master (also a dead one) from the group.
+func (c *Client) RemoveMaster(ctx context.Context, addr string) (MemberChange, error) {
+	var out MemberChange
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/masters/remove", JSON: MemberRequest{Addr: addr}}, &out)
+	return out, err
+}
+
 // Heartbeat reports a worker's executors and returns its assignments.
 func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (*HeartbeatReply, error) {
 	var out HeartbeatReply

@@ -165,6 +165,24 @@ type Master struct {
 	// still behind its last log index for a quarter of the failover
 	// timeout: writes hang although a leader is elected.
 	CommitStalledSince time.Time `json:"commit_stalled_since,omitzero"`
+	// Suffrage is "voter", or "nonvoter" for a master that is catching up
+	// (added, not yet promoted).
+	Suffrage     string `json:"suffrage"`
+	AppliedIndex uint64 `json:"applied_index,omitempty"`
+}
+
+// MemberRequest asks to add or remove a master (gear masters add|remove).
+type MemberRequest struct {
+	Addr string `json:"addr"`
+}
+
+// MemberChange is the masters' configuration after an add or a remove.
+type MemberChange struct {
+	Addr      string   `json:"addr"`
+	Suffrage  string   `json:"suffrage"` // voter | nonvoter | removed
+	Voters    []string `json:"voters"`
+	Nonvoters []string `json:"nonvoters"`
+	Message   string   `json:"message,omitempty"`
 }
 
 // Assignment is what the leader tells a worker to run.
