@@ -53,6 +53,9 @@ func (m *Master) routes() http.Handler {
 	mux.HandleFunc("POST /api/v1/jarstore/gc", m.auth(js.wrap(m.lead(m.handleGC))))
 	mux.HandleFunc("POST /api/v1/masters/add", m.auth(js.wrap(m.lead(m.handleAddMaster))))
 	mux.HandleFunc("POST /api/v1/masters/remove", m.auth(js.wrap(m.lead(m.handleRemoveMaster))))
+	// The state holds worker secrets' hashes: saving needs the token too.
+	mux.HandleFunc("GET /api/v1/snapshot", m.auth(m.lead(m.handleSnapshotSave)))
+	mux.HandleFunc("POST /api/v1/snapshot/restore", m.auth(bodyLimit{max: maxSnapshotBody, what: "the snapshot restore limit"}.wrap(m.lead(m.handleSnapshotRestore))))
 	mux.HandleFunc("/", m.handleDashboard)
 	return mux
 }

@@ -171,6 +171,14 @@ type Master struct {
 	AppliedIndex uint64 `json:"applied_index,omitempty"`
 }
 
+// RestoreResult is what `gear snapshot restore` loaded.
+type RestoreResult struct {
+	Apps    int       `json:"apps"`
+	Workers int       `json:"workers"`
+	Taken   time.Time `json:"taken"`
+	Index   uint64    `json:"index"`
+}
+
 // MemberRequest asks to add or remove a master (gear masters add|remove).
 type MemberRequest struct {
 	Addr string `json:"addr"`
