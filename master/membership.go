@@ -110,7 +110,7 @@ func (m *Master) holdBootstrap() bool {
 	}
 	wg.Wait()
 	for _, a := range answers {
-		if a.err != nil || (a.st.Leader == "" && a.st.Term <= 1 && a.st.CommitIndex == 0) {
+		if a.err != nil || !groupLive(a.st) {
 			continue
 		}
 		if slices.Contains(a.st.Voters, m.self) || slices.Contains(a.st.Nonvoters, m.self) {
@@ -122,6 +122,67 @@ func (m *Master) holdBootstrap() bool {
 		return true
 	}
 	return false
+}
+
+// groupLive reports whether a peer's status shows a group past its
+// bootstrap: a leader, a term past the first, or a committed entry. A peer
+// as fresh as a starting master (bootstrapped, no election yet) does not.
+func groupLive(st status) bool {
+	return st.Leader != "" || st.Term > 1 || st.CommitIndex > 0
+}
+
+// reconcileCommands lists the commands that turn the stored membership
+// into the configured one, one master at a time: adds first, so that the
+// group never shrinks below what both lists hold.
+func reconcileCommands(conf, stored []string) []string {
+	var cmds []string
+	for _, c := range conf {
+		if !slices.Contains(stored, c) {
+			cmds = append(cmds, "gear masters add "+c)
+		}
+	}
+	for _, s := range stored {
+		if !slices.Contains(conf, s) {
+			cmds = append(cmds, "gear masters remove "+s)
+		}
+	}
+	return cmds
+}
+
+// caughtUp reports whether a non-voter whose own status is st may be
+// promoted by leader, whose commit index is commit: it follows this leader
+// and has applied up to promoteLag entries short of commit.
+func caughtUp(st status, leader string, commit uint64) bool {
+	return st.Leader == leader && st.Applied+promoteLag >= commit
+}
+
+// removalRefusal says why removing target from voters would lose the
+// quorum, given which masters answer; nil when the removal is safe. A
+// non-voter's removal never is refused (pass voters without it).
+func removalRefusal(voters []string, target string, reachable map[string]bool) error {
+	var rest, reach, unreach []string
+	for _, v := range voters {
+		if v == target {
+			continue
+		}
+		rest = append(rest, v)
+		if reachable[v] {
+			reach = append(reach, v)
+		} else {
+			unreach = append(unreach, v)
+		}
+	}
+	if !slices.Contains(voters, target) {
+		return nil
+	}
+	if len(rest) == 0 {
+		return fmt.Errorf("%w: %s is the last voter; a group needs at least one master", ErrConflict, target)
+	}
+	if need := len(rest)/2 + 1; len(reach) < need {
+		return fmt.Errorf("%w: removing %s would leave %d voters %v, of which only %d are reachable %v (unreachable: %v); a quorum of the new group needs %d, so the group would stop taking writes. Bring the unreachable masters back first, or remove a dead one first (one at a time)",
+			ErrConflict, target, len(rest), rest, len(reach), reach, unreach, need)
+	}
+	return nil
 }
 
 // checkMembership compares gear.cluster.masters with the membership stored
@@ -140,17 +201,7 @@ func (m *Master) checkMembership() {
 	if slices.Equal(conf, storedAddrs) {
 		return
 	}
-	var cmds []string
-	for _, c := range conf {
-		if !slices.Contains(storedAddrs, c) {
-			cmds = append(cmds, "gear masters add "+c)
-		}
-	}
-	for _, s := range storedAddrs {
-		if !slices.Contains(conf, s) {
-			cmds = append(cmds, "gear masters remove "+s)
-		}
-	}
+	cmds := reconcileCommands(conf, storedAddrs)
 	m.log.Warn(fmt.Sprintf("gear.cluster.masters differs from the membership stored in the data dir; the stored membership is used, and nothing is changed by itself. To reconcile, either run (one at a time): %s; or edit gear.cluster.masters on every node to list %s",
 		strings.Join(cmds, "; "), quoteList(storedAddrs)), "configured", conf, "stored", storedAddrs)
 }
@@ -190,14 +241,14 @@ func (m *Master) promoteLoop(ctx context.Context) {
 				continue
 			}
 			commit := m.raft.raft.CommitIndex()
-			if st.Leader != m.self || st.Applied+promoteLag < commit {
+			if !caughtUp(st, m.self, commit) {
 				continue
 			}
 			if err := m.raft.raft.AddVoter(raft.ServerID(s.Addr), raft.ServerAddress(s.Addr), idx, 10*time.Second).Error(); err != nil {
-				m.log.Warn("could not promote a caught-up master to voter; retrying", "master", s.Addr, "err", err)
+				m.log.Warn("could not promote a caught-up master to voter; retrying", "promote", s.Addr, "err", err)
 				break
 			}
-			m.log.Info("master caught up and is now a voter", "master", s.Addr, "applied", st.Applied, "commit", commit)
+			m.log.Info("master caught up and is now a voter", "promoted", s.Addr, "applied", st.Applied, "commit", commit)
 			break // one change at a time
 		}
 	}
@@ -226,7 +277,7 @@ func (m *Master) handleAddMaster(w http.ResponseWriter, r *http.Request) {
 			writeError(w, m.raftError(err))
 			return
 		}
-		m.log.Info("master added as a non-voter; it becomes a voter once it has caught up", "master", req.Addr)
+		m.log.Info("master added as a non-voter; it becomes a voter once it has caught up", "added", req.Addr)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -294,29 +345,26 @@ func (m *Master) handleRemoveMaster(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: %s is not one of the masters %v (see gear masters)", ErrNoSuchMaster, req.Addr, all))
 		return
 	}
-	if ms[i].Suffrage == "voter" {
-		var rest []string
-		for _, s := range ms {
-			if s.Suffrage == "voter" && s.Addr != req.Addr {
-				rest = append(rest, s.Addr)
-			}
+	var voters []string
+	for _, s := range ms {
+		if s.Suffrage == "voter" {
+			voters = append(voters, s.Addr)
 		}
-		if len(rest) == 0 {
-			writeError(w, fmt.Errorf("%w: %s is the last voter; a group needs at least one master", ErrConflict, req.Addr))
-			return
-		}
-		reach, unreach := m.reachable(r.Context(), rest)
-		if need := len(rest)/2 + 1; len(reach) < need {
-			writeError(w, fmt.Errorf("%w: removing %s would leave %d voters %v, of which only %d are reachable %v (unreachable: %v); a quorum of the new group needs %d, so the group would stop taking writes. Bring the unreachable masters back first, or remove a dead one first (one at a time)",
-				ErrConflict, req.Addr, len(rest), rest, len(reach), reach, unreach, need))
-			return
-		}
+	}
+	reach, _ := m.reachable(r.Context(), slices.DeleteFunc(slices.Clone(voters), func(v string) bool { return v == req.Addr }))
+	ok := map[string]bool{}
+	for _, a := range reach {
+		ok[a] = true
+	}
+	if err := removalRefusal(voters, req.Addr, ok); err != nil {
+		writeError(w, err)
+		return
 	}
 	if err := m.raft.raft.RemoveServer(raft.ServerID(req.Addr), idx, 10*time.Second).Error(); err != nil {
 		writeError(w, m.raftError(err))
 		return
 	}
-	m.log.Info("master removed from the group", "master", req.Addr, "was", ms[i].Suffrage)
+	m.log.Info("master removed from the group", "removed", req.Addr, "was", ms[i].Suffrage)
 	after, _, _ := m.raft.members()
 	res := m.memberChange(req.Addr, "removed", after)
 	writeJSON(w, res)

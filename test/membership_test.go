@@ -117,6 +117,16 @@ func TestMastersGrowShrinkReplace(t *testing.T) {
 	if !strings.Contains(out, "is a voter") {
 		t.Fatalf("masters add %s: %s", m4, out)
 	}
+	// Both went through the non-voter stage: added, caught up, promoted.
+	var logs string
+	for i := range 3 {
+		logs += readFile(t, c.procs[fmt.Sprintf("master%d", i)].log)
+	}
+	for _, m := range []string{m3, m4} {
+		if !strings.Contains(logs, "added="+m) || !strings.Contains(logs, "promoted="+m) {
+			t.Errorf("no master logged adding %s as a non-voter and promoting it", m)
+		}
+	}
 	if s := suffrages(c); len(s) != 5 || slices.ContainsFunc(slices.Collect(maps.Values(s)), func(v string) bool { return v != "voter" }) {
 		t.Fatalf("after growing, suffrages = %v, want 5 voters", s)
 	}
