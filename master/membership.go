@@ -113,8 +113,13 @@ func (m *Master) holdBootstrap() bool {
 		if a.err != nil || !groupLive(a.st) {
 			continue
 		}
-		if slices.Contains(a.st.Voters, m.self) || slices.Contains(a.st.Nonvoters, m.self) {
-			m.log.Info("fresh data dir, and the group exists already with this master in it: not bootstrapping; the leader catches it up", "peer", a.addr, "leader", a.st.Leader)
+		if slices.Contains(a.st.Voters, m.self) {
+			// A voter that lost its data may have voted in a term it
+			// no longer remembers: raft's safety assumes it did not.
+			m.log.Warn("fresh data dir, but the group lists this master as a voter (was its data dir lost?): not bootstrapping; the leader catches it up. To be safe, remove it and add it again: gear masters remove "+m.self+"; gear masters add "+m.self,
+				"peer", a.addr, "leader", a.st.Leader)
+		} else if slices.Contains(a.st.Nonvoters, m.self) {
+			m.log.Info("fresh data dir, and the group has added this master: not bootstrapping; the leader catches it up", "peer", a.addr, "leader", a.st.Leader)
 		} else {
 			m.log.Warn("fresh data dir, and the group exists already: not bootstrapping a group of its own; this master waits to be added: run `gear masters add "+m.self+"` (or start it with -join "+a.addr+")",
 				"peer", a.addr, "leader", a.st.Leader, "voters", a.st.Voters)

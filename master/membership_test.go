@@ -1,10 +1,12 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRemovalRefusal(t *testing.T) {
@@ -70,5 +72,33 @@ func TestReconcileCommands(t *testing.T) {
 	}
 	if got := reconcileCommands([]string{"a:1"}, []string{"a:1"}); len(got) != 0 {
 		t.Errorf("same lists: %q", got)
+	}
+}
+
+// A master that is not listed in gear.cluster.masters, has no state and
+// was not given -join is refused with the ways out; with -join it starts
+// and waits to be added.
+func TestUnlistedMasterNeedsJoin(t *testing.T) {
+	opts := Options{IP: "127.0.0.1", Masters: []string{"127.0.0.1:1"}, DataDir: t.TempDir(), FailoverTimeout: 2 * time.Second, Logger: quietLogger()}
+	m, err := New(context.Background(), opts)
+	if err == nil {
+		_ = m.Close()
+		t.Fatal("an unlisted master without -join started")
+	}
+	if !strings.Contains(err.Error(), "is not listed in gear.cluster.masters") || !strings.Contains(err.Error(), "-join") {
+		t.Errorf("error = %v, want one naming gear.cluster.masters and -join", err)
+	}
+	opts.DataDir = t.TempDir()
+	opts.Join = "127.0.0.1:1"
+	m, err = New(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("with -join: %v", err)
+	}
+	defer m.Close()
+	if m.raft.resumed {
+		t.Error("fresh data dir reported as resumed")
+	}
+	if ms, _, err := m.raft.members(); err != nil || len(ms) != 0 {
+		t.Errorf("a joining master bootstrapped a configuration: %v, %v", ms, err)
 	}
 }
