@@ -104,7 +104,9 @@ func (m *Master) holdBootstrap() bool {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := peerStatus(context.Background(), p, time.Second)
+			// Short: peers that are down refuse at once, and a peer
+			// still starting serves its status within moments.
+			st, err := peerStatus(context.Background(), p, 500*time.Millisecond)
 			answers[i] = answer{p, st, err}
 		}()
 	}
@@ -116,7 +118,7 @@ func (m *Master) holdBootstrap() bool {
 		if slices.Contains(a.st.Voters, m.self) {
 			// A voter that lost its data may have voted in a term it
 			// no longer remembers: raft's safety assumes it did not.
-			m.log.Warn("fresh data dir, but the group lists this master as a voter (was its data dir lost?): not bootstrapping; the leader catches it up. To be safe, remove it and add it again: gear masters remove "+m.self+"; gear masters add "+m.self,
+			m.log.Warn("fresh data dir, and the running group lists this master as a voter: not bootstrapping; the leader catches it up. If this master had a data dir before (lost or wiped), remove it and add it again to be safe: gear masters remove "+m.self+"; gear masters add "+m.self,
 				"peer", a.addr, "leader", a.st.Leader)
 		} else if slices.Contains(a.st.Nonvoters, m.self) {
 			m.log.Info("fresh data dir, and the group has added this master: not bootstrapping; the leader catches it up", "peer", a.addr, "leader", a.st.Leader)
