@@ -94,6 +94,9 @@ type Master struct {
 
 	refusedLogged map[string]time.Time    // worker id -> last refused heartbeat logged (under mu)
 	unpooled      map[string]unpooledNote // heartbeating workers missing from the gossip pool (under mu)
+	// inGroup: at a first start, a running group's configuration listed
+	// this master (added with gear masters add before it started).
+	inGroup bool
 	// stalledSince is when the commit index stopped behind the last log
 	// index (see stallLoop); zero when it moves.
 	stalledSince time.Time
@@ -183,11 +186,11 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	go func() { m.serveDone <- m.mux.Serve() }()
 	listed := slices.Contains(opts.Masters, m.self)
 	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, opts.RaftSegmentSize, raftLn, m.fsm, m.log,
-		func() bool { return !listed || m.holdBootstrap() })
+		func() bool { return m.holdBootstrap() || !listed })
 	if err != nil {
 		return nil, err
 	}
-	if !listed && !m.raft.resumed && opts.Join == "" {
+	if !listed && !m.raft.resumed && opts.Join == "" && !m.inGroup {
 		return nil, fmt.Errorf("this master (%s) is not listed in gear.cluster.masters %v: add it there, start it with the -ip and -port it is listed under, or start it with -join ANY_MASTER to be added to a running group", m.self, opts.Masters)
 	}
 	if m.raft.resumed {

@@ -86,9 +86,6 @@ func peerStatus(ctx context.Context, addr string, timeout time.Duration) (status
 // configuration, which is safe.
 func (m *Master) holdBootstrap() bool {
 	peers := slices.DeleteFunc(slices.Clone(m.opts.Masters), func(p string) bool { return p == m.self })
-	if m.opts.Join != "" && !slices.Contains(peers, m.opts.Join) {
-		peers = append(peers, m.opts.Join)
-	}
 	if m.opts.Join != "" {
 		m.log.Info("fresh data dir and -join: not bootstrapping; asking the group to add this master", "join", m.opts.Join)
 		return true
@@ -115,6 +112,7 @@ func (m *Master) holdBootstrap() bool {
 		if a.err != nil || !groupLive(a.st) {
 			continue
 		}
+		m.inGroup = slices.Contains(a.st.Voters, m.self) || slices.Contains(a.st.Nonvoters, m.self)
 		if slices.Contains(a.st.Voters, m.self) {
 			// A voter that lost its data may have voted in a term it
 			// no longer remembers: raft's safety assumes it did not.

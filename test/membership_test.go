@@ -195,9 +195,25 @@ func TestMastersGrowShrinkReplace(t *testing.T) {
 	// Replace the dead master's machine: remove it, add a new one with a
 	// fresh data dir.
 	c.mustGear("masters", "remove", dead)
+	// This time `gear masters add` first, then the new machine starts with
+	// the unchanged gear.conf (which does not list it) and no -join: it
+	// finds itself in the group and is caught up.
 	m5 := addMasterAddr(t, c)
-	startNewMaster(c, 5, "-join", c.leader())
-	waitFor(t, 60*time.Second, m5+" a voter", func() bool { return suffrages(c)[m5] == "voter" })
+	added := make(chan string, 1)
+	go func() {
+		out, errOut, _ := c.gear("masters", "add", m5)
+		added <- out + errOut
+	}()
+	waitFor(t, 30*time.Second, m5+" listed as a non-voter", func() bool { return suffrages(c)[m5] == "nonvoter" })
+	startNewMaster(c, 5)
+	select {
+	case out := <-added:
+		if !strings.Contains(out, "is a voter") {
+			t.Fatalf("masters add %s: %s", m5, out)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("masters add %s did not return", m5)
+	}
 	var ms []cluster.Master
 	waitFor(t, 30*time.Second, "a group of 3 with quorum", func() bool {
 		ms = c.mastersView()
