@@ -372,6 +372,7 @@ func (m *Master) handleRemoveMaster(w http.ResponseWriter, r *http.Request) {
 	m.log.Info("master removed from the group", "removed", req.Addr, "was", ms[i].Suffrage)
 	after, _, _ := m.raft.members()
 	res := m.memberChange(req.Addr, "removed", after)
+	res.Message = fmt.Sprintf("stop the master on %s if it still runs (its data dir is no longer used; start it with a fresh one to add it again), and take it out of gear.cluster.masters on every node", req.Addr)
 	writeJSON(w, res)
 }
 
