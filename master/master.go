@@ -151,6 +151,17 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("master: no data dir given (-datadir)")
 	}
+	listed := slices.Contains(opts.Masters, m.self)
+	var held *bool // the bootstrap decision, when made here already
+	if !listed && opts.Join == "" && !hasRaftState(filepath.Join(opts.DataDir, "raft")) {
+		// Refused before anything is created, unless a running group
+		// lists it (added with gear masters add before it started).
+		h := m.holdBootstrap()
+		held = &h
+		if !m.inGroup {
+			return nil, errNotListed(m.self, opts.Masters)
+		}
+	}
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -184,14 +195,18 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	// that does not serve yet stalls their joins and votes.
 	m.serveDone = make(chan error, 1)
 	go func() { m.serveDone <- m.mux.Serve() }()
-	listed := slices.Contains(opts.Masters, m.self)
 	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, opts.RaftSegmentSize, raftLn, m.fsm, m.log,
-		func() bool { return m.holdBootstrap() || !listed })
+		func() bool {
+			if held != nil {
+				return *held || !listed
+			}
+			return m.holdBootstrap() || !listed
+		})
 	if err != nil {
 		return nil, err
 	}
 	if !listed && !m.raft.resumed && opts.Join == "" && !m.inGroup {
-		return nil, fmt.Errorf("this master (%s) is not listed in gear.cluster.masters %v: add it there, start it with the -ip and -port it is listed under, or start it with -join ANY_MASTER to be added to a running group", m.self, opts.Masters)
+		return nil, errNotListed(m.self, opts.Masters)
 	}
 	if m.raft.resumed {
 		m.checkMembership()

@@ -24,6 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -125,6 +127,21 @@ func (m *Master) holdBootstrap() bool {
 				"peer", a.addr, "leader", a.st.Leader, "voters", a.st.Voters)
 		}
 		return true
+	}
+	return false
+}
+
+func errNotListed(self string, masters []string) error {
+	return fmt.Errorf("this master (%s) is not listed in gear.cluster.masters %v: add it there, start it with the -ip and -port it is listed under, or start it with -join ANY_MASTER to be added to a running group", self, masters)
+}
+
+// hasRaftState reports whether a master's raft dir holds anything (a
+// cheap look before the stores are opened; startRaft decides for real).
+func hasRaftState(dir string) bool {
+	for _, sub := range []string{"wal", "snapshots"} {
+		if ents, err := os.ReadDir(filepath.Join(dir, sub)); err == nil && len(ents) > 0 {
+			return true
+		}
 	}
 	return false
 }

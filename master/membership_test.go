@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -87,6 +88,9 @@ func TestUnlistedMasterNeedsJoin(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "is not listed in gear.cluster.masters") || !strings.Contains(err.Error(), "-join") {
 		t.Errorf("error = %v, want one naming gear.cluster.masters and -join", err)
+	}
+	if ents, _ := os.ReadDir(opts.DataDir); len(ents) != 0 {
+		t.Errorf("the refused master left %v in its data dir", ents)
 	}
 	opts.DataDir = t.TempDir()
 	opts.Join = "127.0.0.1:1"
