@@ -127,9 +127,12 @@ func TestMastersGrowShrinkReplace(t *testing.T) {
 			t.Errorf("no master logged adding %s as a non-voter and promoting it", m)
 		}
 	}
-	if s := suffrages(c); len(s) != 5 || slices.ContainsFunc(slices.Collect(maps.Values(s)), func(v string) bool { return v != "voter" }) {
-		t.Fatalf("after growing, suffrages = %v, want 5 voters", s)
-	}
+	// Every master answers from its own view: a follower may apply the
+	// last change a moment after the leader.
+	waitFor(t, 10*time.Second, "5 voters", func() bool {
+		s := suffrages(c)
+		return len(s) == 5 && !slices.ContainsFunc(slices.Collect(maps.Values(s)), func(v string) bool { return v != "voter" })
+	})
 
 	// Shrink 5 -> 3: remove the two new masters (one at a time).
 	for _, m := range []string{m3, m4} {
@@ -140,9 +143,7 @@ func TestMastersGrowShrinkReplace(t *testing.T) {
 	}
 	c.kill("master3", syscall.SIGTERM)
 	c.kill("master4", syscall.SIGTERM)
-	if s := suffrages(c); len(s) != 3 {
-		t.Fatalf("after shrinking, masters = %v, want the 3 first", s)
-	}
+	waitFor(t, 10*time.Second, "the 3 first masters only", func() bool { return len(suffrages(c)) == 3 })
 	acked := stop()
 	if len(acked) == 0 {
 		t.Fatal("no write was acknowledged while the group changed")
