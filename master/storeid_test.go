@@ -71,3 +71,31 @@ func TestFileStoreMarker(t *testing.T) {
 		t.Fatalf("Put with another marker: %v, want the other-cluster refusal", err)
 	}
 }
+
+// A new group (e.g. restored from a snapshot) on a root that already
+// holds a marker adopts its id instead of writing a new one.
+func TestFileStoreMarkerAdopted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, StoreIDFile), []byte("0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(ctx, Options{IP: "127.0.0.1", DataDir: t.TempDir(), FailoverTimeout: 2 * time.Second, JarRoot: "file://" + root,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	go func() { _ = m.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for m.storeID() == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader did not set the store id")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := m.storeID(); got != "0123456789abcdef" {
+		t.Errorf("store id = %q, want the marker's", got)
+	}
+}
