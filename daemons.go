@@ -37,9 +37,12 @@ func daemonCommands() []cli.Command {
 		{
 			Name: "master", NArgs: 0, Group: "daemons", Daemon: true, Global: cli.ConfFlag,
 			Synopsis: "run a master (bin/master): API, consensus, gossip and jar store on one port",
-			Help: `The master binds -ip:-port, which must be one of gear.cluster.masters. Its data
-dir keeps the raft log, membership and (without gear.jarstore.rootpath) the bundles;
-restarting it needs no extra flags. SIGINT or SIGTERM stops it.`,
+			Help: `The master binds -ip:-port, which must be one of gear.cluster.masters (or be
+started with -join to be added to a running group). Its data dir keeps the raft
+log, membership and (without gear.jarstore.rootpath) the bundles; restarting it
+needs no extra flags. A fresh data dir never bootstraps a group of its own while
+a listed master has one: it waits to be added (gear masters add). SIGINT or
+SIGTERM stops it.`,
 			Flags: runMaster,
 		},
 		{
@@ -190,6 +193,7 @@ func defaultDataDir(home string, cfg *config.Config, role, ip string, port int) 
 func runMaster(fs *flag.FlagSet) cli.Action {
 	var d daemonFlags
 	d.register(fs, "default: this host's entry in gear.cluster.masters, else "+strconv.Itoa(config.DefaultMasterPort))
+	join := fs.String("join", "", "with a fresh data dir, ask the master at `host:port` (any of the group) to add this one instead of bootstrapping")
 	return func(ctx context.Context, c *cli.Call) error {
 		cfg, err := c.LoadConfig(d.overrides())
 		if err != nil {
@@ -208,6 +212,12 @@ func runMaster(fs *flag.FlagSet) cli.Action {
 		opts, err := masterOptions(cfg, cfg.Hostname, port, dataDir, log)
 		if err != nil {
 			return err
+		}
+		if *join != "" {
+			if _, _, err := config.ParseHostPort(*join); err != nil {
+				return cli.Usagef("-join: %v", err)
+			}
+			opts.Join = *join
 		}
 		m, err := master.New(ctx, opts)
 		if err != nil {

@@ -13,4 +13,4 @@ import (
 	"github.com/gear-run/gear/pkg/cli"
 )
 
-func main() { os.Exit(cli.Main(os.Args[1:], daemonCommands()...)) }
+func main() { os.Exit(cli.Main(os.Args[1:], append(daemonCommands(), recoverCommand())...)) }

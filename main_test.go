@@ -68,7 +68,7 @@ func TestDaemonCommands(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"master", "-h"}, 0, "usage: gear master [-conf FILE] [-datadir DIR] [-ip HOST] [-port PORT]"},
+		{[]string{"master", "-h"}, 0, "usage: gear master [-conf FILE] [-datadir DIR] [-ip HOST] [-join HOST:PORT] [-port PORT]"},
 		{[]string{"help", "worker"}, 0, "usage: gear worker [-conf FILE] [-datadir DIR] [-ip HOST] [-master HOST:PORT,...] [-port PORT]"},
 		{[]string{"local", "-help"}, 0, "usage: gear local [-conf FILE] [-datadir DIR] [-port PORT] [-workernum N]"},
 		{[]string{"master", "-bogus"}, 2, "-bogus"},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -156,6 +157,11 @@ func Open(ctx context.Context, rootPath, localDir string, log *slog.Logger) (Sto
 		}
 		return openDir(localDir, true, true)
 	}
+	if strings.HasPrefix(rootPath, "/") {
+		// Gearpump's "/jarstore/": a directory on this machine, created
+		// when missing, lost with it (IsLocal reports true).
+		return openDir(filepath.Clean(rootPath), true, true)
+	}
 	u, err := url.Parse(rootPath)
 	if err != nil {
 		return nil, fmt.Errorf("jarstore: root path %q is not a URI (%v): use file:///dir, hdfs://host:port/dir or hdfs://nameservice/dir", rootPath, err)
@@ -163,7 +169,7 @@ func Open(ctx context.Context, rootPath, localDir string, log *slog.Logger) (Sto
 	op, ok := backends[strings.ToLower(u.Scheme)]
 	if !ok {
 		if u.Scheme == "" {
-			return nil, fmt.Errorf("jarstore: root path %q has no scheme: write file://%s for a shared directory, or hdfs://host:port%s", rootPath, rootPath, rootPath)
+			return nil, fmt.Errorf("jarstore: root path %q is a relative path: give an absolute directory, file:///dir for a shared directory, or hdfs://host:port/dir", rootPath)
 		}
 		return nil, fmt.Errorf("jarstore: root path %q: unknown scheme %q (supported: %s)", rootPath, u.Scheme, strings.Join(Schemes(), ", "))
 	}

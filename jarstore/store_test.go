@@ -58,7 +58,7 @@ func TestOpenErrors(t *testing.T) {
 		want        string
 	}{
 		{"s3://bucket/jars", "", `unknown scheme "s3" (supported: file, hdfs, mem)`},
-		{"/nfs/jars", "", "has no scheme: write file:///nfs/jars"},
+		{"nfs/jars", "", "is a relative path"},
 		{"file://" + dir + "/missing", "", "does not exist: create it on the shared mount"},
 		{"file://" + file, "", "is not a directory"},
 		{"file://otherhost/x", "", "not host \"otherhost\""},
@@ -140,5 +140,23 @@ func TestGCRemovesInterruptedUploads(t *testing.T) {
 	ents, _ := os.ReadDir(dir)
 	if len(ents) != 1 || !strings.HasPrefix(ents[0].Name(), "sha256-") {
 		t.Fatalf("store holds %v, want just the uploaded blob", ents)
+	}
+}
+
+// TestOpenPlainPath: a root path without a scheme is Gearpump's "directory
+// on each master": opened (and created) as a local store, which IsLocal
+// reports so the master warns that it does not survive its loss.
+func TestOpenPlainPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "jarstore")
+	s, err := jarstore.Open(context.Background(), dir+"/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !jarstore.IsLocal(s) {
+		t.Error("IsLocal = false for a plain directory root")
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Errorf("root %s not created: %v", dir, err)
 	}
 }

@@ -77,6 +77,11 @@ func (m *Master) routeTable() []route {
 		{"POST /api/v1/bundles", needToken, m.bundleLimit().wrap(m.lead(m.handleUpload))},
 		{"GET /api/v1/bundles", needToken, m.lead(m.handleListBundles)},
 		{"POST /api/v1/jarstore/gc", needToken, js.wrap(m.lead(m.handleGC))},
+		{"POST /api/v1/masters/add", needToken, js.wrap(m.lead(m.handleAddMaster))},
+		{"POST /api/v1/masters/remove", needToken, js.wrap(m.lead(m.handleRemoveMaster))},
+		// The state holds worker secrets' hashes: saving needs the token too.
+		{"GET /api/v1/snapshot", needToken, m.lead(m.handleSnapshotSave)},
+		{"POST /api/v1/snapshot/restore", needToken, bodyLimit{max: maxSnapshotBody, what: "the snapshot restore limit"}.wrap(m.lead(m.handleSnapshotRestore))},
 		// The dashboard page and its static assets; its data calls above
 		// need the token.
 		{"GET /{$}", open, m.handleDashboard},
@@ -205,7 +210,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrNoSuchApp), errors.Is(err, ErrNoSuchWorker), errors.Is(err, jarstore.ErrNotFound):
+	case errors.Is(err, ErrNoSuchApp), errors.Is(err, ErrNoSuchWorker), errors.Is(err, ErrNoSuchMaster), errors.Is(err, jarstore.ErrNotFound):
 		status = http.StatusNotFound
 	case errors.Is(err, ErrTooLarge), errors.Is(err, jarstore.ErrTooLarge):
 		status = http.StatusRequestEntityTooLarge
@@ -221,7 +226,7 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, jarstore.ErrNoSpace), errors.Is(err, ErrDiskFull):
 		status = http.StatusInsufficientStorage
-	case errors.Is(err, ErrStorage), errors.Is(err, ErrStoreUnavailable):
+	case errors.Is(err, ErrStorage), errors.Is(err, ErrStoreUnavailable), errors.Is(err, ErrStoreMarker):
 		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -307,6 +312,13 @@ type status struct {
 	// StorageError says why this master cannot write its raft log (disk
 	// full), "" when it can.
 	StorageError string `json:"storage_error,omitempty"`
+	// Applied is this master's applied index: the leader promotes a
+	// non-voter once it is close to the commit index (membership.go).
+	Applied   uint64   `json:"applied_index"`
+	Nonvoters []string `json:"nonvoters,omitempty"`
+	// Suffrage is this master's own: voter, nonvoter, or "" when it is in
+	// no configuration it knows of (a fresh master waiting to be added).
+	Suffrage string `json:"suffrage,omitempty"`
 }
 
 func (m *Master) status() status {
@@ -314,7 +326,17 @@ func (m *Master) status() status {
 	st := status{
 		Addr: m.self, State: strings.ToLower(r.State().String()), Term: r.CurrentTerm(),
 		Leader: m.leader(), CommitIndex: r.CommitIndex(), Voters: m.raft.voters(), Boot: m.boot,
-		LastIndex: r.LastIndex(), CommitStalledSince: m.commitStalledSince(),
+		LastIndex: r.LastIndex(), CommitStalledSince: m.commitStalledSince(), Applied: r.AppliedIndex(),
+	}
+	if ms, _, err := m.raft.members(); err == nil {
+		for _, s := range ms {
+			if s.Suffrage == "nonvoter" {
+				st.Nonvoters = append(st.Nonvoters, s.Addr)
+			}
+			if s.Addr == m.self {
+				st.Suffrage = s.Suffrage
+			}
+		}
 	}
 	if p := m.raft.wal.problem(); p != nil {
 		st.StorageError = p.Error()
@@ -333,14 +355,16 @@ func (m *Master) handleStatus(w http.ResponseWriter, r *http.Request) { writeJSO
 // who is leader, who follows and who cannot be reached from here.
 func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 	voters := m.raft.voters()
-	views := make([]cluster.Master, len(voters))
+	all, _, _ := m.raft.members()
+	views := make([]cluster.Master, len(all))
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 500 * time.Millisecond}
-	for i, v := range voters {
+	for i, mem := range all {
+		v := mem.Addr
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			views[i] = cluster.Master{Addr: v, State: "unreachable"}
+			views[i] = cluster.Master{Addr: v, State: "unreachable", Suffrage: mem.Suffrage}
 			var st status
 			if v == m.self {
 				st = m.status()
@@ -349,7 +373,7 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			views[i] = cluster.Master{Addr: v, State: st.State, Term: st.Term, LastContact: st.LastContact, Leader: st.Leader, CommitIndex: st.CommitIndex,
-				LastIndex: st.LastIndex, CommitStalledSince: st.CommitStalledSince}
+				LastIndex: st.LastIndex, CommitStalledSince: st.CommitStalledSince, Suffrage: mem.Suffrage, AppliedIndex: st.Applied}
 			views[i].Error = st.StorageError
 		}()
 	}
@@ -359,14 +383,14 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 	// stalled (a leader that cannot commit takes no writes).
 	leaders := map[string]int{}
 	for _, v := range views {
-		if v.State != "unreachable" && v.Leader != "" {
+		if v.State != "unreachable" && v.Leader != "" && v.Suffrage == "voter" {
 			leaders[v.Leader]++
 		}
 	}
 	quorum := false
 	for l, n := range leaders {
 		for _, v := range views {
-			if v.Addr == l && v.State == "leader" && v.CommitStalledSince.IsZero() && n >= len(voters)/2+1 {
+			if v.Addr == l && v.State == "leader" && v.CommitStalledSince.IsZero() && n >= len(voters)/2+1 && v.Suffrage == "voter" {
 				quorum = true
 			}
 		}

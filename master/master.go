@@ -54,6 +54,10 @@ type Options struct {
 	GossipKey       []byte
 	GossipLabel     string
 	Logger          *slog.Logger
+	// Join is -join HOST:PORT: a master with a fresh data dir asks that
+	// master to add it to the group instead of bootstrapping one
+	// (membership.go). It need not be listed in Masters.
+	Join string
 
 	// ForgetAfter: the leader removes workers it has not heard from for
 	// this long (gear.worker.forget-after); <= 0 = never.
@@ -103,6 +107,9 @@ type Master struct {
 
 	refusedLogged map[string]time.Time    // worker id -> last refused heartbeat logged (under mu)
 	unpooled      map[string]unpooledNote // heartbeating workers missing from the gossip pool (under mu)
+	// inGroup: at a first start, a running group's configuration listed
+	// this master (added with gear masters add before it started).
+	inGroup bool
 	// stalledSince is when the commit index stopped behind the last log
 	// index (see stallLoop); zero when it moves.
 	stalledSince time.Time
@@ -159,9 +166,6 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if len(opts.Masters) == 0 {
 		opts.Masters = []string{m.self}
 	}
-	if !slices.Contains(opts.Masters, m.self) {
-		return nil, fmt.Errorf("this master (%s) is not listed in gear.cluster.masters %v: add it there, or start it with the -ip and -port it is listed under", m.self, opts.Masters)
-	}
 	m.opts = opts
 	m.log = opts.Logger.With("master", m.self)
 	m.fsm.log = m.log
@@ -170,21 +174,41 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("master: no data dir given (-datadir)")
 	}
+	listed := slices.Contains(opts.Masters, m.self)
+	var held *bool // the bootstrap decision, when made here already
+	if !listed && opts.Join == "" && !hasRaftState(filepath.Join(opts.DataDir, "raft")) {
+		// Refused before anything is created, unless a running group
+		// lists it (added with gear masters add before it started).
+		h := m.holdBootstrap()
+		held = &h
+		if !m.inGroup {
+			return nil, errNotListed(m.self, opts.Masters)
+		}
+	}
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	if m.lock, err = datadir.Lock(opts.DataDir); err != nil {
 		return nil, err
 	}
-	store, err := jarstore.Open(ctx, opts.JarRoot, filepath.Join(opts.DataDir, "jars"), m.log)
-	if err != nil {
-		return nil, fmt.Errorf("open jar store %q: %w", opts.JarRoot, err)
+	if dir := fileRootDir(opts.JarRoot); dir != "" {
+		// Opened on first use, once its marker matches (storeid.go).
+		m.store = &markedStore{root: opts.JarRoot, dir: dir, expect: m.storeID, log: m.log}
+	} else {
+		store, err := jarstore.Open(ctx, opts.JarRoot, filepath.Join(opts.DataDir, "jars"), m.log)
+		if err != nil {
+			return nil, fmt.Errorf("open jar store %q: %w", opts.JarRoot, err)
+		}
+		m.store = store
 	}
-	m.store = store
-	m.blobs = jarstore.NewBlobs(store, m.log)
-	if opts.JarRoot == "" {
+	m.blobs = jarstore.NewBlobs(m.store, m.log)
+	switch {
+	case opts.JarRoot == "":
 		m.log.Warn("gear.jarstore.rootpath is not set: bundles are kept in this master's data dir only, so applications cannot be recovered if this master is lost; set it to hdfs://... or file:///shared/nfs/dir for HA",
 			"dir", filepath.Join(opts.DataDir, "jars"))
+	case jarstore.IsLocal(m.store):
+		m.log.Warn("gear.jarstore.rootpath is a directory on this master (a path without a scheme, as in Gearpump): bundles in it do not survive the loss of this master, and each master keeps its own; set it to hdfs://... or file:///shared/nfs/dir for HA",
+			"dir", opts.JarRoot)
 	}
 	raftLn := mux.Protocol(netmux.Raft)
 	gossipLn := mux.Protocol(netmux.Gossip)
@@ -194,9 +218,21 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	// that does not serve yet stalls their joins and votes.
 	m.serveDone = make(chan error, 1)
 	go func() { m.serveDone <- m.mux.Serve() }()
-	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, opts.RaftSegmentSize, raftLn, m.fsm, m.log)
+	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, opts.RaftSegmentSize, raftLn, m.fsm, m.log,
+		func() bool {
+			if held != nil {
+				return *held || !listed
+			}
+			return m.holdBootstrap() || !listed
+		})
 	if err != nil {
 		return nil, err
+	}
+	if !listed && !m.raft.resumed && opts.Join == "" && !m.inGroup {
+		return nil, errNotListed(m.self, opts.Masters)
+	}
+	if m.raft.resumed {
+		m.checkMembership()
 	}
 	// Leader changes become events and metrics (followLeader, under Run).
 	m.leaderObs = make(chan raft.Observation, 64)
@@ -212,7 +248,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 		Name: "master@" + m.self, BindIP: ip, Port: opts.Port, Streams: gossipLn,
 		Meta: gossip.Meta{Role: gossip.RoleMaster, API: m.self, Boot: m.boot},
 		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
-		Seeds: opts.Masters, Logger: m.log, OnChange: m.memberChanged, OnMessage: m.verdicts.receive,
+		Seeds: seeds(opts), Logger: m.log, OnChange: m.memberChanged, OnMessage: m.verdicts.receive,
 	})
 	if err != nil {
 		return nil, err
@@ -255,6 +291,9 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { m.confirmLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
 	g.Go(func() error { m.stallLoop(gctx); return nil })
+	g.Go(func() error { m.storeIDLoop(gctx); return nil })
+	g.Go(func() error { m.promoteLoop(gctx); return nil })
+	g.Go(func() error { m.joinLoop(gctx); return nil })
 	err = g.Wait()
 	m.life.Release(m.shutdown)
 	if errors.Is(err, context.Canceled) {
@@ -303,6 +342,14 @@ func (m *Master) shutdown() {
 		_ = m.lock.Close()
 		m.lock = nil
 	}
+}
+
+// seeds are the gossip seeds: the configured masters and -join's.
+func seeds(opts Options) []string {
+	if opts.Join != "" && !slices.Contains(opts.Masters, opts.Join) {
+		return append(slices.Clone(opts.Masters), opts.Join)
+	}
+	return opts.Masters
 }
 
 // isLeader reports whether this master leads.

@@ -42,9 +42,10 @@ func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.C
 }
 
 type raftNode struct {
-	raft  *raft.Raft
-	trans *raft.NetworkTransport
-	wal   *logStore // raft-wal, reopened in place after a full disk (diskfull.go)
+	raft    *raft.Raft
+	trans   *raft.NetworkTransport
+	wal     *logStore // raft-wal, reopened in place after a full disk (diskfull.go)
+	resumed bool      // the data dir held raft state at start
 }
 
 func (n *raftNode) close() {
@@ -62,7 +63,9 @@ func (n *raftNode) close() {
 // startRaft opens the raft stores under dir and starts the node. On first
 // start it bootstraps the configured masters as voters; afterwards the
 // membership comes from the log on disk ("sticky", like SeaweedFS -mdir).
-func startRaft(dir, self string, voters []string, timeout time.Duration, segSize int64, ln net.Listener, f *fsm, log *slog.Logger) (*raftNode, error) {
+// hold, when set, is asked before bootstrapping: true means do not (the
+// group exists already; see membership.go).
+func startRaft(dir, self string, voters []string, timeout time.Duration, segSize int64, ln net.Listener, f *fsm, log *slog.Logger, hold func() bool) (*raftNode, error) {
 	n := &raftNode{}
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
@@ -107,6 +110,10 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, segSize
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	n.resumed = existing
+	if !existing && hold != nil && hold() {
+		return n, nil
+	}
 	if !existing {
 		var servers []raft.Server
 		for _, v := range voters {

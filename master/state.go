@@ -33,6 +33,9 @@ type State struct {
 	// Format is the snapshot format (stateFormat, version.go); a snapshot
 	// without one is format 1.
 	Format int `json:"format"`
+	// StoreID is the id in the file:// jar store's marker (storeid.go);
+	// "" until the leader first sets it.
+	StoreID string `json:"store_id,omitempty"`
 
 	// index maps app id -> executor id -> position in that app's
 	// Executors. It is derived (never serialised): built per app on first
@@ -55,7 +58,8 @@ const (
 	opStatus   = "status"
 	opWorker   = "worker"
 	opBump     = "bump"
-	opForget   = "forget" // remove workers; their executors become unplaced
+	opForget   = "forget"  // remove workers; their executors become unplaced
+	opStoreID  = "storeid" // set the file:// jar store's id (once)
 )
 
 // command is one entry of the replicated log.
@@ -77,7 +81,8 @@ type command struct {
 	Bump    string                   `json:"bump,omitempty"` // executor id
 	// SecretHash is the hash of the registering worker's secret (opWorker).
 	SecretHash string   `json:"secret_hash,omitempty"`
-	Forget     []string `json:"forget,omitempty"` // worker ids (opForget)
+	Forget     []string `json:"forget,omitempty"`   // worker ids (opForget)
+	StoreID    string   `json:"store_id,omitempty"` // opStoreID
 	// Limits are the leader's gear.limits.*, checked by submit and scale
 	// when they are applied (nil in entries written before limits).
 	Limits *Limits `json:"limits,omitempty"`
@@ -226,6 +231,11 @@ func (s *State) apply(c *command) result {
 				}
 			}
 		}
+	case opStoreID:
+		if s.StoreID != "" && s.StoreID != c.StoreID {
+			return result{Err: fmt.Errorf("%w: the jar store's id is %s already, not %s", ErrConflict, s.StoreID, c.StoreID)}
+		}
+		s.StoreID = c.StoreID
 	case opStatus:
 		for _, r := range c.Reports {
 			e := s.executor(r.ID)
@@ -485,6 +495,7 @@ func (s *State) clone() *State {
 		Workers:   make(map[string]*cluster.Worker, len(s.Workers)),
 		NextAppID: s.NextAppID,
 		Format:    s.Format,
+		StoreID:   s.StoreID,
 	}
 	for id, a := range s.Apps {
 		ca := *a

@@ -127,6 +127,7 @@ type testCluster struct {
 	// netns, if set, names the network namespace a daemon (by name) or
 	// the CLI ("cli") runs in; "" runs it on the host.
 	netns func(name string) string
+	cwd   string // the daemons' working directory; "" = the test's
 }
 
 // command runs the gear binary as name, in its namespace if it has one.
@@ -184,6 +185,7 @@ func (c *testCluster) start(name string, args ...string) *proc {
 		c.t.Fatal(err)
 	}
 	cmd := c.command(context.Background(), name, args...)
+	cmd.Dir = c.cwd
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(append(os.Environ(), "GEAR_CONF="+c.conf), c.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

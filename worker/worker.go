@@ -492,7 +492,9 @@ func (w *Worker) checkPooled(state string) {
 // sharedStore opens the shared jar store when one is configured and this
 // worker can reach it; nil means bundles come through the masters.
 func (w *Worker) sharedStore(ctx context.Context) *jarstore.Blobs {
-	if w.opts.JarRoot == "" {
+	if w.opts.JarRoot == "" || strings.HasPrefix(w.opts.JarRoot, "/") {
+		// unset, or a directory on each master (Gearpump's "jarstore/"):
+		// not this worker's to open.
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -96,6 +96,51 @@ executor id such as 3.web.0. With -f it follows the log until interrupted.`,
 			Run:      show(listMasters, mastersTable),
 		},
 		{
+			Name: "masters add", Args: "HOST:PORT", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "add a master to the group; it becomes a voter once it has caught up",
+			Help: `The new master joins as a non-voter, catches up from a snapshot and the log,
+and is promoted to voter by the leader once it has. Start it (before or after)
+with bin/master -ip HOST -port PORT; a fresh data dir is fine. Add one master at
+a time, and list it in gear.cluster.masters on every node afterwards.`,
+			Run: show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.MemberChange, error) {
+				return cl.AddMaster(ctx, c.Args[0])
+			}, memberTable),
+		},
+		{
+			Name: "masters remove", Args: "HOST:PORT", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "remove a master (also a dead one) from the group",
+			Help: `Refused when fewer reachable voters than a majority of the new group would
+remain. Remove one master at a time, and take it out of gear.cluster.masters
+on every node afterwards.`,
+			Run: show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.MemberChange, error) {
+				return cl.RemoveMaster(ctx, c.Args[0])
+			}, memberTable),
+		},
+		{
+			Name: "snapshot save", Args: "FILE", NArgs: 1, Group: groupCluster, Global: ClusterFlags,
+			Synopsis: "write the masters' replicated state (apps, workers, ids) to FILE",
+			Help: `The leader's state as of the call (after every write acknowledged before it).
+Bundles are not in it: they stay in the jar store. Restore it into a fresh group
+with gear snapshot restore FILE.`,
+			Run: snapshotSave,
+		},
+		{
+			Name: "snapshot restore", Args: "FILE", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "load a saved state into a fresh group (one without applications)",
+			Help: `For disaster recovery: start new masters with empty data dirs (and the same
+gear.jarstore.rootpath, so the bundles are found), then restore. Refused when
+the group already has applications.`,
+			Run: show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.RestoreResult, error) {
+				fi, err := os.Stat(c.Args[0])
+				if err != nil {
+					return cluster.RestoreResult{}, err
+				}
+				return cl.RestoreSnapshot(ctx, fi.Size(), func() (io.ReadCloser, error) { return os.Open(c.Args[0]) })
+			}, func(w io.Writer, r cluster.RestoreResult) {
+				fmt.Fprintf(w, "restored %d application(s) and %d worker(s) from a snapshot taken %s (index %d)\n", r.Apps, r.Workers, r.Taken.Format(time.RFC3339), r.Index)
+			}),
+		},
+		{
 			Name: "workers", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
 			Synopsis: "list the workers, their cores and executors",
 			Run:      show(listWorkers, workersTable),
@@ -354,6 +399,71 @@ func listWorkers(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.Wo
 	return cl.Workers(ctx)
 }
 
+// snapshotSave writes the leader's state to a temporary file next to FILE
+// and renames it into place once complete.
+func snapshotSave(ctx context.Context, c *Call) error {
+	cl, err := c.Client()
+	if err != nil {
+		return err
+	}
+	path := c.Args[0]
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := cl.SaveSnapshot(ctx, tmp); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(tmp.Name())
+	if err != nil {
+		return err
+	}
+	var head struct {
+		Index uint64    `json:"index"`
+		Taken time.Time `json:"taken"`
+		State struct {
+			Apps    map[string]json.RawMessage `json:"apps"`
+			Workers map[string]json.RawMessage `json:"workers"`
+		} `json:"state"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return fmt.Errorf("the masters' answer is not a snapshot: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "saved %d application(s) and %d worker(s) (index %d) to %s\n", len(head.State.Apps), len(head.State.Workers), head.Index, path)
+	return nil
+}
+
+// memberTable prints the group after a masters add or remove.
+func memberTable(w io.Writer, r cluster.MemberChange) {
+	switch r.Suffrage {
+	case "removed":
+		fmt.Fprintf(w, "removed master %s\n", r.Addr)
+	case "voter":
+		fmt.Fprintf(w, "master %s is a voter\n", r.Addr)
+	default:
+		fmt.Fprintf(w, "master %s added as a non-voter\n", r.Addr)
+	}
+	if r.Message != "" {
+		fmt.Fprintln(w, r.Message)
+	}
+	fmt.Fprintf(w, "voters: %s\n", strings.Join(r.Voters, ", "))
+	if len(r.Nonvoters) > 0 {
+		fmt.Fprintf(w, "non-voters (catching up): %s\n", strings.Join(r.Nonvoters, ", "))
+	}
+}
+
 func mastersTable(w io.Writer, ms []cluster.Master) {
 	fmt.Fprintln(w, "MASTER\tSTATE\tTERM\tLEADER\tLAST CONTACT\tQUORUM\tCOMMIT\tGOSSIP")
 	for _, m := range ms {
@@ -369,7 +479,11 @@ func mastersTable(w io.Writer, ms []cluster.Master) {
 		case m.State != "unreachable":
 			commit = strconv.FormatUint(m.CommitIndex, 10)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%t\t%s\t%s\n", m.Addr, m.State, m.Term, m.Leader, lc, m.Quorum, commit, gossipState(m.Gossip, m.GossipSince))
+		state := m.State
+		if m.Suffrage == "nonvoter" {
+			state += " (non-voter, catching up)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%t\t%s\t%s\n", m.Addr, state, m.Term, m.Leader, lc, m.Quorum, commit, gossipState(m.Gossip, m.GossipSince))
 	}
 	for _, m := range ms {
 		if m.Error != "" && m.State != "unreachable" { // e.g. its disk is full

@@ -299,6 +299,42 @@ func (c *Client) MasterList(ctx context.Context) ([]Master, error) {
 	return ms, err
 }
 
+// AddMaster adds a master to the group as a non-voter; the answer says
+// whether it became a voter (caught up) while the call waited.
+func (c *Client) AddMaster(ctx context.Context, addr string) (MemberChange, error) {
+	var out MemberChange
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/masters/add", JSON: MemberRequest{Addr: addr}}, &out)
+	return out, err
+}
+
+// RemoveMaster removes a master (also a dead one) from the group.
+func (c *Client) RemoveMaster(ctx context.Context, addr string) (MemberChange, error) {
+	var out MemberChange
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/masters/remove", JSON: MemberRequest{Addr: addr}}, &out)
+	return out, err
+}
+
+// SaveSnapshot copies the leader's replicated state (a `gear snapshot
+// save` file) to w.
+func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) error {
+	resp, err := c.Stream(ctx, Request{Method: "GET", Path: "/api/v1/snapshot"})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// RestoreSnapshot loads a `gear snapshot save` file into a fresh group.
+func (c *Client) RestoreSnapshot(ctx context.Context, size int64, open func() (io.ReadCloser, error)) (RestoreResult, error) {
+	var out RestoreResult
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/snapshot/restore", Body: open, ContentLength: size, Header: h}, &out)
+	return out, err
+}
+
 // Heartbeat reports a worker's executors and returns its assignments.
 func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (*HeartbeatReply, error) {
 	var out HeartbeatReply

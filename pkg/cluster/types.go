@@ -182,6 +182,32 @@ type Master struct {
 	// since GossipSince.
 	Gossip      string    `json:"gossip,omitempty"`
 	GossipSince time.Time `json:"gossip_since,omitzero"`
+	// Suffrage is "voter", or "nonvoter" for a master that is catching up
+	// (added, not yet promoted).
+	Suffrage     string `json:"suffrage"`
+	AppliedIndex uint64 `json:"applied_index,omitempty"`
+}
+
+// RestoreResult is what `gear snapshot restore` loaded.
+type RestoreResult struct {
+	Apps    int       `json:"apps"`
+	Workers int       `json:"workers"`
+	Taken   time.Time `json:"taken"`
+	Index   uint64    `json:"index"`
+}
+
+// MemberRequest asks to add or remove a master (gear masters add|remove).
+type MemberRequest struct {
+	Addr string `json:"addr"`
+}
+
+// MemberChange is the masters' configuration after an add or a remove.
+type MemberChange struct {
+	Addr      string   `json:"addr"`
+	Suffrage  string   `json:"suffrage"` // voter | nonvoter | removed
+	Voters    []string `json:"voters"`
+	Nonvoters []string `json:"nonvoters"`
+	Message   string   `json:"message,omitempty"`
 }
 
 // Assignment is what the leader tells a worker to run.

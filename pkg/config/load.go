@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -29,6 +31,10 @@ type LoadOptions struct {
 	// from the daemons' -ip/-port/-datadir flags. Values may be strings
 	// ("10s", "a:1,b:2") or typed (time.Duration, []string, int).
 	Overrides map[string]any
+	// Dir resolves a relative gear.jarstore.rootpath (Gearpump's
+	// "jarstore/": relative to where the master was started); "" = the
+	// process's working directory.
+	Dir string
 }
 
 // Report tells the caller what to log after a Load.
@@ -167,7 +173,33 @@ func load(opts LoadOptions, readFile func(string) ([]byte, error)) (*Config, *Re
 		})
 		return nil, rep, errors.Join(errs...)
 	}
+	if err := resolveRootPath(&cfg, opts.Dir); err != nil {
+		return nil, rep, err
+	}
+	if len(cfg.Masters) == 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: %s is empty: a master started with this configuration forms a group of one at its -ip:-port, and commands and workers need -master; list the masters, e.g. [\"node1:3000\", \"node2:3000\", \"node3:3000\"]",
+			cmp.Or(src["gear.cluster.masters"].where, "configuration"), cmp.Or(src["gear.cluster.masters"].key, "gear.cluster.masters")))
+	}
 	return &cfg, rep, nil
+}
+
+// resolveRootPath makes a relative gear.jarstore.rootpath absolute against
+// dir (the working directory when ""), so that `config show` and the master
+// name the directory actually used.
+func resolveRootPath(cfg *Config, dir string) error {
+	p := cfg.JarStore.RootPath
+	if !IsPlainPath(p) || filepath.IsAbs(p) {
+		return nil
+	}
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return fmt.Errorf("gear.jarstore.rootpath %q is relative to the working directory, which cannot be read: %w (give an absolute path)", p, err)
+		}
+		dir = wd
+	}
+	cfg.JarStore.RootPath = filepath.Join(dir, p)
+	return nil
 }
 
 func boolInt(b bool) int {

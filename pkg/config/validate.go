@@ -137,9 +137,6 @@ func (c *Config) check() []checkError {
 		add("gear.hostname", -1, "%q must be a host name or IP without a port (the port comes from -port or gear.cluster.masters)", h)
 	}
 
-	if len(c.Masters) == 0 {
-		add("gear.cluster.masters", -1, `is empty (want a list of host:port, e.g. ["node1:3000", "node2:3000", "node3:3000"])`)
-	}
 	seen := map[string]int{}
 	for i, m := range c.Masters {
 		if _, _, err := ParseHostPort(m); err != nil {
@@ -327,17 +324,47 @@ func (c *Config) check() []checkError {
 	return out
 }
 
+// IsPlainPath reports whether a gear.jarstore.rootpath is a directory on
+// each master (no scheme), as Gearpump reads "jarstore/" and "/jarstore/":
+// a relative one is relative to the directory the master was started in.
+func IsPlainPath(rootPath string) bool {
+	if rootPath == "" {
+		return false
+	}
+	if strings.HasPrefix(rootPath, "/") || strings.HasPrefix(rootPath, ".") {
+		return true
+	}
+	i := strings.Index(rootPath, ":")
+	if i < 0 {
+		return true
+	}
+	// "scheme:..." only when what precedes the colon is a URL scheme
+	// (letters, digits, + - .) and no '/' comes before it.
+	for j, r := range rootPath[:i] {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || j > 0 && (r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')
+		if !ok {
+			return true
+		}
+	}
+	return i == 0
+}
+
 func checkRootPath(s string) string {
-	const want = "want hdfs://host:port/path/, hdfs://nameservice/path/ (HDFS HA), file:///nfs/dir, or unset for the master's local data dir"
+	const want = "want hdfs://host:port/path/, hdfs://nameservice/path/ (HDFS HA), file:///nfs/dir, a directory on each master (jarstore/ or /dir), or unset for the master's local data dir"
 	if s == "" {
 		return ""
 	}
-	if strings.HasPrefix(s, "/") {
+	if IsPlainPath(s) {
+		// Gearpump's meaning: a directory on each master, relative to
+		// where the master was started unless absolute (Load resolves it).
+		if strings.ContainsRune(s, 0) {
+			return fmt.Sprintf("%q holds a NUL byte (want a directory, e.g. jarstore/ or /var/lib/gear/jars)", s)
+		}
 		return ""
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" {
-		return fmt.Sprintf("%q is not an absolute path or URL (%s)", s, want)
+		return fmt.Sprintf("%q is not a path or URL (%s)", s, want)
 	}
 	switch u.Scheme {
 	case "file":
