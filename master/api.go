@@ -1,11 +1,9 @@
 package master
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -18,9 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
-	"github.com/gear-run/gear/pkg/config"
 )
 
 const forwardedHeader = "X-Gear-Forwarded-By"
@@ -121,117 +117,6 @@ func (m *Master) guard(rt route) http.HandlerFunc {
 		}
 	}
 	return m.auth(rt.h)
-}
-
-// maxJSONBody bounds the body of every JSON request.
-const maxJSONBody = 8 << 20
-
-// bodyLimit is one route's bound on request bodies and how to name it in
-// the refusal.
-type bodyLimit struct {
-	max  int64 // <= 0: unbounded
-	what string
-	// streamed: the leader's handler enforces the limit itself (with a
-	// message that names the bundle), so only a body that is forwarded to
-	// the leader is checked here.
-	streamed bool
-	leading  func() bool
-}
-
-func (m *Master) jsonLimit() bodyLimit {
-	return bodyLimit{max: maxJSONBody, what: "the API's limit for JSON requests"}
-}
-
-// bundleLimit bounds uploads by gear.jarstore.max-bundle-size. The leader's
-// jar store enforces it again while streaming (with its own message).
-func (m *Master) bundleLimit() bodyLimit {
-	return bodyLimit{max: m.opts.MaxBundleSize, what: "gear.jarstore.max-bundle-size", streamed: true, leading: m.isLeader}
-}
-
-// tooLargeError is a body over its route's limit. It reads as the limit
-// and what sets it, and matches ErrTooLarge.
-type tooLargeError struct{ msg string }
-
-func (e *tooLargeError) Error() string        { return e.msg }
-func (e *tooLargeError) Is(target error) bool { return target == ErrTooLarge }
-
-func (l bodyLimit) err() error {
-	return &tooLargeError{fmt.Sprintf("request body over %s (%s)", config.FormatSize(l.max), l.what)}
-}
-
-// wrap refuses a body that declares a length over the limit at once, on
-// whichever master receives it, and cuts off one that grows past it while
-// it is read (by a handler or by the proxy to the leader).
-func (l bodyLimit) wrap(h http.HandlerFunc) http.HandlerFunc {
-	if l.max <= 0 {
-		return h
-	}
-	return func(w http.ResponseWriter, r *http.Request) {
-		if l.streamed && l.leading() {
-			h(w, r)
-			return
-		}
-		if r.ContentLength > l.max {
-			// The body stays unread: the server closes the connection
-			// after this answer instead of draining it.
-			w.Header().Set("Connection", "close")
-			writeError(w, l.err())
-			return
-		}
-		r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, l.max), limit: l}
-		h(w, r)
-	}
-}
-
-// limitedBody turns http.MaxBytesReader's error into the route's own.
-type limitedBody struct {
-	io.ReadCloser
-	limit bodyLimit
-}
-
-func (b *limitedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		err = b.limit.err()
-	}
-	return n, err
-}
-
-// writeJSON answers v with status 200.
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-// writeError answers err with the status its kind calls for.
-func writeError(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, ErrNoSuchApp), errors.Is(err, ErrNoSuchWorker), errors.Is(err, ErrNoSuchMaster), errors.Is(err, jarstore.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, ErrTooLarge), errors.Is(err, jarstore.ErrTooLarge):
-		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrBadRequest), errors.Is(err, jarstore.ErrDigestMismatch), errors.Is(err, jarstore.ErrInvalidDigest):
-		status = http.StatusBadRequest
-	case errors.Is(err, ErrUnauthorized):
-		status = http.StatusUnauthorized
-	case errors.Is(err, ErrForbidden):
-		status = http.StatusForbidden
-	case errors.Is(err, ErrConflict):
-		status = http.StatusConflict
-	case errors.Is(err, ErrNoLeader):
-		status = http.StatusServiceUnavailable
-	case errors.Is(err, jarstore.ErrNoSpace), errors.Is(err, ErrDiskFull):
-		status = http.StatusInsufficientStorage
-	case errors.Is(err, ErrStorage), errors.Is(err, ErrStoreUnavailable), errors.Is(err, ErrStoreMarker):
-		status = http.StatusServiceUnavailable
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(cluster.ErrorBody{Error: err.Error()})
 }
 
 // auth refuses a request without the cluster token (when one is set)
@@ -404,23 +289,6 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, views)
 }
 
-func getJSON(ctx context.Context, c *http.Client, u, token string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
-	if err != nil {
-		return err
-	}
-	cluster.SetToken(req.Header, token)
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("%s: %s", u, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
 // handleECV is cluster2's health page: 200 while serving, 400 when
 // disabled by an operator or without a leader.
 func (m *Master) handleECV(w http.ResponseWriter, r *http.Request) {
@@ -446,173 +314,6 @@ func (m *Master) handleECVToggle(disable bool) http.HandlerFunc {
 		m.ecvDisabled.Store(disable)
 		w.WriteHeader(http.StatusNoContent)
 	}
-}
-
-// handleApps answers every application. The state is encoded while it is
-// read-locked: apply updates executors in place.
-func (m *Master) handleApps(w http.ResponseWriter, r *http.Request) {
-	var b []byte
-	var err error
-	m.fsm.read(func(s *State) {
-		apps := make([]*cluster.App, 0, len(s.Apps))
-		for _, a := range s.Apps {
-			apps = append(apps, a)
-		}
-		slices.SortFunc(apps, func(a, b *cluster.App) int { return appOrder(a.ID, b.ID) })
-		b, err = json.MarshalIndent(apps, "", "  ")
-	})
-	writeEncoded(w, b, err)
-}
-
-func writeEncoded(w http.ResponseWriter, b []byte, err error) {
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(append(b, '\n'))
-}
-
-func appOrder(a, b string) int {
-	if len(a) != len(b) {
-		return len(a) - len(b)
-	}
-	return strings.Compare(a, b)
-}
-
-func (m *Master) handleApp(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	var b []byte
-	var err error
-	m.fsm.read(func(s *State) {
-		a, ok := s.Apps[id]
-		if !ok {
-			err = fmt.Errorf("%w: %q (see `gear app list`)", ErrNoSuchApp, id)
-			return
-		}
-		b, err = json.MarshalIndent(a, "", "  ")
-	})
-	writeEncoded(w, b, err)
-}
-
-// decodeBody decodes exactly one JSON value into v: unknown fields and
-// anything after the value are refused. Routes bound the body with
-// bodyLimit.wrap; a body over it is ErrTooLarge.
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bodyError(err)
-	}
-	var extra json.RawMessage
-	switch err := dec.Decode(&extra); {
-	case err == io.EOF:
-		return nil
-	case err == nil:
-		return fmt.Errorf("%w: request body: more than one JSON value (send exactly one JSON object)", ErrBadRequest)
-	default:
-		if errors.Is(err, ErrTooLarge) {
-			return err
-		}
-		return fmt.Errorf("%w: request body: unexpected data after the JSON value (send exactly one JSON object): %v", ErrBadRequest, err)
-	}
-}
-
-func bodyError(err error) error {
-	if errors.Is(err, ErrTooLarge) {
-		return err
-	}
-	return fmt.Errorf("%w: request body: %v", ErrBadRequest, err)
-}
-
-func (m *Master) handleSubmit(w http.ResponseWriter, r *http.Request) {
-	var req cluster.SubmitRequest
-	if err := decodeBody(r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := m.validateSubmit(r.Context(), &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	lim := m.opts.Limits
-	res, err := m.apply(command{Op: opSubmit, Submit: &req, Limits: &lim})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	m.log.Info("application submitted", "app", res.ID, "name", shorten(req.Name), "bundle", req.Bundle.Digest)
-	writeJSON(w, map[string]string{"id": res.ID})
-}
-
-func (m *Master) validateSubmit(ctx context.Context, req *cluster.SubmitRequest) error {
-	if req.Name == "" {
-		return fmt.Errorf("%w: the application has no name (set name in gear-app.conf or pass -name)", ErrBadRequest)
-	}
-	if err := m.opts.Limits.checkApp(req.Name, req.Processes); err != nil {
-		return err
-	}
-	if err := cluster.ValidateProcesses(req.Processes); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadRequest, err)
-	}
-	if err := req.Bundle.Kind.Check(); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
-	}
-	switch _, err := m.blobs.Stat(ctx, req.Bundle.Digest); {
-	case errors.Is(err, jarstore.ErrNotFound), errors.Is(err, jarstore.ErrInvalidDigest):
-		// Final: retrying cannot make the bundle appear.
-		return fmt.Errorf("%w: bundle %s is not in the jar store (upload it first with `gear app submit`): %v", ErrBadRequest, req.Bundle.Digest, err)
-	case err != nil:
-		// The store could not answer (NFS or HDFS unreachable, an I/O
-		// error): 503, which the CLI retries as it does for no leader.
-		return fmt.Errorf("%w: cannot check bundle %s in the jar store; retry once the store answers: %w", ErrStoreUnavailable, req.Bundle.Digest, err)
-	}
-	// Too large for one raft entry: say so before reading the bundle.
-	if _, err := encodeCommand(command{Op: opSubmit, Submit: req}); err != nil {
-		return err
-	}
-	return m.checkAgainstBundle(ctx, req) // inspect.go
-}
-
-func (m *Master) handleKill(w http.ResponseWriter, r *http.Request) {
-	res, err := m.apply(command{Op: opKill, App: r.PathValue("id")})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	m.log.Info("application killed", "app", res.ID)
-	writeJSON(w, map[string]string{"id": res.ID})
-}
-
-func (m *Master) handleRestart(w http.ResponseWriter, r *http.Request) {
-	var req cluster.RestartRequest
-	if r.ContentLength != 0 {
-		if err := decodeBody(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-	}
-	res, err := m.apply(command{Op: opRestart, App: r.PathValue("id"), Restart: &req})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, map[string]string{"id": res.ID})
-}
-
-func (m *Master) handleScale(w http.ResponseWriter, r *http.Request) {
-	var req cluster.ScaleRequest
-	if err := decodeBody(r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	lim := m.opts.Limits
-	res, err := m.apply(command{Op: opScale, App: r.PathValue("id"), Scale: &req, Limits: &lim})
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, map[string]string{"id": res.ID})
 }
 
 func (m *Master) handleWorkers(w http.ResponseWriter, r *http.Request) {
@@ -675,40 +376,4 @@ func (m *Master) handleRemoveWorker(w http.ResponseWriter, r *http.Request) {
 	slices.Sort(execs)
 	m.log.Info("worker removed", "worker", id, "forced", force, "unplaced", execs)
 	writeJSON(w, cluster.RemoveWorkerResult{ID: id, Unplaced: execs})
-}
-
-// handleLogs proxies to the worker that runs the executor.
-func (m *Master) handleLogs(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	exec := r.URL.Query().Get("executor")
-	var target *cluster.Executor
-	m.fsm.read(func(s *State) {
-		app, ok := s.Apps[id]
-		if !ok {
-			return
-		}
-		for _, e := range app.Executors {
-			if (exec == "" || e.ID == exec) && e.WorkerAddr != "" {
-				c := e
-				target = &c
-				return
-			}
-		}
-	})
-	if target == nil {
-		writeError(w, fmt.Errorf("%w: app %q has no placed executor %q", ErrNoSuchApp, id, exec))
-		return
-	}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(&url.URL{Scheme: "http", Host: target.WorkerAddr})
-			pr.Out.URL.Path = "/logs/" + target.ID
-			cluster.SetToken(pr.Out.Header, m.opts.Token) // the worker's log route needs it too
-		},
-		FlushInterval: -1,
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			writeError(w, fmt.Errorf("worker %s (%s) did not answer: %v", target.Worker, target.WorkerAddr, err))
-		},
-	}
-	proxy.ServeHTTP(w, r)
 }

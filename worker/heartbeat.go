@@ -1,0 +1,172 @@
+// Heartbeats: the worker's one contact with the leader. Each carries the
+// state of every executor; the reply lists what to run, how the leader sees
+// this worker in the gossip pool, and how fresh the leader's quorum is.
+
+package worker
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// heartbeatLoop reports to the leader and applies its answer. When no
+// master answers it backs off (up to half a second) and says so in the log;
+// after StopAfterDisconnect without a leader it fences: it stops every
+// executor, because the masters are about to run them elsewhere.
+func (w *Worker) heartbeatLoop(ctx context.Context) {
+	// Retries stay frequent enough that a link that flaps (up for half a
+	// second at a time) carries a heartbeat in most of its up phases.
+	retryCap := max(2*w.opts.HeartbeatInterval, 500*time.Millisecond)
+	interval := w.opts.HeartbeatInterval
+	delay := time.Duration(0)
+	failures := 0
+	w.mu.Lock()
+	w.lastContact = time.Now()
+	w.mu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		case <-w.kick:
+		}
+		// An attempt never runs past the fencing deadline, so that the
+		// fence comes on time even while masters answer slowly or not at
+		// all.
+		hctx, cancel := context.WithTimeout(ctx, min(w.heartbeatTimeout(), max(w.untilFence(), 20*time.Millisecond)))
+		sent := time.Now()
+		reply, err := w.client.Heartbeat(hctx, w.heartbeat())
+		cancel()
+		w.metrics.heartbeat(sent, err)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+			delay = min(interval<<min(failures, 3), retryCap)
+			var apiErr *cluster.APIError
+			if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
+				// The leader is there but does not take this worker for
+				// who it says it is: retrying will not help by itself, and
+				// the executors are fenced like after a lost contact.
+				if failures == 1 || failures%20 == 0 {
+					w.log.Error("the leader refuses this worker's identity; another worker holds its id", "id", w.id, "data", w.opts.DataDir, "attempt", failures, "err", err)
+				}
+			} else if failures == 1 || failures%20 == 0 {
+				w.log.Warn("cannot reach the leader through any master; retrying with backoff", "masters", w.client.Masters(), "retry_in", delay, "attempt", failures, "err", err)
+			}
+			w.maybeFence()
+			delay = min(delay, max(w.untilFence(), 0))
+			continue
+		}
+		// The contact counts from when the leader last confirmed that a
+		// quorum of masters follows it (see master/quorum.go): a leader
+		// cut off from the others answers until its lease ends, while a
+		// new one may already be counting towards rescheduling.
+		contact, ok := leaderContact(time.Now(), reply.QuorumAgeMS, w.opts.StopAfterDisconnect)
+		if !ok {
+			failures++
+			delay = min(interval<<min(failures, 3), retryCap)
+			if failures == 1 || failures%20 == 0 {
+				w.log.Warn("the leader answers but has not confirmed its quorum of masters for too long; retrying", "leader", reply.Leader, "quorum_age_ms", reply.QuorumAgeMS, "attempt", failures)
+			}
+			w.maybeFence()
+			continue
+		}
+		if failures > 0 {
+			w.log.Info("reached the leader again", "leader", reply.Leader, "after_attempts", failures)
+		}
+		failures, delay = 0, interval
+		w.client.SetMasters(reply.Masters)
+		w.client.Prefer(reply.Leader)
+		w.mu.Lock()
+		if contact.After(w.lastContact) {
+			w.lastContact = contact
+		}
+		w.fenced = false
+		w.mu.Unlock()
+		w.quorumDownLogged = false
+		w.checkPooled(reply.Gossip)
+		w.reconcile(reply.Assignments)
+	}
+}
+
+// checkPooled rejoins the masters' gossip pool when the leader has not seen
+// this worker alive there for a second (e.g. after a crash and a restart
+// on another port, while the pool still held the old address): the leader
+// places executors only on pool members. At most once a second, in the
+// background.
+func (w *Worker) checkPooled(state string) {
+	if state == "alive" {
+		w.unpooledSince = time.Time{}
+		return
+	}
+	now := time.Now()
+	if w.unpooledSince.IsZero() {
+		w.unpooledSince = now
+	}
+	if now.Sub(w.unpooledSince) < time.Second || now.Sub(w.lastRejoin) < time.Second || w.pool == nil || !w.rejoining.CompareAndSwap(false, true) {
+		return
+	}
+	w.lastRejoin = now
+	since := w.unpooledSince
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer w.rejoining.Store(false)
+		err := w.pool.Rejoin()
+		if err == nil && time.Since(w.rejoinLogged) < 30*time.Second {
+			return
+		}
+		w.rejoinLogged = time.Now()
+		if err != nil {
+			w.log.Warn("the leader does not see this worker in the gossip pool, and rejoining it failed; no executors are placed here until it is back", "gossip_state", state, "since", since, "err", err)
+			return
+		}
+		w.log.Info("the leader does not see this worker alive in the gossip pool; rejoined it (repeated every second until it does)", "gossip_state", state, "since", since)
+	}()
+}
+
+// leaderContact is when a heartbeat answered at now by a leader that last
+// confirmed its quorum quorumAgeMS before counts as contact, and whether
+// it counts at all: not when that confirmation is older than the fencing
+// deadline stopAfter (the leader may already be deposed).
+func leaderContact(now time.Time, quorumAgeMS int64, stopAfter time.Duration) (time.Time, bool) {
+	contact := now.Add(-time.Duration(max(quorumAgeMS, 0)) * time.Millisecond)
+	return contact, stopAfter <= 0 || now.Sub(contact) < stopAfter
+}
+
+// heartbeatTimeout bounds one heartbeat: short enough that a frozen or
+// partitioned master is given up on well within the fencing deadline.
+func (w *Worker) heartbeatTimeout() time.Duration {
+	d := 2 * time.Second
+	if w.opts.StopAfterDisconnect > 0 {
+		d = min(d, w.opts.StopAfterDisconnect/4)
+	}
+	return max(d, 2*w.opts.HeartbeatInterval)
+}
+
+// heartbeat describes this worker and its executors.
+func (w *Worker) heartbeat() cluster.Heartbeat {
+	hb := cluster.Heartbeat{Worker: cluster.Worker{ID: w.id, Addr: w.addr, CPUs: w.opts.CPUs, BootID: w.boot}, Secret: w.secret}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, e := range w.execs {
+		hb.Executors = append(hb.Executors, e.report())
+	}
+	slices.SortFunc(hb.Executors, func(a, b cluster.ExecutorReport) int { return strings.Compare(a.ID, b.ID) })
+	return hb
+}
+
+func (w *Worker) kickHeartbeat() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
