@@ -7,29 +7,23 @@ import (
 
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/periodic"
 )
 
 // gcLoop deletes bundles no live application references, after the
 // grace period.
 func (m *Master) gcLoop(ctx context.Context) {
 	grace := m.opts.GCGrace
-	tick := time.NewTicker(max(grace/4, time.Minute))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	periodic.Every(ctx, max(grace/4, time.Minute), func(time.Time) {
 		if !m.isLeader() {
-			continue
+			return
 		}
 		if r, err := m.gc(ctx, grace); err != nil {
 			m.log.Warn("jar store gc", "err", err)
 		} else if len(r.Deleted) > 0 {
 			m.log.Info("jar store gc deleted unreferenced bundles", "deleted", strings.Join(r.Deleted, ","))
 		}
-	}
+	})
 }
 
 func (m *Master) gc(ctx context.Context, grace time.Duration) (jarstore.GCReport, error) {

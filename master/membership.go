@@ -35,6 +35,7 @@ import (
 
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
+	"github.com/gear-run/gear/pkg/periodic"
 )
 
 // promoteLag is how far (in log entries) a non-voter's applied index may
@@ -240,40 +241,38 @@ func quoteList(addrs []string) string {
 // promoteLoop runs on every master; while it leads, it promotes non-voters
 // that have caught up.
 func (m *Master) promoteLoop(ctx context.Context) {
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	periodic.Every(ctx, 250*time.Millisecond, func(time.Time) {
+		if m.isLeader() {
+			m.promoteCaughtUp(ctx)
 		}
-		if !m.isLeader() {
+	})
+}
+
+// promoteCaughtUp makes the first non-voter that has caught up a voter
+// (one configuration change at a time).
+func (m *Master) promoteCaughtUp(ctx context.Context) {
+	ms, idx, err := m.raft.members()
+	if err != nil {
+		return
+	}
+	for _, s := range ms {
+		if s.Suffrage != "nonvoter" {
 			continue
 		}
-		ms, idx, err := m.raft.members()
+		st, err := m.peerStatus(ctx, s.Addr, 500*time.Millisecond)
 		if err != nil {
 			continue
 		}
-		for _, s := range ms {
-			if s.Suffrage != "nonvoter" {
-				continue
-			}
-			st, err := m.peerStatus(ctx, s.Addr, 500*time.Millisecond)
-			if err != nil {
-				continue
-			}
-			commit := m.raft.raft.CommitIndex()
-			if !caughtUp(st, m.self, commit) {
-				continue
-			}
-			if err := m.raft.raft.AddVoter(raft.ServerID(s.Addr), raft.ServerAddress(s.Addr), idx, 10*time.Second).Error(); err != nil {
-				m.log.Warn("could not promote a caught-up master to voter; retrying", "promote", s.Addr, "err", err)
-				break
-			}
-			m.log.Info("master caught up and is now a voter", "promoted", s.Addr, "applied", st.Applied, "commit", commit)
-			break // one change at a time
+		commit := m.raft.raft.CommitIndex()
+		if !caughtUp(st, m.self, commit) {
+			continue
 		}
+		if err := m.raft.raft.AddVoter(raft.ServerID(s.Addr), raft.ServerAddress(s.Addr), idx, 10*time.Second).Error(); err != nil {
+			m.log.Warn("could not promote a caught-up master to voter; retrying", "promote", s.Addr, "err", err)
+			return
+		}
+		m.log.Info("master caught up and is now a voter", "promoted", s.Addr, "applied", st.Applied, "commit", commit)
+		return // one change at a time
 	}
 }
 

@@ -3,6 +3,8 @@ package master
 import (
 	"context"
 	"time"
+
+	"github.com/gear-run/gear/pkg/periodic"
 )
 
 // Fencing after a fast failover.
@@ -29,21 +31,14 @@ const confirmEvery = 100 * time.Millisecond
 
 // confirmLoop keeps quorumAt fresh while this master leads.
 func (m *Master) confirmLoop(ctx context.Context) {
-	tick := time.NewTicker(confirmEvery)
-	defer tick.Stop()
 	leading := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	periodic.Every(ctx, confirmEvery, func(time.Time) {
 		if !m.isLeader() {
 			leading = false
 			m.mu.Lock()
 			m.quorumAt = time.Time{}
 			m.mu.Unlock()
-			continue
+			return
 		}
 		start := time.Now()
 		if !leading {
@@ -54,14 +49,14 @@ func (m *Master) confirmLoop(ctx context.Context) {
 			m.mu.Unlock()
 		}
 		if err := m.raft.raft.VerifyLeader().Error(); err != nil {
-			continue
+			return
 		}
 		m.mu.Lock()
 		if start.After(m.quorumAt) {
 			m.quorumAt = start
 		}
 		m.mu.Unlock()
-	}
+	})
 }
 
 // quorumAge is how long ago this leader last confirmed its quorum (the

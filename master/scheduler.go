@@ -2,6 +2,7 @@ package master
 
 import (
 	"github.com/gear-run/gear/pkg/gossip"
+	"github.com/gear-run/gear/pkg/periodic"
 
 	"context"
 	"maps"
@@ -14,20 +15,13 @@ import (
 // scheduleLoop is the leader's reconciler: every tick it compares desired
 // and actual state and replicates what must change.
 func (m *Master) scheduleLoop(ctx context.Context) {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
 	staleLogged := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	periodic.Every(ctx, 200*time.Millisecond, func(time.Time) {
 		if !m.isLeader() {
 			m.mu.Lock()
 			m.leading = false
 			m.mu.Unlock()
-			continue
+			return
 		}
 		m.mu.Lock()
 		if !m.leading {
@@ -51,7 +45,7 @@ func (m *Master) scheduleLoop(ctx context.Context) {
 				m.log.Error("this master leads but its state is incomplete (it refused a replicated command): it makes no scheduling decisions until it is upgraded", "err", err)
 				staleLogged = true
 			}
-			continue
+			return
 		}
 		if err := m.reconcile(time.Now()); err != nil {
 			m.log.Warn("reconcile", "err", err)
@@ -59,7 +53,7 @@ func (m *Master) scheduleLoop(ctx context.Context) {
 		if err := m.forgetLongDead(time.Now()); err != nil {
 			m.log.Warn("forget long-dead workers", "err", err)
 		}
-	}
+	})
 }
 
 // reconcile performs one round of scheduling: it builds the leader's view

@@ -3,6 +3,8 @@ package master
 import (
 	"context"
 	"time"
+
+	"github.com/gear-run/gear/pkg/periodic"
 )
 
 // stallTracker tells a commit index that stopped while entries wait
@@ -42,20 +44,13 @@ func (t *stallTracker) observe(commit, last uint64, now time.Time) time.Time {
 func (m *Master) stallLoop(ctx context.Context) {
 	t := &stallTracker{after: m.opts.FailoverTimeout / 4}
 	every := min(max(t.after/10, 10*time.Millisecond), 250*time.Millisecond)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			r := m.raft.raft
-			since := t.observe(r.CommitIndex(), r.LastIndex(), now)
-			m.mu.Lock()
-			m.stalledSince = since
-			m.mu.Unlock()
-		}
-	}
+	periodic.Every(ctx, every, func(now time.Time) {
+		r := m.raft.raft
+		since := t.observe(r.CommitIndex(), r.LastIndex(), now)
+		m.mu.Lock()
+		m.stalledSince = since
+		m.mu.Unlock()
+	})
 }
 
 // commitStalledSince is when this master's commit index stalled, zero

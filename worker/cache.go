@@ -18,6 +18,7 @@ import (
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/periodic"
 )
 
 // cache keeps bundles by digest in the data dir, verified on download:
@@ -495,14 +496,5 @@ func (w *Worker) bundlesInUse() (map[string]bool, bool) {
 // cacheLoop evicts from the bundle cache every second: an unpacked bundle
 // is gone about cache-grace after its last executor here.
 func (w *Worker) cacheLoop(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		w.cache.evict(w.bundlesInUse)
-	}
+	periodic.Every(ctx, time.Second, func(time.Time) { w.cache.evict(w.bundlesInUse) })
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/gear-run/gear/pkg/logbridge"
 	"github.com/gear-run/gear/pkg/netmux"
+	"github.com/gear-run/gear/pkg/periodic"
 )
 
 // Roles a node may have. Nodes announcing any other role are refused.
@@ -296,16 +297,7 @@ func (p *Pool) reportJoin(seeds []string, err error) {
 
 func (p *Pool) rejoinLoop(ctx context.Context) {
 	defer p.wg.Done()
-	tick := time.NewTicker(max(p.opts.Timeout/4, 500*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			p.join()
-		}
-	}
+	periodic.Every(ctx, max(p.opts.Timeout/4, 500*time.Millisecond), func(time.Time) { p.join() })
 }
 
 // Members returns every node this node knows of, itself included.
