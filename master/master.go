@@ -276,14 +276,7 @@ func (m *Master) Run(ctx context.Context) error {
 	}
 	defer end()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		select {
-		case err := <-m.serveDone:
-			return err
-		case <-gctx.Done():
-			return nil
-		}
-	})
+	g.Go(lifecycle.Serving(gctx, m.serveDone))
 	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.verdicts, m.log); return nil })
 	g.Go(func() error { m.followLeader(gctx, m.leaderObs); return nil })
 	g.Go(func() error { m.raft.wal.watch(gctx, 250*time.Millisecond); return nil })

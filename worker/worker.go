@@ -284,14 +284,7 @@ func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 	}
 	defer end()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		select {
-		case err := <-w.serveDone:
-			return err
-		case <-gctx.Done():
-			return nil
-		}
-	})
+	g.Go(lifecycle.Serving(gctx, w.serveDone))
 	g.Go(func() error { w.heartbeatLoop(gctx); return nil })
 	g.Go(func() error { w.cacheLoop(gctx); return nil })
 	if sock := w.adminSocket(); sock != "" {

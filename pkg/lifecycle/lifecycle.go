@@ -80,3 +80,17 @@ func (l *Life) Begun() bool {
 	defer l.mu.Unlock()
 	return l.done != nil
 }
+
+// Serving is an errgroup function that waits for a daemon's server: it
+// returns the server's error once it reports one on done, or nil when ctx
+// ends first (the daemon is shutting down).
+func Serving(ctx context.Context, done <-chan error) func() error {
+	return func() error {
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

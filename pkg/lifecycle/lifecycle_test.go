@@ -84,3 +84,18 @@ func TestCloseWithoutRun(t *testing.T) {
 		t.Fatalf("released %d times", n)
 	}
 }
+
+// Serving ends with the server's error, or with nil when the context ends.
+func TestServing(t *testing.T) {
+	done := make(chan error, 1)
+	boom := errors.New("port closed")
+	done <- boom
+	if err := Serving(context.Background(), done)(); err != boom {
+		t.Fatalf("Serving = %v, want the server's error", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Serving(ctx, make(chan error))(); err != nil {
+		t.Fatalf("Serving after the context ended = %v, want nil", err)
+	}
+}
