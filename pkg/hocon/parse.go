@@ -1,5 +1,11 @@
 package hocon
 
+// This file is the parser proper: the scanner and the recursive descent
+// over HOCON's grammar, with its error recovery (every error is collected
+// with file:line:col before giving up). It is longer than the others
+// because the grammar reads best top to bottom in one place; values,
+// includes, substitution and errors live in their own files.
+
 import (
 	"bytes"
 	"errors"
