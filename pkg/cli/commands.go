@@ -20,6 +20,7 @@ import (
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
+	"github.com/gear-run/gear/pkg/tlsconf"
 )
 
 // Groups of `gear help`, in the order they are listed after the daemons.
@@ -218,7 +219,12 @@ func client(env Env, g Global) (*cluster.Client, error) {
 	if token == "" {
 		token = env.Getenv("GEAR_TOKEN")
 	}
-	if len(masters) == 0 || token == "" {
+	ca := g.CA
+	if ca == "" {
+		ca = env.Getenv("GEAR_CA")
+	}
+	var cert, key string
+	if len(masters) == 0 || token == "" || ca == "" {
 		cfg, err := loadConfig(env, g.Conf, nil)
 		if err != nil {
 			return nil, err
@@ -229,6 +235,12 @@ func client(env Env, g Global) (*cluster.Client, error) {
 		if token == "" {
 			token = cfg.Token
 		}
+		if ca == "" {
+			ca = cfg.TLS.CA
+		}
+		// On a node with gear.tls set, the CLI presents the node's
+		// certificate too; elsewhere the token authenticates it.
+		cert, key = cfg.TLS.Cert, cfg.TLS.Key
 	}
 	for _, m := range masters {
 		if _, _, err := config.ParseHostPort(m); err != nil {
@@ -237,6 +249,13 @@ func client(env Env, g Global) (*cluster.Client, error) {
 	}
 	c := cluster.NewClient(masters, token)
 	c.Retry = 10 * time.Second // ride out an election
+	if ca != "" {
+		tc, err := tlsconf.LoadClient(ca, cert, key)
+		if err != nil {
+			return nil, Usagef("-ca: %v", err)
+		}
+		c.UseTLS(tc)
+	}
 	return c, nil
 }
 
