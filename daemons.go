@@ -28,6 +28,7 @@ import (
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/procs"
+	"github.com/gear-run/gear/pkg/tlsconf"
 	"github.com/gear-run/gear/worker"
 )
 
@@ -98,8 +99,17 @@ func gossipKey(cfg *config.Config) ([]byte, error) {
 	return k, nil
 }
 
+// nodeTLS loads gear.tls.*; nil when TLS is off.
+func nodeTLS(cfg *config.Config) (*tlsconf.Node, error) {
+	return tlsconf.LoadNode(tlsconf.Files{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key, CA: cfg.TLS.CA})
+}
+
 func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log *slog.Logger) (master.Options, error) {
 	key, err := gossipKey(cfg)
+	if err != nil {
+		return master.Options{}, err
+	}
+	tc, err := nodeTLS(cfg)
 	if err != nil {
 		return master.Options{}, err
 	}
@@ -109,7 +119,7 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
 		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace, ForgetAfter: cfg.Worker.ForgetAfter,
 		RaftSegmentSize: cfg.Raft.SegmentSize,
-		GossipKey:       key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
+		GossipKey:       key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log, TLS: tc,
 		Limits: master.Limits{
 			InstancesPerProcess: cfg.Limits.InstancesPerProcess, ExecutorsPerApp: cfg.Limits.ExecutorsPerApp,
 			Executors: cfg.Limits.Executors, NameLength: cfg.Limits.NameLength,
@@ -119,6 +129,10 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 
 func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log *slog.Logger) (worker.Options, error) {
 	key, err := gossipKey(cfg)
+	if err != nil {
+		return worker.Options{}, err
+	}
+	tc, err := nodeTLS(cfg)
 	if err != nil {
 		return worker.Options{}, err
 	}
@@ -136,6 +150,7 @@ func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
 		BundleLimits: cli.BundleLimits(cfg), CacheSize: cfg.Worker.CacheSize, CacheGrace: cfg.Worker.CacheGrace,
 		User: cfg.Worker.User, AllowedUsers: cfg.Worker.AllowedUsers, MetricsOpen: cfg.Metrics.Open,
+		TLS: tc,
 	}, nil
 }
 
