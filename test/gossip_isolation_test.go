@@ -25,7 +25,7 @@ func TestGossipClustersStayApart(t *testing.T) {
 		return fmt.Sprintf("gear.gossip.cluster-label = %q\ngear.gossip.key = %q\ngear.auth.token = %q\n", label, key, token)
 	}
 	a := newCluster(t, clusterOpts{masters: 1, workers: 1, conf: conf("alpha", k1, "token-a")})
-	b := newCluster(t, clusterOpts{masters: 1, conf: conf("beta", k1, "token-b")})    // another label, same key
+	b := newCluster(t, clusterOpts{masters: 1, conf: conf("beta", k1, "token-b")})   // another label, same key
 	cc := newCluster(t, clusterOpts{masters: 1, conf: conf("alpha", k2, "token-c")}) // same label, another key
 	// Each bridge worker belongs to its own cluster but also lists A's
 	// master, so its gossip tries to join A's pool (its heartbeats stay
