@@ -56,6 +56,12 @@ func TestTLSCluster(t *testing.T) {
 	}
 	id := strings.TrimSpace(out)
 	waitFor(t, 40*time.Second, "app "+id+" RUNNING on the TLS worker", func() bool { return len(runningPIDs(c.app(id))) == 1 })
+	// Logs go CLI -> master -> worker: the master dials the worker's
+	// TLS port with its node certificate.
+	waitFor(t, 20*time.Second, "the executor's log through the master", func() bool {
+		out, _, code := bareGear(nil, "-ca", ca.File, "logs", id)
+		return code == 0 && strings.TrimSpace(out) != ""
+	})
 	out, errOut, code = bareGear([]string{"GEAR_CA=" + ca.File}, "app", "list", "-json")
 	if code != 0 || !strings.Contains(out, id) {
 		t.Fatalf("app list with GEAR_CA: exit %d\n%s%s", code, out, errOut)
