@@ -99,9 +99,15 @@ func gossipKey(cfg *config.Config) ([]byte, error) {
 	return k, nil
 }
 
-// nodeTLS loads gear.tls.*; nil when TLS is off.
-func nodeTLS(cfg *config.Config) (*tlsconf.Node, error) {
-	return tlsconf.LoadNode(tlsconf.Files{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key, CA: cfg.TLS.CA})
+// nodeTLS loads gear.tls.*; nil when TLS is off. TLS covers the port's
+// TCP streams only: gossip's UDP packets need gear.gossip.key, so TLS
+// without it is said at start.
+func nodeTLS(cfg *config.Config, log *slog.Logger) (*tlsconf.Node, error) {
+	n, err := tlsconf.LoadNode(tlsconf.Files{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key, CA: cfg.TLS.CA})
+	if n != nil && cfg.Gossip.Key == "" {
+		log.Warn("gear.tls is set but gear.gossip.key is not: gossip's UDP packets (membership and failure verdicts) travel unencrypted; set gear.gossip.key (head -c 32 /dev/urandom | base64) on every node")
+	}
+	return n, err
 }
 
 func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log *slog.Logger) (master.Options, error) {
@@ -109,7 +115,7 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 	if err != nil {
 		return master.Options{}, err
 	}
-	tc, err := nodeTLS(cfg)
+	tc, err := nodeTLS(cfg, log)
 	if err != nil {
 		return master.Options{}, err
 	}
@@ -132,7 +138,7 @@ func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 	if err != nil {
 		return worker.Options{}, err
 	}
-	tc, err := nodeTLS(cfg)
+	tc, err := nodeTLS(cfg, log)
 	if err != nil {
 		return worker.Options{}, err
 	}
