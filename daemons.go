@@ -28,6 +28,7 @@ import (
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
 	"github.com/gear-run/gear/pkg/procs"
+	"github.com/gear-run/gear/pkg/tlsconf"
 	"github.com/gear-run/gear/worker"
 )
 
@@ -98,8 +99,23 @@ func gossipKey(cfg *config.Config) ([]byte, error) {
 	return k, nil
 }
 
+// nodeTLS loads gear.tls.*; nil when TLS is off. TLS covers the port's
+// TCP streams only: gossip's UDP packets need gear.gossip.key, so TLS
+// without it is said at start.
+func nodeTLS(cfg *config.Config, log *slog.Logger) (*tlsconf.Node, error) {
+	n, err := tlsconf.LoadNode(tlsconf.Files{Cert: cfg.TLS.Cert, Key: cfg.TLS.Key, CA: cfg.TLS.CA})
+	if n != nil && cfg.Gossip.Key == "" {
+		log.Warn("gear.tls is set but gear.gossip.key is not: gossip's UDP packets (membership and failure verdicts) travel unencrypted; set gear.gossip.key (head -c 32 /dev/urandom | base64) on every node")
+	}
+	return n, err
+}
+
 func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log *slog.Logger) (master.Options, error) {
 	key, err := gossipKey(cfg)
+	if err != nil {
+		return master.Options{}, err
+	}
+	tc, err := nodeTLS(cfg, log)
 	if err != nil {
 		return master.Options{}, err
 	}
@@ -109,7 +125,7 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		FailoverTimeout: cfg.FailoverTimeout, JarRoot: cfg.JarStore.RootPath,
 		MaxBundleSize: cfg.JarStore.MaxBundleSize, GCGrace: cfg.JarStore.GCGrace, ForgetAfter: cfg.Worker.ForgetAfter,
 		RaftSegmentSize: cfg.Raft.SegmentSize,
-		GossipKey:       key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
+		GossipKey:       key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log, TLS: tc,
 		Limits: master.Limits{
 			InstancesPerProcess: cfg.Limits.InstancesPerProcess, ExecutorsPerApp: cfg.Limits.ExecutorsPerApp,
 			Executors: cfg.Limits.Executors, NameLength: cfg.Limits.NameLength,
@@ -119,6 +135,10 @@ func masterOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 
 func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log *slog.Logger) (worker.Options, error) {
 	key, err := gossipKey(cfg)
+	if err != nil {
+		return worker.Options{}, err
+	}
+	tc, err := nodeTLS(cfg, log)
 	if err != nil {
 		return worker.Options{}, err
 	}
@@ -136,6 +156,7 @@ func workerOptions(cfg *config.Config, ip string, port int, dataDir string, log 
 		GossipKey: key, GossipLabel: cfg.Gossip.ClusterLabel, Logger: log,
 		BundleLimits: cli.BundleLimits(cfg), CacheSize: cfg.Worker.CacheSize, CacheGrace: cfg.Worker.CacheGrace,
 		User: cfg.Worker.User, AllowedUsers: cfg.Worker.AllowedUsers, MetricsOpen: cfg.Metrics.Open,
+		TLS: tc,
 	}, nil
 }
 

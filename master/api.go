@@ -68,7 +68,7 @@ func (m *Master) routeTable() []route {
 		{"POST /api/v1/apps/{id}/scale", needToken, js.wrap(m.lead(m.handleScale))},
 		{"GET /api/v1/apps/{id}/logs", needToken, m.lead(m.handleLogs)},
 		{"GET /api/v1/workers", needToken, m.lead(m.handleWorkers)},
-		{"POST /api/v1/workers/heartbeat", needToken, js.wrap(m.lead(m.countHeartbeat(m.handleHeartbeat)))},
+		{"POST /api/v1/workers/heartbeat", needToken, js.wrap(m.nodeOnly(m.lead(m.countHeartbeat(m.handleHeartbeat))))},
 		{"POST /api/v1/workers/{id}/remove", needToken, js.wrap(m.lead(m.handleRemoveWorker))},
 		{"POST /api/v1/bundles", needToken, m.bundleLimit().wrap(m.lead(m.handleUpload))},
 		{"GET /api/v1/bundles", needToken, m.lead(m.handleListBundles)},
@@ -161,11 +161,11 @@ func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 		}
 		proxy := &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(&url.URL{Scheme: "http", Host: leader})
+				pr.SetURL(&url.URL{Scheme: m.scheme(), Host: leader})
 				pr.Out.Header.Set(forwardedHeader, m.self)
 			},
 			FlushInterval: -1,
-			Transport:     forwardTransport,
+			Transport:     m.forwardTr(),
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				if errors.Is(err, ErrTooLarge) {
 					// The body grew past its limit while it was
@@ -243,7 +243,7 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 	all, _, _ := m.raft.members()
 	views := make([]cluster.Master, len(all))
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 500 * time.Millisecond}
+	client := &http.Client{Timeout: 500 * time.Millisecond, Transport: m.peerTransport()}
 	for i, mem := range all {
 		v := mem.Addr
 		wg.Add(1)
@@ -253,7 +253,7 @@ func (m *Master) handleMasters(w http.ResponseWriter, r *http.Request) {
 			var st status
 			if v == m.self {
 				st = m.status()
-			} else if err := getJSON(r.Context(), client, "http://"+v+"/api/v1/status", m.opts.Token, &st); err != nil {
+			} else if err := getJSON(r.Context(), client, m.scheme()+"://"+v+"/api/v1/status", m.opts.Token, &st); err != nil {
 				views[i].Error = err.Error()
 				return
 			}

@@ -170,11 +170,12 @@ func (m *Master) handleLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(&url.URL{Scheme: "http", Host: target.WorkerAddr})
+			pr.SetURL(&url.URL{Scheme: m.scheme(), Host: target.WorkerAddr})
 			pr.Out.URL.Path = "/logs/" + target.ID
 			cluster.SetToken(pr.Out.Header, m.opts.Token) // the worker's log route needs it too
 		},
 		FlushInterval: -1,
+		Transport:     m.peerTransport(),
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			writeError(w, fmt.Errorf("worker %s (%s) did not answer: %v", target.Worker, target.WorkerAddr, err))
 		},

@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/gear-run/gear/pkg/gossip"
 	"github.com/gear-run/gear/pkg/lifecycle"
 	"github.com/gear-run/gear/pkg/netmux"
+	"github.com/gear-run/gear/pkg/tlsconf"
 )
 
 // Options configure a master. The daemon fills them from gear.conf and
@@ -65,6 +67,9 @@ type Options struct {
 	// Limits bound submits and scales (gear.limits.*); unset fields take
 	// config.Default's values.
 	Limits Limits
+	// TLS, if set (gear.tls.*), makes the port speak mutual TLS (see
+	// pkg/netmux) and the master dial its peers and workers with it.
+	TLS *tlsconf.Node
 }
 
 // Master is a running master daemon.
@@ -117,6 +122,10 @@ type Master struct {
 	// confirmLoop); zero when not leading.
 	quorumAt  time.Time
 	inspected inspections // bundles read at submit (inspect.go)
+
+	fwdTr          *http.Transport      // forwards to the leader (tls.go)
+	peerTr         *http.Transport      // status, join, logs calls to other nodes
+	nodeOnlyLogged map[string]time.Time // host -> last refusal logged (under mu)
 }
 
 // unpooledNote tracks a heartbeating worker missing from the gossip pool.
@@ -145,13 +154,18 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 		opts.RaftSegmentSize = def.Raft.SegmentSize
 	}
 	opts.Limits = opts.Limits.withDefaults()
-	mux, err := netmux.Listen(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)))
+	var serverTLS *tls.Config
+	if opts.TLS != nil {
+		serverTLS = opts.TLS.Server
+	}
+	mux, err := netmux.ListenTLS(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)), serverTLS, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
 	events := newEventLog(eventBuffer)
 	m := &Master{opts: opts, mux: mux, fsm: &fsm{state: newState(), events: events}, lastSeen: map[string]time.Time{}, started: time.Now(),
-		refusedLogged: map[string]time.Time{}, unpooled: map[string]unpooledNote{}, events: events}
+		refusedLogged: map[string]time.Time{}, unpooled: map[string]unpooledNote{}, events: events, nodeOnlyLogged: map[string]time.Time{}}
+	m.setupTransports()
 	ok := false
 	defer func() {
 		if !ok {
@@ -218,7 +232,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	// that does not serve yet stalls their joins and votes.
 	m.serveDone = make(chan error, 1)
 	go func() { m.serveDone <- m.mux.Serve() }()
-	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, opts.RaftSegmentSize, raftLn, m.fsm, m.log,
+	m.raft, err = startRaft(filepath.Join(opts.DataDir, "raft"), m.self, opts.Masters, opts.FailoverTimeout, opts.RaftSegmentSize, streamLayer{raftLn, m.clientTLS()}, m.fsm, m.log,
 		func() bool {
 			if held != nil {
 				return *held || !listed
@@ -247,7 +261,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	m.pool, err = gossip.Start(ctx, gossip.Options{
 		Name: "master@" + m.self, BindIP: ip, Port: opts.Port, Streams: gossipLn,
 		Meta: gossip.Meta{Role: gossip.RoleMaster, API: m.self, Boot: m.boot},
-		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
+		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout, TLS: m.clientTLS(),
 		Seeds: seeds(opts), Logger: m.log, OnChange: m.memberChanged, OnMessage: m.verdicts.receive,
 	})
 	if err != nil {
@@ -255,7 +269,8 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	}
 	m.members, m.member = m.pool.Members, m.pool.Member
 	m.verdicts.send = m.pool.Send
-	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second}
+	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelWarn)} // TLS handshake failures, at warn
 	m.http.RegisterOnShutdown(m.events.close) // end the event streams, or Shutdown waits for them
 	go func() { _ = m.http.Serve(httpLn) }()
 	ok = true

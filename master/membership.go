@@ -78,7 +78,7 @@ func (m *Master) peerStatus(ctx context.Context, addr string, timeout time.Durat
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var st status
-	err := getJSON(ctx, http.DefaultClient, "http://"+addr+"/api/v1/status", m.opts.Token, &st)
+	err := getJSON(ctx, &http.Client{Transport: m.peerTransport()}, m.scheme()+"://"+addr+"/api/v1/status", m.opts.Token, &st)
 	return st, err
 }
 
@@ -449,7 +449,7 @@ func (m *Master) joinLoop(ctx context.Context) {
 func (m *Master) askJoin(ctx context.Context, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 40*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+m.opts.Join+"/api/v1/masters/add", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, "POST", m.scheme()+"://"+m.opts.Join+"/api/v1/masters/add", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -457,7 +457,7 @@ func (m *Master) askJoin(ctx context.Context, body []byte) error {
 	if m.opts.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+m.opts.Token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: m.peerTransport()}).Do(req)
 	if err != nil {
 		return err
 	}

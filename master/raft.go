@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,12 +34,15 @@ func raftTiming(t time.Duration) (hb, election, lease time.Duration) {
 }
 
 // streamLayer is raft's transport over the master's shared port.
+// With gear.tls, tls is the node's client configuration: streams are
+// mutual TLS after the prefix (see pkg/netmux).
 type streamLayer struct {
 	net.Listener
+	tls *tls.Config
 }
 
 func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return netmux.Dial(context.Background(), string(addr), netmux.Raft, timeout)
+	return netmux.DialTLS(context.Background(), string(addr), netmux.Raft, timeout, s.tls)
 }
 
 type raftNode struct {
@@ -65,7 +69,7 @@ func (n *raftNode) close() {
 // membership comes from the log on disk ("sticky", like SeaweedFS -mdir).
 // hold, when set, is asked before bootstrapping: true means do not (the
 // group exists already; see membership.go).
-func startRaft(dir, self string, voters []string, timeout time.Duration, segSize int64, ln net.Listener, f *fsm, log *slog.Logger, hold func() bool) (*raftNode, error) {
+func startRaft(dir, self string, voters []string, timeout time.Duration, segSize int64, ln streamLayer, f *fsm, log *slog.Logger, hold func() bool) (*raftNode, error) {
 	n := &raftNode{}
 	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
@@ -97,7 +101,7 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, segSize
 	cfg.TrailingLogs = 4096
 	cfg.Logger = hlog
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: streamLayer{ln}, MaxPool: 3, Timeout: 2 * time.Second, Logger: hlog,
+		Stream: ln, MaxPool: 3, Timeout: 2 * time.Second, Logger: hlog,
 	})
 	existing, err := raft.HasExistingState(wal, wal, snaps)
 	if err != nil {

@@ -25,7 +25,7 @@ func startTestRaft(t *testing.T, dir string) (*raftNode, error) {
 		t.Fatal(err)
 	}
 	self := ln.Addr().String()
-	n, err := startRaft(dir, self, []string{self}, 2*time.Second, 8<<20, ln, &fsm{state: newState()}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	n, err := startRaft(dir, self, []string{self}, 2*time.Second, 8<<20, streamLayer{Listener: ln}, &fsm{state: newState()}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		ln.Close()
 		return nil, err

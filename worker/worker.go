@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"github.com/gear-run/gear/pkg/lifecycle"
 	"github.com/gear-run/gear/pkg/netmux"
 	"github.com/gear-run/gear/pkg/procs"
+	"github.com/gear-run/gear/pkg/tlsconf"
 )
 
 // Options configure a worker.
@@ -78,6 +80,10 @@ type Options struct {
 	// MetricsOpen: a /metrics route serves without the token
 	// (gear.metrics.open); every other route but /ecv needs it.
 	MetricsOpen bool
+	// TLS, if set (gear.tls.*), makes the worker's port speak mutual TLS
+	// and the worker dial the masters with its certificate (https,
+	// gossip streams); masters refuse heartbeats without it.
+	TLS *tlsconf.Node
 }
 
 // Worker is a running worker daemon.
@@ -174,7 +180,11 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	mux, err := netmux.Listen(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)))
+	var serverTLS *tls.Config
+	if opts.TLS != nil {
+		serverTLS = opts.TLS.Server
+	}
+	mux, err := netmux.ListenTLS(net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port)), serverTLS, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +222,11 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if tr, ok := w.client.HTTP.Transport.(*http.Transport); ok {
 		tr.DialContext = (&net.Dialer{Timeout: masterDialTimeout}).DialContext
 	}
+	var clientTLS *tls.Config
+	if opts.TLS != nil {
+		clientTLS = opts.TLS.Client
+		w.client.UseTLS(clientTLS)
+	}
 	if w.cache, err = newCache(filepath.Join(opts.DataDir, "bundles"), w.client, w.sharedStore(ctx), w.log,
 		cacheOptions{Limits: opts.BundleLimits, Size: opts.CacheSize, Grace: opts.CacheGrace}); err != nil {
 		return nil, err
@@ -236,13 +251,14 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	w.pool, err = gossip.Start(ctx, gossip.Options{
 		Name: gossip.WorkerName(w.id), BindIP: opts.IP, Port: w.opts.Port, Streams: gossipLn,
 		Meta: gossip.Meta{Role: gossip.RoleWorker, API: w.addr, Boot: w.boot},
-		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout,
+		Key:  opts.GossipKey, Label: opts.GossipLabel, Timeout: opts.FailoverTimeout, TLS: clientTLS,
 		Seeds: opts.Masters, Logger: w.log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	w.http = &http.Server{Handler: w.routes(), ReadHeaderTimeout: 10 * time.Second}
+	w.http = &http.Server{Handler: w.routes(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(w.log.Handler(), slog.LevelWarn)} // TLS handshake failures, at warn
 	go func() { _ = w.http.Serve(httpLn) }()
 	// Serve at once: peers may dial (gossip joins, raft) before Run.
 	w.serveDone = make(chan error, 1)

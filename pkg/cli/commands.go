@@ -20,6 +20,7 @@ import (
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
+	"github.com/gear-run/gear/pkg/tlsconf"
 )
 
 // Groups of `gear help`, in the order they are listed after the daemons.
@@ -183,6 +184,18 @@ With -json, one JSON object per line.`,
 			Run:      configShow,
 		},
 		{
+			Name: "tls gen", Args: "NODE[,NAME...] ...", NArgs: -1, Group: groupOther,
+			Synopsis: "make a cluster CA and node certificates for gear.tls (PEM files)",
+			Help: `Writes DIR/ca.pem and DIR/ca-key.pem (reused when they exist, so nodes can
+be added later), and for every argument DIR/NODE.pem and DIR/NODE-key.pem: a
+certificate for server and client use whose names (SANs) are NODE and the
+NAMEs after it. Give every address the node is dialled at: the host as in
+gear.cluster.masters or -ip, and its IP (gossip dials IPs), e.g.
+  gear tls gen -dir conf/tls node1,10.0.0.1 node2,10.0.0.2 node3,10.0.0.3
+Copy ca.pem and a node's own pair to each node; keep ca-key.pem elsewhere.`,
+			Flags: tlsGen,
+		},
+		{
 			Name: "version", NArgs: 0, Group: groupOther, JSON: true,
 			Synopsis: "print gear's version, source revision and Go version",
 			Run:      version,
@@ -218,7 +231,12 @@ func client(env Env, g Global) (*cluster.Client, error) {
 	if token == "" {
 		token = env.Getenv("GEAR_TOKEN")
 	}
-	if len(masters) == 0 || token == "" {
+	ca := g.CA
+	if ca == "" {
+		ca = env.Getenv("GEAR_CA")
+	}
+	var cert, key string
+	if len(masters) == 0 || token == "" || ca == "" {
 		cfg, err := loadConfig(env, g.Conf, nil)
 		if err != nil {
 			return nil, err
@@ -229,6 +247,12 @@ func client(env Env, g Global) (*cluster.Client, error) {
 		if token == "" {
 			token = cfg.Token
 		}
+		if ca == "" {
+			ca = cfg.TLS.CA
+		}
+		// On a node with gear.tls set, the CLI presents the node's
+		// certificate too; elsewhere the token authenticates it.
+		cert, key = cfg.TLS.Cert, cfg.TLS.Key
 	}
 	for _, m := range masters {
 		if _, _, err := config.ParseHostPort(m); err != nil {
@@ -237,6 +261,13 @@ func client(env Env, g Global) (*cluster.Client, error) {
 	}
 	c := cluster.NewClient(masters, token)
 	c.Retry = 10 * time.Second // ride out an election
+	if ca != "" {
+		tc, err := tlsconf.LoadClient(ca, cert, key)
+		if err != nil {
+			return nil, Usagef("-ca: %v", err)
+		}
+		c.UseTLS(tc)
+	}
 	return c, nil
 }
 
@@ -657,4 +688,49 @@ func help(_ context.Context, c *Call) error {
 		return nil
 	}
 	return Usagef("help: unknown command %q", name)
+}
+
+func tlsGen(fs *flag.FlagSet) Action {
+	dir := fs.String("dir", "tls", "write the files into this `dir`")
+	days := fs.Int("days", 825, "certificates are valid for `N` days")
+	return func(ctx context.Context, c *Call) error {
+		if len(c.Args) == 0 {
+			return Usagef("name at least one node: NODE[,NAME...], e.g. node1,10.0.0.1")
+		}
+		if *days < 1 {
+			return Usagef("-days %d: want at least 1", *days)
+		}
+		validity := time.Duration(*days) * 24 * time.Hour
+		type node struct {
+			name string
+			sans []string
+		}
+		var nodes []node
+		for _, a := range c.Args {
+			names := splitList(a)
+			if len(names) == 0 || names[0] == "ca" || strings.ContainsAny(names[0], "/\\") || strings.HasPrefix(names[0], ".") {
+				return Usagef("%q: want NODE[,NAME...] where NODE is a host name used for the file names (not \"ca\", no /)", a)
+			}
+			nodes = append(nodes, node{names[0], names})
+		}
+		ca, created, err := tlsconf.OpenOrCreateCA(*dir, "ca", validity)
+		if err != nil {
+			return err
+		}
+		verb := "reused"
+		if created {
+			verb = "created"
+		}
+		fmt.Fprintf(c.Stdout, "%s CA %s (key %s: keep it off the nodes)\n", verb, ca.File, ca.KeyFile)
+		for _, n := range nodes {
+			p, err := ca.Issue(*dir, n.name, n.sans, validity)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.Stdout, "%s: %s %s (names %s)\n", n.name, p.Cert, p.Key, strings.Join(n.sans, ", "))
+		}
+		fmt.Fprintf(c.Stdout, "\non each node, in gear.conf (with that node's files):\n  gear.tls { cert = %q, key = %q, ca = %q }\nfor the CLI: gear -ca %s ... or GEAR_CA=%s\n",
+			filepath.Join(*dir, nodes[0].name+".pem"), filepath.Join(*dir, nodes[0].name+"-key.pem"), ca.File, ca.File, ca.File)
+		return nil
+	}
 }

@@ -59,7 +59,8 @@ const (
 	MasterFlag   GlobalFlags = 1 << iota // -master host:port,...
 	TokenFlag                            // -token T
 	ConfFlag                             // -conf FILE
-	ClusterFlags = MasterFlag | TokenFlag | ConfFlag
+	CAFlag                               // -ca FILE
+	ClusterFlags = MasterFlag | TokenFlag | ConfFlag | CAFlag
 )
 
 // Global holds the global flags' values.
@@ -67,6 +68,7 @@ type Global struct {
 	Masters string // -master, comma separated
 	Token   string // -token
 	Conf    string // -conf
+	CA      string // -ca: verify the masters' TLS certificates, speak https
 }
 
 // MasterList is -master split at commas.
@@ -82,6 +84,9 @@ func (g *Global) register(fs *flag.FlagSet, which GlobalFlags) {
 	if which&ConfFlag != 0 {
 		fs.StringVar(&g.Conf, "conf", g.Conf, "read this gear.conf `file` (default: GEAR_CONF or conf/gear.conf of the install)")
 	}
+	if which&CAFlag != 0 {
+		fs.StringVar(&g.CA, "ca", g.CA, "verify the masters' TLS certificates against this CA `file` and speak https (default: GEAR_CA or gear.tls.ca)")
+	}
 }
 
 // notApplicable explains a global flag given to a command that has no use
@@ -92,7 +97,7 @@ func notApplicable(cmd *Command, err error) string {
 	if !ok {
 		return ""
 	}
-	f, global := map[string]GlobalFlags{"master": MasterFlag, "token": TokenFlag, "conf": ConfFlag}[name]
+	f, global := map[string]GlobalFlags{"master": MasterFlag, "token": TokenFlag, "conf": ConfFlag, "ca": CAFlag}[name]
 	if !global || cmd.Global&f != 0 {
 		return ""
 	}
@@ -377,7 +382,7 @@ func writeList(w io.Writer, cmds []*Command) {
 // its group, in registry order. The README's CLI block is this text.
 func TopHelp(cmds []Command) string {
 	var b strings.Builder
-	b.WriteString("usage: gear [-master host:port,...] [-token T] [-conf FILE] COMMAND [ARGS]\n")
+	b.WriteString("usage: gear [-master host:port,...] [-token T] [-conf FILE] [-ca FILE] COMMAND [ARGS]\n")
 	var groups []string
 	for _, c := range cmds {
 		if !slices.Contains(groups, c.Group) {
@@ -394,8 +399,8 @@ func TopHelp(cmds []Command) string {
 		}
 		writeList(&b, in)
 	}
-	b.WriteString("\n-master defaults to gear.cluster.masters of the conf file; GEAR_MASTERS, GEAR_TOKEN\n" +
-		"and GEAR_CONF work too. The global flags are accepted after the command as well.\n" +
+	b.WriteString("\n-master defaults to gear.cluster.masters of the conf file; GEAR_MASTERS, GEAR_TOKEN,\n" +
+		"GEAR_CONF and GEAR_CA work too. The global flags are accepted after the command as well.\n" +
 		"'gear help COMMAND' or 'gear COMMAND -h' prints a command's flags and details.\n")
 	return b.String()
 }

@@ -3,6 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +47,29 @@ type Client struct {
 	mu        sync.Mutex
 	masters   []string
 	preferred int
+	scheme    string // "http", or "https" after UseTLS
+}
+
+// UseTLS makes the client speak https to the masters, verifying their
+// certificates with cfg.RootCAs and presenting cfg.Certificates (a
+// node's certificate; the CLI may have none and use the token).
+func (c *Client) UseTLS(cfg *tls.Config) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.scheme = "https"
+	if tr, ok := c.HTTP.Transport.(*http.Transport); ok {
+		tr.TLSClientConfig = cfg
+	}
+}
+
+// Scheme is "https" after UseTLS, else "http".
+func (c *Client) Scheme() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.scheme == "" {
+		return "http"
+	}
+	return c.scheme
 }
 
 // NewClient returns a client for the given master addresses (host:port).
@@ -185,7 +210,7 @@ func (c *Client) Stream(ctx context.Context, req Request) (*http.Response, error
 }
 
 func (c *Client) try(ctx context.Context, addr string, req Request, body []byte) (*http.Response, error) {
-	u := url.URL{Scheme: "http", Host: addr, Path: req.Path, RawQuery: req.Query.Encode()}
+	u := url.URL{Scheme: c.Scheme(), Host: addr, Path: req.Path, RawQuery: req.Query.Encode()}
 	var rd io.Reader
 	if req.Body != nil {
 		b, err := req.Body()
@@ -214,7 +239,7 @@ func (c *Client) try(ctx context.Context, addr string, req Request, body []byte)
 	}
 	resp, err := c.HTTP.Do(hreq)
 	if err != nil {
-		return nil, err
+		return nil, tlsHint(err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -230,6 +255,21 @@ func (c *Client) try(ctx context.Context, addr string, req Request, body []byte)
 		return nil, &APIError{Status: resp.StatusCode, Message: msg, Master: addr}
 	}
 	return resp, nil
+}
+
+// tlsHint adds what to do to the TLS errors an operator meets first.
+func tlsHint(err error) error {
+	var unknown x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("%w (the master's certificate is not signed by the CA given with -ca, GEAR_CA or gear.tls.ca: use the cluster's CA file)", err)
+	case errors.As(err, &hostErr):
+		return fmt.Errorf("%w (the master's certificate does not name the address dialled: add it as a SAN, or use an address the certificate names)", err)
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("%w (this master does not speak TLS: drop -ca / GEAR_CA, or set gear.tls on the masters)", err)
+	}
+	return err
 }
 
 // Apps lists every application.

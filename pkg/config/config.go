@@ -23,6 +23,12 @@ type Config struct {
 		ClusterLabel string `json:"cluster-label"` // gear.gossip.cluster-label
 	} `json:"gossip"`
 
+	TLS struct {
+		Cert string `json:"cert"` // gear.tls.cert
+		Key  string `json:"key"`  // gear.tls.key
+		CA   string `json:"ca"`   // gear.tls.ca
+	} `json:"tls"`
+
 	JarStore struct {
 		RootPath      string        `json:"rootpath"`        // gear.jarstore.rootpath
 		MaxBundleSize int64         `json:"max-bundle-size"` // gear.jarstore.max-bundle-size

@@ -43,6 +43,9 @@ var keyTable = []key{
 	{name: "gear.failover.timeout", kind: kindDuration, ptr: func(c *Config) any { return &c.FailoverTimeout }},
 	{name: "gear.gossip.key", kind: kindString, secret: true, ptr: func(c *Config) any { return &c.Gossip.Key }},
 	{name: "gear.gossip.cluster-label", kind: kindString, ptr: func(c *Config) any { return &c.Gossip.ClusterLabel }},
+	{name: "gear.tls.cert", kind: kindString, ptr: func(c *Config) any { return &c.TLS.Cert }},
+	{name: "gear.tls.key", kind: kindString, ptr: func(c *Config) any { return &c.TLS.Key }},
+	{name: "gear.tls.ca", kind: kindString, ptr: func(c *Config) any { return &c.TLS.CA }},
 	{name: "gear.jarstore.rootpath", kind: kindString, ptr: func(c *Config) any { return &c.JarStore.RootPath }},
 	{name: "gear.jarstore.max-bundle-size", kind: kindSize, ptr: func(c *Config) any { return &c.JarStore.MaxBundleSize }},
 	{name: "gear.jarstore.gc-grace", kind: kindDuration, ptr: func(c *Config) any { return &c.JarStore.GCGrace }},
@@ -110,6 +113,7 @@ func EnvName(key string) string {
 var envShort = map[string]string{
 	"GEAR_MASTERS": "gear.cluster.masters",
 	"GEAR_TOKEN":   "gear.auth.token",
+	"GEAR_CA":      "gear.tls.ca",
 }
 
 // EnvConf names the conf file; it is not a key.

@@ -165,6 +165,15 @@ func (c *Config) check() []checkError {
 		add("gear.gossip.cluster-label", -1, "is %d bytes long, at most 255 allowed", len(c.Gossip.ClusterLabel))
 	}
 
+	switch t := c.TLS; {
+	case t.Cert != "" && t.Key == "":
+		add("gear.tls.key", -1, "is not set while gear.tls.cert is (set both: the node's certificate and its private key, PEM files)")
+	case t.Key != "" && t.Cert == "":
+		add("gear.tls.cert", -1, "is not set while gear.tls.key is (set both: the node's certificate and its private key, PEM files)")
+	case t.Cert != "" && t.CA == "":
+		add("gear.tls.ca", -1, "is not set: mutual TLS needs the CA that signed every node's certificate (a PEM file)")
+	}
+
 	if msg := checkRootPath(c.JarStore.RootPath); msg != "" {
 		add("gear.jarstore.rootpath", -1, "%s", msg)
 	}

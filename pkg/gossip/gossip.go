@@ -11,6 +11,7 @@ package gossip
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,8 +74,12 @@ type Options struct {
 	Port    int          // the node's single port (TCP is already bound by netmux)
 	Streams net.Listener // netmux.Protocol(netmux.Gossip)
 	Meta    Meta
-	Key     []byte // optional AES key (16, 24 or 32 bytes)
-	Label   string // cluster label; pools with other labels are kept apart
+	Key     []byte // optional AES key (16, 24 or 32 bytes); encrypts UDP packets and streams
+	// TLS, if set, is the node's client configuration: streams run mutual
+	// TLS after the netmux prefix (the listener side is netmux's). UDP
+	// packets are not TLS; Key covers them.
+	TLS   *tls.Config
+	Label string // cluster label; pools with other labels are kept apart
 	// Timeout is gear's failover timeout (required); probe and suspicion
 	// timing derive from it.
 	Timeout time.Duration
@@ -119,6 +124,9 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	tr, err := newTransport(opts.BindIP, opts.Port, opts.Streams)
+	if tr != nil {
+		tr.tls = opts.TLS
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -427,6 +435,7 @@ func (a *aliveFilter) NotifyAlive(n *memberlist.Node) error {
 type transport struct {
 	udp      *net.UDPConn
 	streams  net.Listener
+	tls      *tls.Config // dial streams with TLS (nil = plaintext)
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
 	done     chan struct{}
@@ -508,7 +517,7 @@ func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
 func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }
 
 func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	return netmux.Dial(context.Background(), addr, netmux.Gossip, timeout)
+	return netmux.DialTLS(context.Background(), addr, netmux.Gossip, timeout, t.tls)
 }
 
 func (t *transport) StreamCh() <-chan net.Conn { return t.streamCh }
