@@ -72,22 +72,26 @@ func (k BundleKind) Check() error {
 // (ValidateProcesses for a whole app) is the one check. Zero durations and
 // limits mean "use the worker's default" (MaxAge, MaxRSS 0: never recycle).
 type Process struct {
-	Name          string            `json:"name"`
-	Command       []string          `json:"command"`
-	Instances     int               `json:"instances"`
-	CPUs          int               `json:"cpus"`
-	Shared        bool              `json:"shared,omitempty"`
-	Restart       RestartPolicy     `json:"restart,omitempty"` // "": the worker's default
-	Env           map[string]string `json:"env,omitempty"`
-	Ports         []int             `json:"ports,omitempty"`
-	StopTimeout   time.Duration     `json:"stop_timeout,omitempty"`
-	PreStop       []string          `json:"pre_stop,omitempty"`
-	MaxAge        time.Duration     `json:"max_age,omitempty"`
-	MaxRSS        int64             `json:"max_rss,omitempty"`
-	MinUptime     time.Duration     `json:"min_uptime,omitempty"`
-	MaxRestarts   int               `json:"max_restarts,omitempty"`
-	RestartWindow time.Duration     `json:"restart_window,omitempty"`
-	// Health is carried to the worker but not run yet; see Health.
+	Name      string            `json:"name"`
+	Command   []string          `json:"command"`
+	Instances int               `json:"instances"`
+	CPUs      int               `json:"cpus"`
+	Shared    bool              `json:"shared,omitempty"`
+	Restart   RestartPolicy     `json:"restart,omitempty"` // "": the worker's default
+	Env       map[string]string `json:"env,omitempty"`
+	Ports     []int             `json:"ports,omitempty"`
+	// Listen are ports the worker opens once and passes to every instance
+	// on it by socket activation (LISTEN_FDS, fd 3 onwards, in this order);
+	// the socket outlives the instances' restarts.
+	Listen        []int         `json:"listen,omitempty"`
+	StopTimeout   time.Duration `json:"stop_timeout,omitempty"`
+	PreStop       []string      `json:"pre_stop,omitempty"`
+	MaxAge        time.Duration `json:"max_age,omitempty"`
+	MaxRSS        int64         `json:"max_rss,omitempty"`
+	MinUptime     time.Duration `json:"min_uptime,omitempty"`
+	MaxRestarts   int           `json:"max_restarts,omitempty"`
+	RestartWindow time.Duration `json:"restart_window,omitempty"`
+	// Health is run by the worker on every instance; see Health.
 	Health *Health `json:"health,omitempty"`
 	// User runs the group's executors as this user ("name" or
 	// "name:group") where the worker's gear.worker.allowed-users lists it.
@@ -140,6 +144,9 @@ type Executor struct {
 	// Observed is the generation the worker last reported running.
 	Observed  int       `json:"observed_generation"`
 	StartedAt time.Time `json:"started_at,omitzero"`
+	// Health is passing, failing or unknown (no check, in its start grace,
+	// or not checked yet), as the worker last reported.
+	Health HealthStatus `json:"health,omitempty"`
 }
 
 // Worker is a worker as the masters know it.
@@ -243,6 +250,8 @@ type ExecutorReport struct {
 	LogTail    []string      `json:"log_tail,omitempty"`
 	Generation int           `json:"generation"`
 	StartedAt  time.Time     `json:"started_at,omitzero"`
+	// Health is the last health check verdict ("" from older workers).
+	Health HealthStatus `json:"health,omitempty"`
 }
 
 // HeartbeatReply carries the worker's desired executors and the masters the
