@@ -225,6 +225,9 @@ type Assignment struct {
 	Args       []string          `json:"args,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
 	Generation int               `json:"generation"`
+	// Disabled: the app is out of rotation (`gear app disable`): its
+	// executors keep running, their /ecv/{executor} pages say UNAVAILABLE.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // Heartbeat is what a worker sends the leader every heartbeat interval.

@@ -1,0 +1,96 @@
+package worker
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/pkg/procs"
+)
+
+// TestECVFollowsLeaderAndDrain: /ecv says AVAILABLE only while the worker
+// reaches a leader and is not draining; an executor's page also goes
+// UNAVAILABLE when its app is disabled, without touching the executor.
+func TestECVFollowsLeaderAndDrain(t *testing.T) {
+	w := &Worker{id: "w1", execs: map[string]*executor{}}
+	e := newExecutor(w, cluster.Assignment{Executor: cluster.Executor{ID: "a1.web.0"}}, nil)
+	e.state = cluster.Running
+	w.execs[e.id] = e
+	mux := w.serveMux()
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	check := func(path string, code int, want string) {
+		t.Helper()
+		gotCode, body := get(path)
+		if gotCode != code || !strings.Contains(body, want) {
+			t.Fatalf("GET %s = %d %q, want %d containing %q", path, gotCode, body, code, want)
+		}
+	}
+	check("/ecv", http.StatusServiceUnavailable, "status=UNAVAILABLE&ServeTraffic=false&reason=no_leader")
+	w.health.connected.Store(true)
+	check("/ecv", http.StatusOK, "status=AVAILABLE&ServeTraffic=true&worker=w1")
+	check("/ecv/a1.web.0", http.StatusOK, "status=AVAILABLE&ServeTraffic=true&executor=a1.web.0")
+	e.a.Disabled = true
+	check("/ecv/a1.web.0", http.StatusServiceUnavailable, "reason=disabled")
+	check("/ecv", http.StatusOK, "status=AVAILABLE")
+	e.a.Disabled = false
+	e.health = cluster.HealthFailing
+	check("/ecv/a1.web.0", http.StatusServiceUnavailable, "reason=unhealthy")
+	e.health = cluster.HealthPassing
+	w.SetDraining(true)
+	check("/ecv", http.StatusServiceUnavailable, "reason=draining")
+	check("/ecv/a1.web.0", http.StatusServiceUnavailable, "reason=draining")
+	check("/ecv/nope", http.StatusServiceUnavailable, "reason=unknown_executor")
+}
+
+func TestRunCheck(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok":
+			_, _ = rw.Write([]byte("status=AVAILABLE"))
+		case "/moved":
+			http.Redirect(rw, r, "/elsewhere", http.StatusFound)
+		default:
+			http.Error(rw, "down", http.StatusInternalServerError)
+		}
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	host, port := addr[:strings.LastIndexByte(addr, ':')], 0
+	for _, c := range addr[strings.LastIndexByte(addr, ':')+1:] {
+		port = port*10 + int(c-'0')
+	}
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name string
+		h    cluster.Health
+		want string // "" = passes
+	}{
+		{"http 200", cluster.Health{HTTP: "/ok"}, ""},
+		{"http body", cluster.Health{HTTP: "/ok", Body: "AVAILABLE"}, ""},
+		{"http body missing", cluster.Health{HTTP: "/ok", Body: "DISABLED"}, "does not contain"},
+		{"http 3xx", cluster.Health{HTTP: "/moved"}, ""},
+		{"http 500", cluster.Health{HTTP: "/bad"}, "status 500"},
+		{"tcp", cluster.Health{TCP: true}, ""},
+		{"command ok", cluster.Health{Command: []string{"/bin/sh", "-c", "exit 0"}}, ""},
+		{"command fails", cluster.Health{Command: []string{"/bin/sh", "-c", "echo nope; exit 2"}}, "nope"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := runCheck(context.Background(), tt.h.WithDefaults(), host, port, procs.Spec{Dir: dir})
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("runCheck = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	srv.Close()
+	if err := runCheck(context.Background(), cluster.Health{TCP: true, Timeout: time.Second}, host, port, procs.Spec{}); err == nil {
+		t.Fatal("tcp check on a closed port passed")
+	}
+}
