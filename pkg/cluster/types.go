@@ -120,6 +120,10 @@ type App struct {
 	// generation is lower are replaced one at a time.
 	Generation int               `json:"generation"`
 	RestartEnv map[string]string `json:"restart_env,omitempty"`
+	// Disabled: out of rotation (`gear app disable`): the executors keep
+	// running and their /ecv/{executor} pages on the workers say
+	// UNAVAILABLE, so load balancers stop sending them traffic.
+	Disabled bool `json:"disabled,omitempty"`
 	Args       []string          `json:"args,omitempty"`
 }
 
