@@ -123,8 +123,8 @@ type App struct {
 	// Disabled: out of rotation (`gear app disable`): the executors keep
 	// running and their /ecv/{executor} pages on the workers say
 	// UNAVAILABLE, so load balancers stop sending them traffic.
-	Disabled bool `json:"disabled,omitempty"`
-	Args       []string          `json:"args,omitempty"`
+	Disabled bool     `json:"disabled,omitempty"`
+	Args     []string `json:"args,omitempty"`
 }
 
 // Executor is one instance of one process group, and where it runs.
