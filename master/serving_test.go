@@ -93,3 +93,34 @@ func TestDisableReachesAssignmentsAndEvents(t *testing.T) {
 		t.Fatal("the reported health was not replicated")
 	}
 }
+
+// TestPlacementPorts: instances of a group with listen = [8080] share a
+// worker; a group with ports = [8080] (bound by the program) gets one
+// instance per worker; another app never lands on a worker where its
+// listen port is taken.
+func TestPlacementPorts(t *testing.T) {
+	s := newState()
+	s.Workers["w1"] = &cluster.Worker{ID: "w1", Addr: "127.0.0.1:1", CPUs: []int{0, 1, 2, 3}}
+	view := viewOf(alive("w1"), eligible("w1"))
+	add := func(id string, p cluster.Process) {
+		app := &cluster.App{ID: id, Name: "a" + id, State: cluster.AppPending, Processes: []cluster.Process{p}}
+		for i := range p.Instances {
+			app.Executors = append(app.Executors, cluster.Executor{ID: id + "." + p.Name + "." + string(rune('0'+i)), App: id, Process: p.Name, Index: i, State: cluster.Pending})
+		}
+		s.Apps[id] = app
+	}
+	add("1", cluster.Process{Name: "web", Command: []string{"x"}, Instances: 3, Listen: []int{8080}})
+	add("2", cluster.Process{Name: "api", Command: []string{"x"}, Instances: 2, Ports: []int{9090}})
+	add("3", cluster.Process{Name: "other", Command: []string{"x"}, Instances: 1, Listen: []int{8080}})
+	placed := map[string]bool{}
+	for _, a := range place(s, view) {
+		if a.Worker != "" {
+			placed[a.Executor] = true
+		}
+	}
+	for id, want := range map[string]bool{"1.web.0": true, "1.web.1": true, "1.web.2": true, "2.api.0": true, "2.api.1": false, "3.other.0": false} {
+		if placed[id] != want {
+			t.Errorf("%s placed=%v, want %v (all placements: %v)", id, placed[id], want, placed)
+		}
+	}
+}
