@@ -25,6 +25,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -108,9 +109,6 @@ func (w *Worker) handleExecutorECV(rw http.ResponseWriter, r *http.Request) {
 func (e *executor) checkHealth(ctx context.Context, sup *procs.Supervisor, h cluster.Health, spec procs.Spec) {
 	h = h.WithDefaults()
 	port := h.Port
-	if port == 0 {
-		port, _ = strconv.Atoi(envValue(spec.Env, "PORT"))
-	}
 	host := e.w.opts.IP
 	tick := time.NewTicker(h.Interval)
 	defer tick.Stop()
@@ -126,6 +124,11 @@ func (e *executor) checkHealth(ctx context.Context, sup *procs.Supervisor, h clu
 			if st.PID != pid {
 				pid, fails, started = st.PID, 0, time.Now()
 				e.setHealth(cluster.HealthUnknown, "")
+				if h.Port == 0 {
+					// The instance's own $PORT: each start (and an adopted
+					// process) may have another, so ask the process.
+					port = instancePort(pid, spec.Env)
+				}
 			}
 			err := runCheck(ctx, h, host, port, spec)
 			inGrace := time.Since(started) < h.Grace
@@ -222,6 +225,18 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// instancePort is the $PORT process pid was started with (read from
+// /proc/PID/environ), or the one in env when that cannot be read.
+func instancePort(pid int, env []string) int {
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ"); err == nil {
+		if p, err := strconv.Atoi(envValue(strings.Split(string(b), "\x00"), "PORT")); err == nil {
+			return p
+		}
+	}
+	p, _ := strconv.Atoi(envValue(env, "PORT"))
+	return p
 }
 
 func envValue(env []string, key string) string {
