@@ -2,14 +2,17 @@ package worker
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/procs"
+	"golang.org/x/sys/unix"
 )
 
 // TestECVFollowsLeaderAndDrain: /ecv says AVAILABLE only while the worker
@@ -93,4 +96,43 @@ func TestRunCheck(t *testing.T) {
 	if err := runCheck(context.Background(), cluster.Health{TCP: true, Timeout: time.Second}, host, port, procs.Spec{}); err == nil {
 		t.Fatal("tcp check on a closed port passed")
 	}
+}
+
+// TestListenerStaysNonblocking: the worker's copy of a listen socket does
+// not switch the shared socket to blocking mode when its descriptor is
+// handed to a child (os/exec calls File.Fd), which would make every
+// instance's accept block.
+func TestListenerStaysNonblocking(t *testing.T) {
+	var l listeners
+	f, err := l.acquire("127.0.0.1", freePortForTest(t), "1.web", "1.web.0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.closeAll()
+	fd := f.Fd() // what os/exec does
+	nb, err := unixIsNonblock(int(fd))
+	if err != nil || !nb {
+		t.Fatalf("after Fd() the socket is nonblocking=%v (%v), want true", nb, err)
+	}
+	// Another process group may not share it on this worker.
+	port := f.Name()[len("listen:"):]
+	p, _ := strconv.Atoi(port)
+	if _, err := l.acquire("127.0.0.1", p, "2.other", "2.other.0", nil); err == nil || !strings.Contains(err.Error(), "already listens") {
+		t.Fatalf("a second group on the same listen port: %v", err)
+	}
+}
+
+func unixIsNonblock(fd int) (bool, error) {
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	return flags&unix.O_NONBLOCK != 0, err
+}
+
+func freePortForTest(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

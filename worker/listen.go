@@ -106,11 +106,25 @@ func openListener(ip string, port int) (*os.File, error) {
 		return nil, fmt.Errorf("open listen port %d: %w", port, err)
 	}
 	defer ln.Close() // the file is a dup
-	f, err := ln.(*net.TCPListener).File()
+	// Not ln.File(): a file from net's File() switches the socket to
+	// blocking mode when os/exec takes its descriptor (File.Fd), and the
+	// mode belongs to the socket, shared with every instance: their
+	// accept(2) would then block, and an instance stopping while blocked
+	// in accept could take a connection with it. os.NewFile of a
+	// nonblocking descriptor leaves the mode alone.
+	raw, err := ln.(*net.TCPListener).SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("open listen port %d: %w", port, err)
 	}
-	return f, nil
+	nfd := -1
+	var dupErr error
+	if err := raw.Control(func(fd uintptr) { nfd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, fmt.Errorf("open listen port %d: %w", port, err)
+	}
+	if dupErr != nil {
+		return nil, fmt.Errorf("open listen port %d: dup: %w", port, dupErr)
+	}
+	return os.NewFile(uintptr(nfd), "listen:"+strconv.Itoa(port)), nil
 }
 
 // recoverListener takes the listening socket on port back from one of pids.

@@ -42,7 +42,8 @@ import (
 var (
 	rounds  = flag.Int("rounds", 3, "restarts measured per system")
 	pm2Dir  = flag.String("pm2", "", "directory where `npm install pm2` was run (default: pm2 in PATH, else /tmp/gear-bench-pm2 when it has one)")
-	verbose = flag.Bool("v", false, "log progress")
+	verbose = flag.Bool("v", false, "log progress and each failed request")
+	only    = flag.String("only", "", "run only the systems whose name starts with this (gear, PM2, runit)")
 )
 
 func main() {
@@ -118,6 +119,9 @@ func run() error {
 	fmt.Printf("restart of 4 instances under a closed-loop HTTP client (new connection per request), %d round(s) each\n\n", *rounds)
 	fmt.Printf("%-32s %8s %8s %6s %6s %9s %9s %9s %9s\n", "system", "requests", "refused", "reset", "other", "p50", "p99", "max", "restart")
 	for _, s := range systems {
+		if !strings.HasPrefix(s.name, *only) {
+			continue
+		}
 		restart, stop, err := s.setup()
 		if err != nil {
 			fmt.Printf("%-32s error: %v\n", s.name, err)
@@ -212,7 +216,7 @@ func underLoad(url string, restart func() error) (result, error) {
 				r.reset++
 			default:
 				r.other++
-				logf("request error: %v", err)
+				logf("%s request error after %v: %v", time.Now().Format("15:04:05.000"), d, err)
 			}
 			mu.Unlock()
 		}
