@@ -131,31 +131,72 @@ func Listen(addr string) (net.Listener, error) {
 
 // Serve serves srv on every listener until ctx ends or the process gets
 // SIGTERM or SIGINT. Then it stops accepting (the socket stays open in the
-// worker and the other instances, so no connection is refused meanwhile)
+// worker and the other instances, so no connection is refused meanwhile),
 // and waits up to grace for the requests in hand to finish. It returns nil
 // after a clean stop.
+//
+// It does not simply call http.Server.Shutdown: a request read after
+// Shutdown began is dropped by net/http (the connection is closed without
+// an answer), and a connection accepted just before the signal usually has
+// its request still unread. So Serve first closes the listeners, waits
+// until every accepted connection has its first request read (or grace/2
+// passed for one that sends nothing), and only then shuts down. srv's own
+// ConnState hook, if any, is still called.
 func Serve(ctx context.Context, srv *http.Server, grace time.Duration, listeners ...net.Listener) error {
 	if len(listeners) == 0 {
 		return errors.New("activation: Serve needs at least one listener")
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	var mu sync.Mutex
+	fresh := map[net.Conn]bool{} // accepted, first request not read yet
+	orig := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		mu.Lock()
+		if st == http.StateNew {
+			fresh[c] = true
+		} else {
+			delete(fresh, c)
+		}
+		mu.Unlock()
+		if orig != nil {
+			orig(c, st)
+		}
+	}
 	errc := make(chan error, len(listeners))
 	for _, ln := range listeners {
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	select {
 	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			sctx, cancel := context.WithTimeout(context.Background(), grace)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-			return err
+		// A listener failed on its own: stop the rest.
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
 		}
-		return nil
+		return fmt.Errorf("activation: serve: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	deadline := time.Now().Add(grace)
+	for _, ln := range listeners {
+		ln.Close() // only this process's descriptor: the socket stays open
+	}
+	for range listeners {
+		<-errc // each Serve returns once its Accept fails; accepted conns are tracked by then
+	}
+	firstReads := time.Now().Add(grace / 2)
+	for time.Now().Before(firstReads) {
+		mu.Lock()
+		n := len(fresh)
+		mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("activation: graceful stop: %w", err)
