@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -126,4 +127,66 @@ func TestServeFinishesRequestInHand(t *testing.T) {
 		t.Fatalf("connection refused after the instance stopped: %v", err)
 	}
 	c.Close()
+}
+
+// closeNotifyListener tells when Serve closed it.
+type closeNotifyListener struct {
+	net.Listener
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (l *closeNotifyListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// TestServeAnswersAcceptedConnection: a connection accepted before the
+// stop whose request arrives after it is still answered (net/http's
+// Shutdown alone drops such a request, closing the connection unanswered).
+func TestServeAnswersAcceptedConnection(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &closeNotifyListener{Listener: inner, closed: make(chan struct{})}
+	accepted := make(chan struct{}, 1)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answered") }),
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				accepted <- struct{}{}
+			}
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, srv, 5*time.Second, ln) }()
+	c, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection was never accepted")
+	}
+	cancel()
+	select {
+	case <-ln.closed: // the stop has begun
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not close its listener")
+	}
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil || !strings.Contains(string(b), "answered") {
+		t.Fatalf("the accepted connection got %q, %v; want the answer", b, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
 }
