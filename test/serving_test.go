@@ -160,10 +160,12 @@ processes {
 	lc := startLoopClient(fmt.Sprintf("http://127.0.0.1:%d/?sleep=5ms", port))
 	defer lc.close()
 	waitFor(t, 10*time.Second, "the client's first answers", func() bool { ok, _, _, _ := lc.counts(); return ok > 10 })
+	phaseStart := time.Now()
 	check := func(phase string) {
 		t.Helper()
 		ok, refused, reset, other := lc.counts()
-		t.Logf("%s: %d ok, %d refused, %d reset, %d other errors", phase, ok, refused, reset, other)
+		t.Logf("%s (%v): %d ok in all, %d refused, %d reset, %d other errors", phase, time.Since(phaseStart).Round(time.Millisecond), ok, refused, reset, other)
+		phaseStart = time.Now()
 		if refused+reset+other > 0 {
 			t.Fatalf("%s: %d refused, %d reset, %d other failed requests (last: %v)", phase, refused, reset, other, lc.lastErr.Load())
 		}
@@ -183,15 +185,25 @@ processes {
 
 	// 2. Worker restart (kill -9): the instances keep serving; the new
 	// worker adopts them.
+	oldBoot := c.aliveWorkers()[0].BootID
 	c.kill("worker0", syscall.SIGKILL)
 	c.startWorker(0)
-	waitFor(t, 30*time.Second, "the restarted worker to adopt the 4 instances", func() bool {
-		b := c.appInfo(id)
-		if b == nil {
+	var w cluster.Worker
+	waitFor(t, 30*time.Second, "the restarted worker to register", func() bool {
+		ws := c.aliveWorkers()
+		if len(ws) == 1 && ws[0].BootID != oldBoot {
+			w = ws[0]
+			return true
+		}
+		return false
+	})
+	waitFor(t, 30*time.Second, "the restarted worker to adopt the 4 instances (same pids) and find them healthy", func() bool {
+		hb, err := workerView(t, w.Addr)
+		if err != nil || hb.Worker.BootID != w.BootID || len(hb.Executors) != 4 {
 			return false
 		}
-		for i, e := range b.Executors {
-			if e.State != cluster.Running || e.PID != a.Executors[i].PID || e.Health != cluster.HealthPassing {
+		for i, r := range hb.Executors {
+			if r.State != cluster.Running || r.PID != a.Executors[i].PID || r.Health != cluster.HealthPassing {
 				return false
 			}
 		}
@@ -216,6 +228,39 @@ processes {
 	waitFor(t, 10*time.Second, "more answers after the kill", func() bool { ok, _, _, _ := lc.counts(); return ok > ok0+20 })
 	lc.close()
 	ok, refused, reset, other := lc.counts()
+	defer func() {
+		// 5. app disable takes the executors out of rotation through their
+		// ECV pages on the worker, without stopping them; enable puts
+		// them back; the worker's own /ecv is AVAILABLE meanwhile.
+		b := c.appInfo(id)
+		e := b.Executors[0]
+		ws := c.aliveWorkers()
+		if len(ws) != 1 {
+			t.Fatalf("alive workers: %+v", ws)
+		}
+		workerAddr := ws[0].Addr
+		ecv := func(path string) int {
+			resp, err := http.Get("http://" + workerAddr + path)
+			if err != nil {
+				return 0
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := ecv("/ecv/" + e.ID); code != http.StatusOK {
+			t.Fatalf("/ecv/%s = %d before disable, want 200", e.ID, code)
+		}
+		c.mustGear("app", "disable", id)
+		waitFor(t, 10*time.Second, "/ecv/"+e.ID+" to say 503 after app disable", func() bool { return ecv("/ecv/"+e.ID) == http.StatusServiceUnavailable })
+		if code := ecv("/ecv"); code != http.StatusOK {
+			t.Errorf("the worker's /ecv = %d while an app is disabled, want 200", code)
+		}
+		if !alive(e.PID) {
+			t.Errorf("app disable stopped executor %s", e.ID)
+		}
+		c.mustGear("app", "enable", id)
+		waitFor(t, 10*time.Second, "/ecv/"+e.ID+" to say 200 after app enable", func() bool { return ecv("/ecv/"+e.ID) == http.StatusOK })
+	}()
 	t.Logf("kill -9 of one instance: %d ok, %d refused, %d reset, %d other", ok, refused, reset, other)
 	if refused > 0 || reset+other > 1 {
 		t.Fatalf("kill -9 of one instance: %d refused, %d reset, %d other (want 0 refused and at most the 1 request in hand lost; last: %v)", refused, reset, other, lc.lastErr.Load())
