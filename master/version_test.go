@@ -225,7 +225,7 @@ func TestRefusedEntryIsReplayedByTheUpgradedMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	knownCommandVersion = 2 // the upgrade
+	knownCommandVersion = 99 // the upgrade
 	t.Cleanup(func() { knownCommandVersion = commandVersion })
 	m = start()
 	defer m.Close()
