@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -265,4 +267,61 @@ processes {
 	if refused > 0 || reset+other > 1 {
 		t.Fatalf("kill -9 of one instance: %d refused, %d reset, %d other (want 0 refused and at most the 1 request in hand lost; last: %v)", refused, reset, other, lc.lastErr.Load())
 	}
+}
+
+// TestHealthCheckRestartsUnhealthy: a command health check that starts
+// failing makes the worker stop the executor; its restart policy starts
+// it again (a new pid, a restart counted, the reason kept); app info and
+// the events show the health going failing and back to passing.
+func TestHealthCheckRestartsUnhealthy(t *testing.T) {
+	c, out := workerCluster(t, "")
+	sick := filepath.Join(out, "sick")
+	check := fmt.Sprintf(`health { command = ["/bin/sh", "-c", "test ! -e %s"], interval = 200ms, timeout = 2s, failures = 2 }`, sick)
+	id := c.submit(testBundle(t, out, "checked", `command = ["./server.sh"]`, "instances = 1", "stop-timeout = 2s", "min-uptime = 100ms", check))
+	var before cluster.Executor
+	waitFor(t, 30*time.Second, "the executor RUNNING and passing", func() bool {
+		a := c.appInfo(id)
+		if a == nil || len(a.Executors) != 1 {
+			return false
+		}
+		before = a.Executors[0]
+		return before.State == cluster.Running && before.Health == cluster.HealthPassing && alive(before.PID)
+	})
+	if err := os.WriteFile(sick, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the unhealthy executor to be stopped", func() bool { return !alive(before.PID) })
+	if err := os.Remove(sick); err != nil {
+		t.Fatal(err)
+	}
+	var after cluster.Executor
+	waitFor(t, 30*time.Second, "the executor restarted and passing again", func() bool {
+		a := c.appInfo(id)
+		if a == nil || len(a.Executors) != 1 {
+			return false
+		}
+		after = a.Executors[0]
+		return after.State == cluster.Running && after.Health == cluster.HealthPassing && after.PID != before.PID && alive(after.PID)
+	})
+	if after.Restarts < 1 {
+		t.Errorf("restarts = %d after an unhealthy stop, want >= 1", after.Restarts)
+	}
+	info := c.mustGear("app", "info", id)
+	if !strings.Contains(info, "HEALTH") || !strings.Contains(info, "passing") {
+		t.Errorf("app info does not show the health:\n%s", info)
+	}
+	var states []string
+	for _, line := range strings.Split(strings.TrimSpace(c.mustGear("events", "-json")), "\n") {
+		var e cluster.Event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("events -json line %q: %v", line, err)
+		}
+		if e.Type == "health" && e.Executor == before.ID {
+			states = append(states, e.State)
+		}
+	}
+	if !slices.Contains(states, "failing") || states[len(states)-1] != "passing" {
+		t.Errorf("health events %v: want failing, then passing last", states)
+	}
+	c.killApp(id, []int{after.PID})
 }
