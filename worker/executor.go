@@ -245,7 +245,7 @@ func (e *executor) prepare(ctx context.Context, a cluster.Assignment) (procs.Spe
 func retryable(err error) bool {
 	var apiErr *cluster.APIError
 	switch {
-	case errors.Is(err, cluster.ErrNoMaster), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, cluster.ErrNoMaster), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errListenBusy):
 		return true
 	case errors.As(err, &apiErr):
 		return apiErr.Status >= 500

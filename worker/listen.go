@@ -29,6 +29,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// errListenBusy: another process group holds the listen port on this
+// worker (e.g. the executors of a killed app still stopping). It may pass,
+// so preparing an executor retries it.
+var errListenBusy = errors.New("listen port held by another process group")
+
 // heldSocket is one listening socket and who uses it.
 type heldSocket struct {
 	file  *os.File
@@ -53,7 +58,7 @@ func (l *listeners) acquire(ip string, port int, owner, exec string, pids []int)
 	}
 	if s := l.socks[port]; s != nil {
 		if s.owner != owner {
-			return nil, fmt.Errorf("listen port %d: process group %s already listens on it on this worker; give each process group its own port", port, s.owner)
+			return nil, fmt.Errorf("%w: listen port %d: process group %s already listens on it on this worker; give each process group its own port", errListenBusy, port, s.owner)
 		}
 		s.users[exec] = true
 		return s.file, nil
