@@ -129,6 +129,13 @@ func openListener(ip string, port int) (*os.File, error) {
 	if dupErr != nil {
 		return nil, fmt.Errorf("open listen port %d: dup: %w", port, dupErr)
 	}
+	// Passed in blocking mode, as systemd passes sockets by default; a Go
+	// program (net.FileListener) makes it nonblocking itself. Nothing in
+	// the worker changes the mode after this.
+	if err := unix.SetNonblock(nfd, false); err != nil {
+		unix.Close(nfd)
+		return nil, fmt.Errorf("open listen port %d: %w", port, err)
+	}
 	return os.NewFile(uintptr(nfd), "listen:"+strconv.Itoa(port)), nil
 }
 
