@@ -72,30 +72,30 @@ func (k BundleKind) Check() error {
 // (ValidateProcesses for a whole app) is the one check. Zero durations and
 // limits mean "use the worker's default" (MaxAge, MaxRSS 0: never recycle).
 type Process struct {
-	Name      string            `json:"name"`
-	Command   []string          `json:"command"`
-	Instances int               `json:"instances"`
-	CPUs      int               `json:"cpus"`
-	Shared    bool              `json:"shared,omitempty"`
-	Restart   RestartPolicy     `json:"restart,omitempty"` // "": the worker's default
-	Env       map[string]string `json:"env,omitempty"`
-	Ports     []int             `json:"ports,omitempty"`
-	// Listen are ports the worker opens once and passes to every instance
-	// on it by socket activation (LISTEN_FDS, fd 3 onwards, in this order);
-	// the socket outlives the instances' restarts.
-	Listen        []int         `json:"listen,omitempty"`
-	StopTimeout   time.Duration `json:"stop_timeout,omitempty"`
-	PreStop       []string      `json:"pre_stop,omitempty"`
-	MaxAge        time.Duration `json:"max_age,omitempty"`
-	MaxRSS        int64         `json:"max_rss,omitempty"`
-	MinUptime     time.Duration `json:"min_uptime,omitempty"`
-	MaxRestarts   int           `json:"max_restarts,omitempty"`
-	RestartWindow time.Duration `json:"restart_window,omitempty"`
+	Name          string            `json:"name"`
+	Command       []string          `json:"command"`
+	Instances     int               `json:"instances"`
+	CPUs          int               `json:"cpus"`
+	Shared        bool              `json:"shared,omitempty"`
+	Restart       RestartPolicy     `json:"restart,omitempty"` // "": the worker's default
+	Env           map[string]string `json:"env,omitempty"`
+	Ports         []int             `json:"ports,omitempty"`
+	StopTimeout   time.Duration     `json:"stop_timeout,omitempty"`
+	PreStop       []string          `json:"pre_stop,omitempty"`
+	MaxAge        time.Duration     `json:"max_age,omitempty"`
+	MaxRSS        int64             `json:"max_rss,omitempty"`
+	MinUptime     time.Duration     `json:"min_uptime,omitempty"`
+	MaxRestarts   int               `json:"max_restarts,omitempty"`
+	RestartWindow time.Duration     `json:"restart_window,omitempty"`
 	// Health is run by the worker on every instance; see Health.
 	Health *Health `json:"health,omitempty"`
 	// User runs the group's executors as this user ("name" or
 	// "name:group") where the worker's gear.worker.allowed-users lists it.
 	User string `json:"user,omitempty"`
+	// Listen are ports the worker opens once and passes to every instance
+	// on it by socket activation (LISTEN_FDS, fd 3 onwards, in this order);
+	// the socket outlives the instances' restarts.
+	Listen []int `json:"listen,omitempty"`
 }
 
 // Bundle names an uploaded artifact in the jar store.
@@ -120,11 +120,11 @@ type App struct {
 	// generation is lower are replaced one at a time.
 	Generation int               `json:"generation"`
 	RestartEnv map[string]string `json:"restart_env,omitempty"`
+	Args       []string          `json:"args,omitempty"`
 	// Disabled: out of rotation (`gear app disable`): the executors keep
 	// running and their /ecv/{executor} pages on the workers say
 	// UNAVAILABLE, so load balancers stop sending them traffic.
-	Disabled bool     `json:"disabled,omitempty"`
-	Args     []string `json:"args,omitempty"`
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // Executor is one instance of one process group, and where it runs.
