@@ -21,10 +21,12 @@ import (
 func place(st *State, view ClusterView) []assignment {
 	type load struct {
 		w         *cluster.Worker
-		exclusive map[int]bool   // cores held by non-shared executors
-		shared    map[int]int    // cores held by shared executors -> count
-		ports     map[int]string // ports taken -> "app/process" for listen = [...] (shareable by that group), "" for ports = [...] (never)
+		exclusive map[int]bool // cores held by non-shared executors
+		shared    map[int]int  // cores held by shared executors -> count
 		count     int
+		// ports taken -> "app/process" for listen = [...] (shareable by
+		// that group), "" for ports = [...] (never shared)
+		ports map[int]string
 	}
 	var loads []*load
 	byID := map[string]*load{}
