@@ -11,6 +11,10 @@ import (
 	"os"
 
 	"github.com/gear-run/gear/pkg/cli"
+	"github.com/gear-run/gear/pkg/procs"
 )
 
-func main() { os.Exit(cli.Main(os.Args[1:], append(daemonCommands(), recoverCommand())...)) }
+func main() {
+	procs.RunShim() // the socket-activation shim: never returns when asked for
+	os.Exit(cli.Main(os.Args[1:], append(daemonCommands(), recoverCommand())...))
+}

@@ -65,6 +65,8 @@ func (m *Master) routeTable() []route {
 		{"POST /api/v1/apps", needToken, js.wrap(m.lead(m.handleSubmit))},
 		{"POST /api/v1/apps/{id}/kill", needToken, js.wrap(m.lead(m.handleKill))},
 		{"POST /api/v1/apps/{id}/restart", needToken, js.wrap(m.lead(m.handleRestart))},
+		{"POST /api/v1/apps/{id}/disable", needToken, js.wrap(m.lead(m.handleDisable(true)))},
+		{"POST /api/v1/apps/{id}/enable", needToken, js.wrap(m.lead(m.handleDisable(false)))},
 		{"POST /api/v1/apps/{id}/scale", needToken, js.wrap(m.lead(m.handleScale))},
 		{"GET /api/v1/apps/{id}/logs", needToken, m.lead(m.handleLogs)},
 		{"GET /api/v1/workers", needToken, m.lead(m.handleWorkers)},

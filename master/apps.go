@@ -131,6 +131,19 @@ func (m *Master) handleRestart(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]string{"id": res.ID})
 }
 
+// handleDisable takes an app out of rotation (disable) or back (enable):
+// a replicated flag its executors' /ecv pages on the workers follow.
+func (m *Master) handleDisable(disable bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		res, err := m.apply(command{Op: opDisable, App: r.PathValue("id"), Disable: &disable})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, map[string]any{"id": res.ID, "disabled": disable})
+	}
+}
+
 func (m *Master) handleScale(w http.ResponseWriter, r *http.Request) {
 	var req cluster.ScaleRequest
 	if err := decodeBody(r, &req); err != nil {

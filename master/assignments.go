@@ -34,7 +34,7 @@ func assignmentsFor(st *State, id string) []cluster.Assignment {
 			}
 			out = append(out, cluster.Assignment{
 				Executor: e, Process: app.Processes[pi], Bundle: app.Bundle, Args: app.Args,
-				Env: app.RestartEnv, Generation: e.Generation,
+				Env: app.RestartEnv, Generation: e.Generation, Disabled: app.Disabled,
 			})
 		}
 	}

@@ -221,6 +221,7 @@ const eventKeepalive = 3 * time.Second
 type execView struct {
 	state  cluster.ExecutorState
 	worker string
+	health cluster.HealthStatus
 }
 
 // observe records the executors entry c can change, before it is applied.
@@ -228,7 +229,7 @@ func (s *State) observe(c *command) map[string]execView {
 	out := map[string]execView{}
 	add := func(a *cluster.App) {
 		for _, e := range a.Executors {
-			out[e.ID] = execView{e.State, e.Worker}
+			out[e.ID] = execView{e.State, e.Worker, e.Health}
 		}
 	}
 	switch c.Op {
@@ -244,7 +245,7 @@ func (s *State) observe(c *command) map[string]execView {
 	default:
 		for _, id := range c.executorIDs() {
 			if e := s.executor(id); e != nil {
-				out[id] = execView{e.State, e.Worker}
+				out[id] = execView{e.State, e.Worker, e.Health}
 			}
 		}
 	}
@@ -282,6 +283,12 @@ func (s *State) events(c *command, before map[string]execView, res result) []clu
 		}
 		evs = append(evs, cluster.Event{Type: "restart", Time: at, App: c.App,
 			Message: fmt.Sprintf("app %s: rolling restart to generation %d", c.App, gen)})
+	case opDisable:
+		if c.Disable != nil && *c.Disable {
+			evs = append(evs, cluster.Event{Type: "disable", Time: at, App: c.App, Message: "app " + c.App + " disabled: out of rotation (its executors' /ecv say UNAVAILABLE)"})
+		} else {
+			evs = append(evs, cluster.Event{Type: "enable", Time: at, App: c.App, Message: "app " + c.App + " enabled: back in rotation"})
+		}
 	case opWorker:
 		evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: c.Worker.ID, State: "registered",
 			Message: fmt.Sprintf("worker %s registered at %s with cpus %v", c.Worker.ID, c.Worker.Addr, c.Worker.CPUs)})
@@ -324,6 +331,10 @@ func (s *State) events(c *command, before map[string]execView, res result) []clu
 					From: string(was.state), State: "REMOVED", Reason: "scaled down", Message: "executor " + id + " removed (scaled down)"})
 			}
 			continue
+		}
+		if c.Op == opStatus && was.state != "" && e.Health != was.health && e.Health != "" && (was.health != "" || e.Health != cluster.HealthUnknown) {
+			evs = append(evs, cluster.Event{Type: "health", Time: at, App: appOfExecutor(id), Executor: id, Worker: e.Worker,
+				State: string(e.Health), Message: fmt.Sprintf("executor %s health %s", id, e.Health)})
 		}
 		if e.State == was.state {
 			continue

@@ -138,6 +138,6 @@ func reportChanges(st *State, id string, executors []cluster.ExecutorReport) (re
 // executor in anything worth a log entry.
 func changed(e cluster.Executor, r cluster.ExecutorReport) bool {
 	return e.PID != r.PID || e.State != r.State || e.Restarts != r.Restarts || e.Crashes != r.Crashes || e.LastExit != r.LastExit ||
-		e.LastError != r.LastError || e.Observed != r.Generation || !e.StartedAt.Equal(r.StartedAt) ||
+		e.LastError != r.LastError || e.Observed != r.Generation || !e.StartedAt.Equal(r.StartedAt) || e.Health != r.Health ||
 		(len(r.CPUs) > 0 && !slices.Equal(e.CPUs, r.CPUs))
 }

@@ -109,7 +109,7 @@ func manifestProcesses(man *bundle.Manifest) []cluster.Process {
 			Name: p.Name, Command: p.Command, Instances: p.Instances, CPUs: p.CPUs, Shared: p.Shared,
 			Restart: p.Restart, Env: p.Env, Ports: p.Ports, StopTimeout: p.StopTimeout, PreStop: p.PreStop,
 			MaxAge: p.MaxAge, MaxRSS: p.MaxRSS, MinUptime: p.MinUptime, MaxRestarts: p.MaxRestarts,
-			RestartWindow: p.RestartWindow, User: p.User,
+			RestartWindow: p.RestartWindow, User: p.User, Listen: p.Listen, Health: p.Health,
 		})
 	}
 	return out
@@ -187,6 +187,9 @@ func normalize(p cluster.Process) cluster.Process {
 	}
 	if len(p.Ports) == 0 {
 		p.Ports = nil
+	}
+	if len(p.Listen) == 0 {
+		p.Listen = nil
 	}
 	if len(p.PreStop) == 0 {
 		p.PreStop = nil

@@ -24,6 +24,9 @@ func place(st *State, view ClusterView) []assignment {
 		exclusive map[int]bool // cores held by non-shared executors
 		shared    map[int]int  // cores held by shared executors -> count
 		count     int
+		// ports taken -> "app/process" for listen = [...] (shareable by
+		// that group), "" for ports = [...] (never shared)
+		ports map[int]string
 	}
 	var loads []*load
 	byID := map[string]*load{}
@@ -31,7 +34,7 @@ func place(st *State, view ClusterView) []assignment {
 		if !view.usable(w.ID) {
 			continue
 		}
-		l := &load{w: w, exclusive: map[int]bool{}, shared: map[int]int{}}
+		l := &load{w: w, exclusive: map[int]bool{}, shared: map[int]int{}, ports: map[int]string{}}
 		loads = append(loads, l)
 		byID[w.ID] = l
 	}
@@ -46,6 +49,7 @@ func place(st *State, view ClusterView) []assignment {
 			shared := false
 			if pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process }); pi >= 0 {
 				shared = app.Processes[pi].Shared
+				takePorts(l.ports, app.ID, app.Processes[pi])
 			}
 			for _, c := range e.CPUs {
 				if shared {
@@ -75,6 +79,9 @@ func place(st *State, view ClusterView) []assignment {
 			var bestCPUs []int
 			bestFree := -1
 			for _, l := range loads {
+				if !portsFree(l.ports, app.ID, p) {
+					continue
+				}
 				free := freeCores(l.w.CPUs, l.exclusive, l.shared, p.Shared)
 				if len(free) < p.CPUs {
 					continue
@@ -100,6 +107,7 @@ func place(st *State, view ClusterView) []assignment {
 				}
 			}
 			best.count++
+			takePorts(best.ports, app.ID, p)
 			out = append(out, assignment{Executor: e.ID, Worker: best.w.ID, WorkerAddr: best.w.Addr, CPUs: cpus})
 		}
 	}
@@ -136,9 +144,41 @@ func freeCores(all []int, exclusive map[int]bool, shared map[int]int, wantShared
 	return free
 }
 
+// takePorts marks the ports an executor of process group p of app holds
+// on a worker: its listen ports, shareable by the group's other instances
+// (the worker passes them one socket), and its ports, which no other
+// executor may bind there.
+func takePorts(taken map[int]string, app string, p cluster.Process) {
+	for _, port := range p.Listen {
+		taken[port] = app + "/" + p.Name
+	}
+	for _, port := range p.Ports {
+		taken[port] = ""
+	}
+}
+
+// portsFree reports whether an executor of group p of app can bind its
+// ports on a worker whose executors hold taken.
+func portsFree(taken map[int]string, app string, p cluster.Process) bool {
+	for _, port := range p.Listen {
+		if owner, ok := taken[port]; ok && owner != app+"/"+p.Name {
+			return false
+		}
+	}
+	for _, port := range p.Ports {
+		if _, ok := taken[port]; ok {
+			return false
+		}
+	}
+	return true
+}
+
 func noRoomMessage(p cluster.Process, noWorkers bool) string {
 	if noWorkers {
 		return "waiting for a worker: none is registered and alive (start one with bin/worker)"
+	}
+	if len(p.Ports) > 0 || len(p.Listen) > 0 {
+		return fmt.Sprintf("no alive worker has %d free core(s) and the ports %v free for process group %q; add workers or cores, lower cpus, or use listen = [...] so instances share a port", p.CPUs, append(slices.Clone(p.Listen), p.Ports...), p.Name)
 	}
 	return fmt.Sprintf("no alive worker has %d free core(s) for process group %q; add workers or cores, lower cpus, or mark it shared", p.CPUs, p.Name)
 }

@@ -86,7 +86,8 @@ func lostExecutors(st *State, view ClusterView) []string {
 // rollingRestarts lists the executors to move to their app's generation
 // now: one per restarting app, and only once every executor of the app
 // runs its desired generation, so a rolling restart takes one executor at
-// a time.
+// a time. An executor whose process group has a health check is settled
+// only once its check passes: the restart moves on from a healthy instance.
 func rollingRestarts(st *State) []string {
 	var next []string
 	for _, id := range sortedAppIDs(st) {
@@ -98,6 +99,10 @@ func rollingRestarts(st *State) []string {
 		first := ""
 		for _, e := range app.Executors {
 			if e.State != cluster.Running || e.Observed != e.Generation {
+				settled = false
+			}
+			if pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process }); pi >= 0 &&
+				app.Processes[pi].Health != nil && e.Health != cluster.HealthPassing {
 				settled = false
 			}
 			if first == "" && e.Generation < app.Generation {

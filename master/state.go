@@ -60,6 +60,7 @@ const (
 	opBump     = "bump"
 	opForget   = "forget"  // remove workers; their executors become unplaced
 	opStoreID  = "storeid" // set the file:// jar store's id (once)
+	opDisable  = "disable" // take an app out of rotation, or back (Disable)
 )
 
 // command is one entry of the replicated log.
@@ -83,6 +84,7 @@ type command struct {
 	SecretHash string   `json:"secret_hash,omitempty"`
 	Forget     []string `json:"forget,omitempty"`   // worker ids (opForget)
 	StoreID    string   `json:"store_id,omitempty"` // opStoreID
+	Disable    *bool    `json:"disable,omitempty"`  // opDisable: true = out of rotation
 	// Limits are the leader's gear.limits.*, checked by submit and scale
 	// when they are applied (nil in entries written before limits).
 	Limits *Limits `json:"limits,omitempty"`
@@ -168,6 +170,16 @@ func (s *State) apply(c *command) result {
 		app.RestartEnv = c.Restart.Env
 		app.State = app.DeriveState()
 		return result{ID: app.ID}
+	case opDisable:
+		app, ok := s.Apps[c.App]
+		if !ok {
+			return result{Err: fmt.Errorf("%w: %s", ErrNoSuchApp, c.App)}
+		}
+		if c.Disable == nil {
+			return result{Err: fmt.Errorf("disable: the entry says neither disable nor enable")}
+		}
+		app.Disabled = *c.Disable
+		return result{ID: app.ID}
 	case opBump:
 		if e := s.executor(c.Bump); e != nil {
 			if app := s.Apps[e.App]; app != nil {
@@ -245,6 +257,7 @@ func (s *State) apply(c *command) result {
 			e.PID, e.State, e.Restarts, e.Crashes = r.PID, r.State, r.Restarts, r.Crashes
 			e.LastExit, e.LastError, e.LogTail = r.LastExit, r.LastError, r.LogTail
 			e.Observed, e.StartedAt = r.Generation, r.StartedAt
+			e.Health = r.Health
 			if len(r.CPUs) > 0 {
 				e.CPUs = r.CPUs
 			}

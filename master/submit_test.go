@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -163,7 +164,7 @@ func TestHealthReplicated(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	got := s.Apps["1"].Processes[0].Health
-	if got == nil || *got != *h {
+	if got == nil || !reflect.DeepEqual(*got, *h) {
 		t.Fatalf("replicated health %+v, want %+v", got, h)
 	}
 	// What the worker decodes from a heartbeat reply.
@@ -175,7 +176,7 @@ func TestHealthReplicated(t *testing.T) {
 	if err := json.Unmarshal(ab, &a); err != nil {
 		t.Fatal(err)
 	}
-	if a.Process.Health == nil || *a.Process.Health != *h {
+	if a.Process.Health == nil || !reflect.DeepEqual(*a.Process.Health, *h) {
 		t.Fatalf("assignment health %+v, want %+v", a.Process.Health, h)
 	}
 }

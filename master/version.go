@@ -22,7 +22,7 @@ const (
 	// commandVersion is the newest command format this master reads, and
 	// the one it writes. Entries written before versions existed carry
 	// none and are version 1.
-	commandVersion = 1
+	commandVersion = 2 // 2: op "disable" (app disable|enable)
 	// stateFormat is the newest snapshot format this master reads, and the
 	// one it writes. Snapshots written before formats existed are format 1.
 	stateFormat = 1

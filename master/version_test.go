@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -71,9 +72,9 @@ func TestCommandVersions(t *testing.T) {
 	// Newer ones: refused, not applied, and said so at error level naming
 	// both versions, also when a field no longer decodes.
 	newer := []string{
-		`{"v":2,"op":"kill","app":"1"}`,
-		`{"v":2,"op":"kill","app":{"id":"1","how":"gently"}}`,
-		`{"v":2,"op":"evict","app":"1"}`,
+		`{"v":99,"op":"kill","app":"1"}`,
+		`{"v":99,"op":"kill","app":{"id":"1","how":"gently"}}`,
+		`{"v":99,"op":"evict","app":"1"}`,
 	}
 	for i, data := range newer {
 		logged.Reset()
@@ -81,12 +82,12 @@ func TestCommandVersions(t *testing.T) {
 		if !errors.Is(r.Err, ErrNewerVersion) {
 			t.Fatalf("%s: %v, want ErrNewerVersion", data, r.Err)
 		}
-		for _, want := range []string{"command version 2", "versions up to 1", "upgrade this master"} {
+		for _, want := range []string{"command version 99", fmt.Sprintf("versions up to %d", commandVersion), "upgrade this master"} {
 			if !strings.Contains(r.Err.Error(), want) {
 				t.Fatalf("%s: error %q does not say %q", data, r.Err, want)
 			}
 		}
-		if !strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), "command version 2") {
+		if !strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), "command version 99") {
 			t.Fatalf("%s: not logged at error level with the versions: %s", data, logged)
 		}
 	}
@@ -166,7 +167,7 @@ func TestSnapshotFormats(t *testing.T) {
 	// Restoring a snapshot it can read ends a refusal: the snapshot holds
 	// what the refused entry did.
 	g, _ = testFSM()
-	applyResult(t, g, entry(1, `{"v":2,"op":"kill","app":"1"}`))
+	applyResult(t, g, entry(1, `{"v":99,"op":"kill","app":"1"}`))
 	if g.stale() == nil {
 		t.Fatal("not stale after a refusal")
 	}
@@ -202,7 +203,7 @@ func TestRefusedEntryIsReplayedByTheUpgradedMaster(t *testing.T) {
 	if _, err := m.apply(*submitCmd("web", cluster.Process{Name: "web", Command: []string{"x"}, Instances: 1})); err != nil {
 		t.Fatal(err)
 	}
-	fut := m.raft.raft.Apply([]byte(`{"v":2,"op":"kill","app":"1"}`), 5*time.Second)
+	fut := m.raft.raft.Apply([]byte(`{"v":99,"op":"kill","app":"1"}`), 5*time.Second)
 	if err := fut.Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +225,7 @@ func TestRefusedEntryIsReplayedByTheUpgradedMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	knownCommandVersion = 2 // the upgrade
+	knownCommandVersion = 99 // the upgrade
 	t.Cleanup(func() { knownCommandVersion = commandVersion })
 	m = start()
 	defer m.Close()

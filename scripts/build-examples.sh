@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the example bundles from source in the repo:
 #   conf/examples/hello.tar.gz  (Go server + gear-app.conf)
+#   conf/examples/web.tar.gz    (the same server, four instances on one listen port)
 #   conf/examples/chat.tar.gz   (Redis global channel across two executors)
 #   conf/examples/hello.jar     (java, Main-Class: Hello) -- only when javac is installed
 set -euo pipefail
@@ -13,6 +14,12 @@ cp conf/examples/hello/gear-app.conf "$tmp/"
 tar -C "$tmp" -czf conf/examples/hello.tar.gz.tmp gear-app.conf hello
 mv conf/examples/hello.tar.gz.tmp conf/examples/hello.tar.gz
 echo "built conf/examples/hello.tar.gz"
+mkdir -p "$tmp/web"
+cp "$tmp/hello" "$tmp/web/hello"
+cp conf/examples/web/gear-app.conf "$tmp/web/"
+tar -C "$tmp/web" -czf conf/examples/web.tar.gz.tmp gear-app.conf hello
+mv conf/examples/web.tar.gz.tmp conf/examples/web.tar.gz
+echo "built conf/examples/web.tar.gz (four instances on one listen port)"
 mkdir -p "$tmp/chat"
 CGO_ENABLED=0 go build -o "$tmp/chat/chat" ./conf/examples/chat
 cp conf/examples/chat/gear-app.conf "$tmp/chat/"

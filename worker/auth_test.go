@@ -16,8 +16,8 @@ func TestWorkerRoutesNeedToken(t *testing.T) {
 	for _, rt := range w.routeTable() {
 		method, path, _ := strings.Cut(rt.pattern, " ")
 		path = strings.ReplaceAll(path, "{id}", "1-web-0")
-		if rt.open != (rt.pattern == "GET /ecv") {
-			t.Errorf("%s: open=%v; only GET /ecv may skip the token", rt.pattern, rt.open)
+		if rt.open != strings.HasPrefix(rt.pattern, "GET /ecv") {
+			t.Errorf("%s: open=%v; only GET /ecv and /ecv/{executor} may skip the token", rt.pattern, rt.open)
 		}
 		if rt.open {
 			continue
@@ -37,6 +37,7 @@ func TestWorkerRoutesNeedToken(t *testing.T) {
 			}
 		}
 	}
+	w.health.connected.Store(true)
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/ecv", nil))
 	if rec.Code != 200 {

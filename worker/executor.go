@@ -38,6 +38,9 @@ type executor struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	restart  chan struct{} // a newer generation was assigned
+
+	health    cluster.HealthStatus // health.go; "" until a check runs
+	healthErr string               // the last failure that made it failing
 }
 
 func newExecutor(w *Worker, a cluster.Assignment, adopted *procs.Process) *executor {
@@ -91,6 +94,10 @@ func (e *executor) report() cluster.ExecutorReport {
 	if r.CPUs == nil {
 		r.CPUs = []int{}
 	}
+	r.Health = e.health
+	if r.Health == "" || r.State != cluster.Running && r.Health != cluster.HealthFailing {
+		r.Health = cluster.HealthUnknown
+	}
 	if e.stopping && r.State != cluster.Stopped && r.State != cluster.Failed {
 		r.State = cluster.Stopping
 	}
@@ -138,6 +145,11 @@ func (e *executor) run() {
 	}
 	supDone := make(chan error, 1)
 	go func() { supDone <- sup.Run(ctx) }()
+	if h := a.Process.Health; h != nil {
+		healthDone := make(chan struct{})
+		go func() { defer close(healthDone); e.checkHealth(ctx, sup, *h, spec) }()
+		defer func() { <-healthDone }() // ctx is cancelled first (deferred earlier)
+	}
 	for {
 		select {
 		case err := <-supDone:
@@ -233,7 +245,7 @@ func (e *executor) prepare(ctx context.Context, a cluster.Assignment) (procs.Spe
 func retryable(err error) bool {
 	var apiErr *cluster.APIError
 	switch {
-	case errors.Is(err, cluster.ErrNoMaster), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, cluster.ErrNoMaster), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errListenBusy):
 		return true
 	case errors.As(err, &apiErr):
 		return apiErr.Status >= 500
@@ -298,7 +310,7 @@ func stopWithin(ctx context.Context, p *procs.Process) {
 // policyFor merges a process group's settings over the worker defaults: the
 // one conversion from the process definition (cluster.Process) to what
 // procs runs it with, beside spec for the procs.Spec. The health check
-// (p.Health) is not run yet: the serving-apps work adds it.
+// (p.Health) is run beside the supervisor (health.go).
 func policyFor(def procs.Policy, p cluster.Process) procs.Policy {
 	pol := def
 	if p.Restart != "" {
@@ -370,6 +382,9 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		"BUNDLE":              file,
 		"GEAR_GENERATION":     strconv.Itoa(a.Generation),
 	}
+	if len(a.Process.Listen) > 0 {
+		vars["GEAR_LISTEN"] = cluster.FormatInts(a.Process.Listen)
+	}
 	env := allowedEnv(os.Environ()) // never the worker's secrets (sandbox.go)
 	for _, kv := range w.opts.ExtraEnv {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -398,13 +413,58 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 	if a.Process.StopTimeout > 0 {
 		stopTimeout = a.Process.StopTimeout
 	}
+	var lns []*os.File
+	var lnNames []string
+	if len(a.Process.Listen) > 0 {
+		owner := a.Executor.App + "." + a.Executor.Process
+		pids := w.executorPIDs()
+		for _, port := range a.Process.Listen {
+			f, err := w.listeners.acquire(w.opts.IP, port, owner, a.Executor.ID, pids)
+			if err != nil {
+				w.listeners.release(a.Executor.ID)
+				return procs.Spec{}, err
+			}
+			lns = append(lns, f)
+			lnNames = append(lnNames, "port"+strconv.Itoa(port))
+		}
+	}
 	return procs.Spec{
+		Listeners: lns, ListenerNames: lnNames,
 		ID: a.Executor.ID, Command: cmd, Dir: dir, Env: envList, CPUs: a.Executor.CPUs,
 		StopTimeout: stopTimeout, PreStop: a.Process.PreStop,
 		LogDir: filepath.Join(w.opts.DataDir, "logs"), LogMaxSize: w.opts.LogMaxSize, LogMaxFiles: w.opts.LogMaxFiles,
 		Ports: a.Process.Ports, PidDir: filepath.Join(w.opts.DataDir, "pids"),
 		Credential: owner.credential(),
 	}, nil
+}
+
+// executorPIDs are the pids of this worker's executors (running or
+// adopted): the only processes a listening socket is taken back from.
+func (w *Worker) executorPIDs() []int {
+	w.mu.Lock()
+	execs := make([]*executor, 0, len(w.execs))
+	for _, e := range w.execs {
+		execs = append(execs, e)
+	}
+	var pids []int
+	for _, p := range w.adopted {
+		pids = append(pids, p.PID())
+	}
+	w.mu.Unlock()
+	for _, e := range execs {
+		e.mu.Lock()
+		if e.adopted != nil {
+			pids = append(pids, e.adopted.PID())
+		}
+		sup := e.sup
+		e.mu.Unlock()
+		if sup != nil {
+			if pid := sup.Status().PID; pid > 0 {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
 }
 
 func freePort(ip string) (int, error) {

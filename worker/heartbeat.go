@@ -49,6 +49,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		}
 		if err != nil {
 			failures++
+			w.health.connected.Store(false) // /ecv: UNAVAILABLE until a leader answers
 			delay = min(interval<<min(failures, 3), retryCap)
 			var apiErr *cluster.APIError
 			if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
@@ -72,6 +73,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		contact, ok := leaderContact(time.Now(), reply.QuorumAgeMS, w.opts.StopAfterDisconnect)
 		if !ok {
 			failures++
+			w.health.connected.Store(false)
 			delay = min(interval<<min(failures, 3), retryCap)
 			if failures == 1 || failures%20 == 0 {
 				w.log.Warn("the leader answers but has not confirmed its quorum of masters for too long; retrying", "leader", reply.Leader, "quorum_age_ms", reply.QuorumAgeMS, "attempt", failures)
@@ -91,6 +93,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		}
 		w.fenced = false
 		w.mu.Unlock()
+		w.health.connected.Store(true)
 		w.quorumDownLogged = false
 		w.checkPooled(reply.Gossip)
 		w.reconcile(reply.Assignments)

@@ -30,9 +30,8 @@ func (w *Worker) routeTable() []workerRoute {
 	return []workerRoute{
 		{"GET /logs/{id}", false, w.handleLogs},
 		{"GET /api/v1/executors", false, w.handleExecutors},
-		{"GET /ecv", true, func(rw http.ResponseWriter, r *http.Request) {
-			fmt.Fprintf(rw, "status=AVAILABLE&ServeTraffic=true&worker=%s\n", w.id)
-		}},
+		{"GET /ecv", true, w.handleECV},
+		{"GET /ecv/{executor}", true, w.handleExecutorECV},
 		{"GET /metrics", w.opts.MetricsOpen, w.handleMetrics},
 	}
 }

@@ -34,6 +34,7 @@ func (w *Worker) reconcile(as []cluster.Assignment) {
 			go func() {
 				defer w.wg.Done()
 				e.stop(false)
+				w.listeners.release(id)
 				// Still listed (STOPPING): nothing starts it again
 				// until it is deleted below.
 				w.removeWorkDir(id) // no longer assigned here

@@ -107,6 +107,9 @@ type Worker struct {
 
 	kick chan struct{} // asks for an early heartbeat
 
+	listeners listeners   // sockets of listen = [...] (listen.go)
+	health    healthState // /ecv's inputs (health.go)
+
 	mu          sync.Mutex
 	execs       map[string]*executor
 	adopted     map[string]*procs.Process // found at start, waiting for the leader's word
@@ -374,6 +377,7 @@ func (w *Worker) close() {
 		_ = w.lock.Close()
 		w.lock = nil
 	}
+	w.listeners.closeAll()
 }
 
 // sharedStore opens the shared jar store when one is configured and this

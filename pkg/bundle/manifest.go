@@ -39,9 +39,9 @@ func (m *Manifest) Process(name string) (*cluster.Process, bool) {
 
 var (
 	topKeys     = []string{"name", "processes"}
-	processKeys = []string{"command", "instances", "cpus", "shared", "restart", "env", "ports", "stop-timeout",
+	processKeys = []string{"command", "instances", "cpus", "shared", "restart", "env", "ports", "listen", "stop-timeout",
 		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health", "user"}
-	healthKeys = []string{"http", "port", "interval", "timeout"}
+	healthKeys = []string{"http", "tcp", "command", "port", "body", "interval", "timeout", "failures", "grace"}
 )
 
 // manifestParser collects every error of one manifest.
@@ -214,6 +214,9 @@ func (p *manifestParser) process(key, name string, o map[string]any) cluster.Pro
 	if v, ok := o["ports"]; ok {
 		pr.Ports = p.ports(k("ports"), v)
 	}
+	if v, ok := o["listen"]; ok {
+		pr.Listen = p.ports(k("listen"), v)
+	}
 	if v, ok := o["pre-stop"]; ok {
 		if cmd, ok := p.strings(k("pre-stop"), v); ok {
 			if len(cmd) == 0 || cmd[0] == "" {
@@ -254,20 +257,51 @@ func (p *manifestParser) health(key string, v any, ports []int) *cluster.Health 
 	}
 	p.unknownKeys(key, o, healthKeys)
 	h := &cluster.Health{}
-	if s, ok := o["http"].(string); ok && strings.HasPrefix(s, "/") {
-		h.HTTP = s
-	} else {
-		p.errorf(key+".http", `must be an HTTP path starting with "/", e.g. "/ecv"`)
+	kinds := 0
+	if v, ok := o["http"]; ok {
+		kinds++
+		if s, ok := v.(string); ok && strings.HasPrefix(s, "/") {
+			h.HTTP = s
+		} else {
+			p.errorf(key+".http", `must be an HTTP path starting with "/", e.g. "/ecv", got %s`, describe(v))
+		}
+	}
+	if v, ok := o["tcp"]; ok {
+		kinds++
+		if b, ok := v.(bool); ok && b {
+			h.TCP = true
+		} else {
+			p.errorf(key+".tcp", "must be true (a TCP connect to the port passes), got %s", describe(v))
+		}
+	}
+	if v, ok := o["command"]; ok {
+		kinds++
+		if cmd, ok := p.strings(key+".command", v); ok {
+			if len(cmd) == 0 || cmd[0] == "" {
+				p.errorf(key+".command", `is empty: give the program and its arguments, e.g. ["./check"]`)
+			}
+			h.Command = cmd
+		}
+	}
+	if kinds != 1 {
+		p.errorf(key, `give exactly one check: http = "/ecv", tcp = true or command = ["./check"]`)
+	}
+	if v, ok := o["body"]; ok {
+		if s, ok := v.(string); ok && h.HTTP != "" {
+			h.Body = s
+		} else {
+			p.errorf(key+".body", "must be a string the HTTP response body must contain, and needs http = \"/path\"")
+		}
 	}
 	if _, set := o["port"]; set {
 		h.Port = p.intIn(key+".port", o, 0, 1, 65535)
-	} else if len(ports) == 1 {
+	} else if len(ports) == 1 && len(h.Command) == 0 {
 		h.Port = ports[0]
-	} else {
-		p.errorf(key+".port", "missing: name the port to check (ports has %d entries, so it cannot be guessed)", len(ports))
-	}
+	} // else 0: the instance's own $PORT
 	h.Interval = p.duration(key+".interval", o)
 	h.Timeout = p.duration(key+".timeout", o)
+	h.Grace = p.duration(key+".grace", o)
+	h.Failures = p.intIn(key+".failures", o, 0, 1, 1000)
 	return h
 }
 

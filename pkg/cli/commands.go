@@ -80,6 +80,25 @@ process's command.`,
 			Flags:    appRestart,
 		},
 		{
+			Name: "app disable", Args: "ID", NArgs: 1, Group: groupApps, Global: ClusterFlags,
+			Synopsis: "take an application out of rotation: its executors' /ecv say UNAVAILABLE, they keep running",
+			Help: `Each executor has an ECV page on its worker, http://WORKER/ecv/EXECUTOR (open,
+like /ecv): AVAILABLE (200) while the worker reaches the leader and is not
+draining, the executor runs, its health check does not fail and its app is
+not disabled; UNAVAILABLE (503) with a reason otherwise. Point the load
+balancer's health check at it. app enable ID puts the app back.`,
+			Run: request(func(ctx context.Context, cl *cluster.Client, c *Call) (string, error) {
+				return "app " + c.Args[0] + ": disabled (out of rotation; executors keep running)", cl.Disable(ctx, c.Args[0], true)
+			}),
+		},
+		{
+			Name: "app enable", Args: "ID", NArgs: 1, Group: groupApps, Global: ClusterFlags,
+			Synopsis: "put a disabled application back in rotation",
+			Run: request(func(ctx context.Context, cl *cluster.Client, c *Call) (string, error) {
+				return "app " + c.Args[0] + ": enabled (back in rotation)", cl.Disable(ctx, c.Args[0], false)
+			}),
+		},
+		{
 			Name: "app scale", Args: "ID N", NArgs: 2, Group: groupApps, Global: ClusterFlags,
 			Synopsis: "run N instances of an application's process group",
 			Flags:    appScale,
@@ -374,14 +393,22 @@ func appTable(w io.Writer, apps []cluster.App) {
 }
 
 func appInfoTable(w io.Writer, app *cluster.App) {
-	fmt.Fprintf(w, "app %s %q: %s (bundle %s, %d bytes)\n", app.ID, app.Name, app.State, app.Bundle.Digest, app.Bundle.Size)
-	fmt.Fprintln(w, "EXECUTOR\tSTATE\tWORKER\tPID\tCPUS\tRESTARTS\tLAST EXIT / ERROR")
+	disabled := ""
+	if app.Disabled {
+		disabled = ", disabled: out of rotation"
+	}
+	fmt.Fprintf(w, "app %s %q: %s (bundle %s, %d bytes%s)\n", app.ID, app.Name, app.State, app.Bundle.Digest, app.Bundle.Size, disabled)
+	fmt.Fprintln(w, "EXECUTOR\tSTATE\tHEALTH\tWORKER\tPID\tCPUS\tRESTARTS\tLAST EXIT / ERROR")
 	for _, e := range app.Executors {
 		last := e.LastExit
 		if e.LastError != "" {
 			last = e.LastError
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, e.Worker, e.PID, cluster.FormatInts(e.CPUs), e.Restarts, last)
+		health := e.Health
+		if health == "" {
+			health = cluster.HealthUnknown
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, health, e.Worker, e.PID, cluster.FormatInts(e.CPUs), e.Restarts, last)
 	}
 }
 

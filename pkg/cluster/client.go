@@ -307,6 +307,16 @@ func (c *Client) Restart(ctx context.Context, id string, env map[string]string) 
 	return c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/restart", JSON: RestartRequest{Env: env}}, nil)
 }
 
+// Disable takes an application out of rotation (disable = true) or puts
+// it back: its executors keep running; their /ecv pages follow the flag.
+func (c *Client) Disable(ctx context.Context, id string, disable bool) error {
+	verb := "enable"
+	if disable {
+		verb = "disable"
+	}
+	return c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/" + verb}, nil)
+}
+
 // Scale sets the instance count of an application's process group.
 func (c *Client) Scale(ctx context.Context, id string, req ScaleRequest) error {
 	return c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/scale", JSON: req}, nil)

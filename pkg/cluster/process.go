@@ -44,18 +44,78 @@ func (r RestartPolicy) Check() error {
 	return err
 }
 
-// Health is an HTTP health check of a process instance, as written in
+// Health is the health check of a process instance, as written in
 // gear-app.conf's health {} block. It travels with the process definition
-// to the worker in every Assignment.
+// to the worker in every Assignment, and the worker runs it (worker/health.go):
+// exactly one of HTTP, TCP and Command is set.
 //
-// The worker does not run it yet (the serving-apps work will): today an
-// instance is healthy while its process is alive.
+//   - HTTP: GET http://<worker ip>:<port><path> passes on a 2xx or 3xx
+//     status whose body contains Body (when Body is set): cluster2's
+//     validator.
+//   - TCP: a TCP connect to the port passes.
+//   - Command: the command, run in the executor's directory with its
+//     environment, passes when it exits 0.
+//
+// Port 0 means the instance's own $PORT (the worker always gives each
+// instance one): with listen = [...] every instance accepts on the shared
+// port, so a check on it reaches whichever instance accepts; serve the
+// check on $PORT to check one instance.
 type Health struct {
-	HTTP     string        `json:"http"` // path, e.g. "/ecv"
-	Port     int           `json:"port"`
-	Interval time.Duration `json:"interval,omitempty"` // 0: the worker's default
-	Timeout  time.Duration `json:"timeout,omitempty"`  // 0: the worker's default
+	HTTP     string        `json:"http,omitempty"` // path, e.g. "/ecv"
+	TCP      bool          `json:"tcp,omitempty"`
+	Command  []string      `json:"command,omitempty"`
+	Port     int           `json:"port,omitempty"`
+	Body     string        `json:"body,omitempty"`     // HTTP: the body must contain it
+	Interval time.Duration `json:"interval,omitempty"` // 0: DefaultHealthInterval
+	Timeout  time.Duration `json:"timeout,omitempty"`  // 0: DefaultHealthTimeout
+	Failures int           `json:"failures,omitempty"` // failures in a row before unhealthy; 0: DefaultHealthFailures
+	Grace    time.Duration `json:"grace,omitempty"`    // after a start, failures do not count; 0: none
 }
+
+// Health check defaults for zero Health fields.
+const (
+	DefaultHealthInterval = 5 * time.Second
+	DefaultHealthTimeout  = 2 * time.Second
+	DefaultHealthFailures = 3
+)
+
+// WithDefaults fills the zero interval, timeout and failures.
+func (h Health) WithDefaults() Health {
+	if h.Interval <= 0 {
+		h.Interval = DefaultHealthInterval
+	}
+	if h.Timeout <= 0 {
+		h.Timeout = DefaultHealthTimeout
+	}
+	if h.Failures <= 0 {
+		h.Failures = DefaultHealthFailures
+	}
+	return h
+}
+
+// Kind names the check: "http", "tcp" or "command" ("" when none is set).
+func (h Health) Kind() string {
+	switch {
+	case h.HTTP != "":
+		return "http"
+	case h.TCP:
+		return "tcp"
+	case len(h.Command) > 0:
+		return "command"
+	}
+	return ""
+}
+
+// HealthStatus is an executor's health as the worker last checked it.
+type HealthStatus string
+
+// Health states. An executor without a check, or in its start grace, or
+// not checked yet, is unknown.
+const (
+	HealthUnknown HealthStatus = "unknown"
+	HealthPassing HealthStatus = "passing"
+	HealthFailing HealthStatus = "failing"
+)
 
 // ValidName checks an application's manifest name or a process group name:
 // 1-64 characters from [A-Za-z0-9_-], starting with a letter or digit.
@@ -151,14 +211,34 @@ func (p Process) Validate() error {
 			return bad("ports: %d is listed twice", port)
 		}
 	}
+	for i, port := range p.Listen {
+		if port < 1 || port > 65535 {
+			return bad("listen: %d is not a port (1-65535)", port)
+		}
+		if slices.Contains(p.Listen[:i], port) || slices.Contains(p.Ports, port) {
+			return bad("listen: %d is listed twice (in listen or in ports): listen is for ports the worker opens and passes, ports for ports the program binds itself", port)
+		}
+	}
 	if h := p.Health; h != nil {
+		kinds := 0
+		for _, set := range []bool{h.HTTP != "", h.TCP, len(h.Command) > 0} {
+			if set {
+				kinds++
+			}
+		}
 		switch {
-		case !strings.HasPrefix(h.HTTP, "/"):
+		case kinds != 1:
+			return bad(`health: give exactly one check: http = "/path", tcp = true or command = ["./check"]`)
+		case h.HTTP != "" && !strings.HasPrefix(h.HTTP, "/"):
 			return bad(`health: http must be an HTTP path starting with "/", e.g. "/ecv", got %q`, h.HTTP)
-		case h.Port < 1 || h.Port > 65535:
-			return bad("health: port %d is not a port (1-65535)", h.Port)
-		case h.Interval < 0 || h.Timeout < 0:
-			return bad("health: interval and timeout must not be negative")
+		case len(h.Command) > 0 && h.Command[0] == "":
+			return bad(`health: command has no program, e.g. command = ["./check"]`)
+		case h.Port < 0 || h.Port > 65535:
+			return bad("health: port %d is not a port (1-65535; leave it out for the instance's $PORT)", h.Port)
+		case h.Body != "" && h.HTTP == "":
+			return bad("health: body is only for http checks")
+		case h.Interval < 0 || h.Timeout < 0 || h.Grace < 0 || h.Failures < 0:
+			return bad("health: interval, timeout, grace and failures must not be negative")
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -59,7 +60,11 @@ func TestValidateProcesses(t *testing.T) {
 		{"negative max-rss", func(p *Process) { p.MaxRSS = -1 }, "max-rss"},
 		{"empty pre-stop", func(p *Process) { p.PreStop = []string{""} }, "pre-stop"},
 		{"health path", func(p *Process) { p.Health.HTTP = "ecv" }, "health: http"},
-		{"health port", func(p *Process) { p.Health.Port = 0 }, "health: port"},
+		{"health port", func(p *Process) { p.Health.Port = 70000 }, "health: port"},
+		{"health two checks", func(p *Process) { p.Health.TCP = true }, "exactly one check"},
+		{"health body on tcp", func(p *Process) { p.Health.HTTP, p.Health.TCP, p.Health.Body = "", true, "ok" }, "body is only for http"},
+		{"listen bad port", func(p *Process) { p.Listen = []int{0} }, "listen: 0 is not a port"},
+		{"listen in ports too", func(p *Process) { p.Listen = []int{p.Ports[0]} }, "listed twice"},
 	}
 	for _, tt := range tests {
 		p := ok()
@@ -101,7 +106,7 @@ func TestProcessJSONCompatible(t *testing.T) {
 		t.Errorf("restart encodes as %v, want the plain string", m["restart"])
 	}
 	var back Process
-	if err := json.Unmarshal(b, &back); err != nil || back.Health == nil || *back.Health != *p.Health || !slices.Equal(back.Command, p.Command) {
+	if err := json.Unmarshal(b, &back); err != nil || back.Health == nil || !reflect.DeepEqual(*back.Health, *p.Health) || !slices.Equal(back.Command, p.Command) {
 		t.Fatalf("round trip: %+v, %v", back, err)
 	}
 }

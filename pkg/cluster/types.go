@@ -87,11 +87,15 @@ type Process struct {
 	MinUptime     time.Duration     `json:"min_uptime,omitempty"`
 	MaxRestarts   int               `json:"max_restarts,omitempty"`
 	RestartWindow time.Duration     `json:"restart_window,omitempty"`
-	// Health is carried to the worker but not run yet; see Health.
+	// Health is run by the worker on every instance; see Health.
 	Health *Health `json:"health,omitempty"`
 	// User runs the group's executors as this user ("name" or
 	// "name:group") where the worker's gear.worker.allowed-users lists it.
 	User string `json:"user,omitempty"`
+	// Listen are ports the worker opens once and passes to every instance
+	// on it by socket activation (LISTEN_FDS, fd 3 onwards, in this order);
+	// the socket outlives the instances' restarts.
+	Listen []int `json:"listen,omitempty"`
 }
 
 // Bundle names an uploaded artifact in the jar store.
@@ -117,6 +121,10 @@ type App struct {
 	Generation int               `json:"generation"`
 	RestartEnv map[string]string `json:"restart_env,omitempty"`
 	Args       []string          `json:"args,omitempty"`
+	// Disabled: out of rotation (`gear app disable`): the executors keep
+	// running and their /ecv/{executor} pages on the workers say
+	// UNAVAILABLE, so load balancers stop sending them traffic.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // Executor is one instance of one process group, and where it runs.
@@ -140,6 +148,9 @@ type Executor struct {
 	// Observed is the generation the worker last reported running.
 	Observed  int       `json:"observed_generation"`
 	StartedAt time.Time `json:"started_at,omitzero"`
+	// Health is passing, failing or unknown (no check, in its start grace,
+	// or not checked yet), as the worker last reported.
+	Health HealthStatus `json:"health,omitempty"`
 }
 
 // Worker is a worker as the masters know it.
@@ -218,6 +229,9 @@ type Assignment struct {
 	Args       []string          `json:"args,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
 	Generation int               `json:"generation"`
+	// Disabled: the app is out of rotation (`gear app disable`): its
+	// executors keep running, their /ecv/{executor} pages say UNAVAILABLE.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // Heartbeat is what a worker sends the leader every heartbeat interval.
@@ -243,6 +257,8 @@ type ExecutorReport struct {
 	LogTail    []string      `json:"log_tail,omitempty"`
 	Generation int           `json:"generation"`
 	StartedAt  time.Time     `json:"started_at,omitzero"`
+	// Health is the last health check verdict ("" from older workers).
+	Health HealthStatus `json:"health,omitempty"`
 }
 
 // HeartbeatReply carries the worker's desired executors and the masters the

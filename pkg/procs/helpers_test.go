@@ -17,6 +17,7 @@ import (
 // The test binary doubles as the child programs the tests need, selected by
 // GEAR_PROCS_HELPER.
 func TestMain(m *testing.M) {
+	RunShim()
 	switch os.Getenv("GEAR_PROCS_HELPER") {
 	case "":
 		os.Exit(m.Run())

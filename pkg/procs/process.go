@@ -108,6 +108,11 @@ func Start(spec Spec) (*Process, error) {
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
 	cmd.Dir = spec.Dir
 	cmd.Env = spec.Env
+	if len(spec.Listeners) > 0 {
+		if err := throughShim(cmd, spec); err != nil {
+			return nil, err
+		}
+	}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: spec.Credential}

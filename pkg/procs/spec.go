@@ -79,6 +79,16 @@ type Spec struct {
 	// error naming it.
 	Ports []int
 
+	// Listeners are sockets passed to the process by systemd's socket
+	// activation protocol: fd 3 onwards in this order, with LISTEN_FDS,
+	// LISTEN_FDNAMES (ListenerNames joined by ':') and LISTEN_PID set to
+	// the process's own pid. Since the pid is known only after fork, the
+	// process is started through a shim (ShimArg) that sets LISTEN_PID
+	// and execs the program in place, so the pid stays the same. The
+	// caller keeps ownership of the files.
+	Listeners     []*os.File
+	ListenerNames []string
+
 	// PidDir receives <PidDir>/<ID>.pid (pid and kernel start time) so that
 	// a restarted worker can Adopt the process. Empty: no pid file.
 	PidDir string

@@ -88,6 +88,7 @@ const (
 	ExitStopped     = "stopped"      // stopped on request
 	ExitReplaced    = "replaced"     // stopped for a rolling restart or recycling
 	ExitStartFailed = "start_failed" // it could not be started at all
+	ExitUnhealthy   = "unhealthy"    // stopped because its health check failed
 )
 
 // exitReason classifies an exit that no request caused.
@@ -134,14 +135,16 @@ type requestKind int
 const (
 	reqStop requestKind = iota
 	reqRestart
+	reqUnhealthy
 )
 
 type request struct {
-	kind  requestKind
-	hard  bool
-	env   []string
-	ctx   context.Context
-	reply chan error // buffered
+	kind   requestKind
+	reason string // reqUnhealthy
+	hard   bool
+	env    []string
+	ctx    context.Context
+	reply  chan error // buffered
 }
 
 // NewSupervisor returns a Supervisor for spec under pol. Nothing runs until
@@ -312,6 +315,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 		// Wait for the exit, serving requests meanwhile.
 		replacing := false // a graceful restart or recycle is under way
+		unhealthy := ""    // why it is being stopped as unhealthy
 		var check <-chan time.Time
 		if s.pol.MaxAge > 0 || s.pol.MaxRSS > 0 {
 			check = s.opts.Clock.After(s.opts.CheckInterval)
@@ -333,6 +337,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 					r.reply <- nil
 				case stopping:
 					r.reply <- fmt.Errorf("restart %s: it is being stopped", s.spec.ID)
+				case r.kind == reqUnhealthy:
+					if !replacing && unhealthy == "" {
+						unhealthy = r.reason
+						s.log.Warn("stopping unhealthy process", "pid", p.PID(), "reason", r.reason)
+						s.update(func(st *Status) { st.LastError = "unhealthy: " + r.reason })
+						stopWith(request{ctx: context.WithoutCancel(r.ctx)})
+					}
+					r.reply <- nil
 				default:
 					if r.env != nil {
 						env = r.env
@@ -374,9 +386,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			s.exited(ExitReplaced)
 			continue
 		}
-		s.exited(exitReason(es))
+		reason := exitReason(es)
+		if unhealthy != "" {
+			reason = ExitUnhealthy
+			s.update(func(st *Status) { st.LastExit = "stopped as unhealthy (" + es.String() + ")" })
+		}
+		s.exited(reason)
 		s.mu.Lock()
-		d := s.core.Exited(now, uptime, es.Success())
+		d := s.core.Exited(now, uptime, es.Success() && unhealthy == "")
 		s.mu.Unlock()
 		if done, rerr := s.afterExit(ctx, d, &pending, &env); done {
 			return rerr
@@ -412,6 +429,10 @@ func (s *Supervisor) afterExit(ctx context.Context, d Decision, pending *[]reque
 					s.setState(StateStopped)
 					r.reply <- nil
 					return true, nil
+				}
+				if r.kind == reqUnhealthy {
+					r.reply <- fmt.Errorf("unhealthy %s: no process is running", s.spec.ID)
+					continue
 				}
 				if r.env != nil {
 					*env = r.env
@@ -488,6 +509,34 @@ func (s *Supervisor) Stop(ctx context.Context, hard bool) error {
 	s.exited(ExitStopped)
 	s.update(func(st *Status) { st.State = StateStopped; st.LastExit = es.String(); st.PID = 0 })
 	return nil
+}
+
+// Unhealthy stops the current process gracefully because its health
+// check failed, and then treats the exit as a failure under the Policy:
+// restarted with backoff by "always" and "on-failure", counted toward the
+// crash-loop limit, not restarted by "never". It returns once the stop has
+// begun; a process already being stopped or replaced is left alone.
+func (s *Supervisor) Unhealthy(ctx context.Context, reason string) error {
+	r := request{kind: reqUnhealthy, reason: reason, ctx: ctx, reply: make(chan error, 1)}
+	s.mu.Lock()
+	running := s.started && !s.ended && s.proc != nil
+	s.mu.Unlock()
+	if !running {
+		return fmt.Errorf("unhealthy %s: no process is running", s.spec.ID)
+	}
+	select {
+	case s.reqs <- r:
+	case <-s.runDone:
+		return fmt.Errorf("unhealthy %s: supervisor ended", s.spec.ID)
+	case <-ctx.Done():
+		return fmt.Errorf("unhealthy %s: %w", s.spec.ID, ctx.Err())
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("unhealthy %s: %w", s.spec.ID, ctx.Err())
+	}
 }
 
 // Restart replaces the process gracefully (stop as in Stop, then start at
