@@ -218,6 +218,7 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.log); return nil })
+	g.Go(func() error { m.raft.campaignOnColdStart(gctx, m.self, m.log); return nil })
 	g.Go(func() error { m.raft.wal.watch(gctx, 250*time.Millisecond); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.gcLoop(gctx); return nil })
