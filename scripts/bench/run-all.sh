@@ -15,11 +15,13 @@ run() {
 }
 if [ "$quick" = 1 ]; then
   run go run ./scripts/bench/failover -quick
+  run go run ./scripts/bench/failover -cold-only -startups 1
   run go run ./scripts/bench/restart -rounds 5 -no-crashloop
   run go run ./scripts/bench/jarstore -size 64MiB -reps 1
   run go run ./scripts/bench/channel -members 2000 -pushes 200 -rounds 2
 else
   run go run ./scripts/bench/failover
+  run go run ./scripts/bench/failover -cold-only -startups 9
   run go run ./scripts/bench/restart
   run go run ./scripts/bench/jarstore -size 1GiB -reps 3
   run go run ./scripts/bench/channel
