@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,5 +85,30 @@ func TestCopyToRefusesCorruptBlob(t *testing.T) {
 	defer dst.Close()
 	if _, err := b.CopyTo(context.Background(), missing, dst); !errors.Is(err, jarstore.ErrNotFound) {
 		t.Errorf("missing blob: %v, want ErrNotFound", err)
+	}
+}
+
+// OpenUnverified hands a directory store's file itself to the caller (so
+// an HTTP download is a sendfile), and the other stores' verified reader.
+func TestOpenUnverified(t *testing.T) {
+	for name, s := range backends(t) {
+		b := jarstore.NewBlobs(s, nil)
+		data := randBytes(9, 300000)
+		d, _, err := b.Put(context.Background(), bytes.NewReader(data), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, size, err := b.OpenUnverified(context.Background(), d)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || size != int64(len(data)) || !bytes.Equal(got, data) {
+			t.Fatalf("%s: read %d bytes (size %d), err %v", name, len(got), size, err)
+		}
+		if _, isFile := rc.(*os.File); isFile != (name != "mem") {
+			t.Errorf("%s: reader is %T", name, rc)
+		}
 	}
 }

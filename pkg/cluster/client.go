@@ -399,9 +399,20 @@ func (c *Client) UploadBundle(ctx context.Context, name string, size int64, open
 	return b, err
 }
 
-// OpenBundle downloads a bundle by digest.
+// VerifyHeader, set to VerifyByClient on a bundle download, tells the
+// master that the client checks the digest of what it receives itself, so
+// the master may send the stored bytes unverified (by sendfile).
+const (
+	VerifyHeader   = "X-Gear-Verify"
+	VerifyByClient = "client"
+)
+
+// OpenBundle downloads a bundle by digest. The caller must check that
+// what it reads hashes to digest (the master sends the stored bytes
+// unverified, see VerifyHeader), as the worker's cache does.
 func (c *Client) OpenBundle(ctx context.Context, digest string) (io.ReadCloser, error) {
-	resp, err := c.Stream(ctx, Request{Method: "GET", Path: "/api/v1/bundles/" + url.PathEscape(digest)})
+	resp, err := c.Stream(ctx, Request{Method: "GET", Path: "/api/v1/bundles/" + url.PathEscape(digest),
+		Header: http.Header{VerifyHeader: {VerifyByClient}}})
 	if err != nil {
 		return nil, err
 	}
