@@ -19,12 +19,14 @@ if [ "$quick" = 1 ]; then
   run go run ./scripts/bench/restart -rounds 5 -no-crashloop
   run go run ./scripts/bench/jarstore -size 64MiB -reps 1
   run go run ./scripts/bench/channel -members 2000 -pushes 200 -rounds 2
+  run go run ./scripts/bench/gossip -sizes 20,50 -rounds 1 -cpu-window 1s
 else
   run go run ./scripts/bench/failover
   run go run ./scripts/bench/failover -cold-only -startups 9
   run go run ./scripts/bench/restart
   run go run ./scripts/bench/jarstore -size 1GiB -reps 3
   run go run ./scripts/bench/channel
+  run go run ./scripts/bench/gossip -sizes 50,100,200 -rounds 3 -json docs/bench/gossip.json
 fi
 run go test -run=NONE -bench=. -benchtime=2000x ./pkg/hocon/
 exit $status
