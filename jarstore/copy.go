@@ -80,16 +80,9 @@ func copyHashed(ctx context.Context, src, dst *os.File, size int64) (int64, stri
 		}
 		return 0, digestPrefix + hex.EncodeToString(h.Sum(nil)), nil
 	}
-	// Mapped for its final size up front; the hasher touches only what
-	// the copy has written, which is inside the file.
-	m, err := unix.Mmap(int(dst.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return 0, "", fmt.Errorf("map the copy for hashing: %w", err)
-	}
-	defer func() { _ = unix.Munmap(m) }()
 	progress := make(chan int64, 4)
 	hashed := make(chan error, 1)
-	go func() { hashed <- hashMapped(h, m, progress) }()
+	go func() { hashed <- hashMapped(h, dst, progress) }()
 	var off int64
 	var cerr error
 	for off < size {
@@ -132,26 +125,46 @@ func copyHashed(ctx context.Context, src, dst *os.File, size int64) (int64, stri
 	return off, digestPrefix + hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// hashMapped hashes m up to each offset received on progress.
-func hashMapped(h io.Writer, m []byte, progress <-chan int64) (err error) {
+// hashMapped hashes f up to each offset received on progress, through
+// read-only mappings of at most copyChunk bytes at a time (unmapped once
+// hashed, so the copy never counts in the process's RSS as a whole).
+func hashMapped(h io.Writer, f *os.File, progress <-chan int64) (err error) {
 	// A page of the mapping that is gone (the file truncated under us)
 	// faults: report it instead of crashing.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("hashing the copy: %v", r)
-			for range progress {
+		}
+		if err != nil {
+			for range progress { // let the copier finish
 			}
 		}
 	}()
+	page := int64(os.Getpagesize())
 	var done int64
 	for end := range progress {
 		for done < end {
-			step := min(end, done+pipeBufSize)
-			_, _ = h.Write(m[done:step])
-			done = step
+			base := done / page * page
+			stop := min(end, base+copyChunk)
+			if err := hashRange(h, f, base, done, stop); err != nil {
+				return err
+			}
+			done = stop
 		}
 	}
+	return nil
+}
+
+// hashRange hashes f[from:stop) through a mapping of f[base:stop), base
+// being from rounded down to a page.
+func hashRange(h io.Writer, f *os.File, base, from, stop int64) error {
+	m, err := unix.Mmap(int(f.Fd()), base, int(stop-base), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("map the copy for hashing: %w", err)
+	}
+	defer func() { _ = unix.Munmap(m) }()
+	_, _ = h.Write(m[from-base:])
 	return nil
 }
 
