@@ -25,6 +25,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,6 +54,7 @@ type config struct {
 	keep        bool
 	timeout     time.Duration
 	md          string
+	jsonOut     string
 	verbose     bool
 	coldOnly    bool
 }
@@ -70,6 +72,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.keep, "keep", false, "keep the temp dir (member logs, data dirs) for a post-mortem")
 	fs.DurationVar(&c.timeout, "timeout", 14*time.Minute, "give up after this long (partial results are printed)")
 	fs.StringVar(&c.md, "md", "", "also write the result tables to this Markdown file")
+	fs.StringVar(&c.jsonOut, "json", "", "also write every sample (seconds) to this JSON file, for scripts/bench/plot")
 	fs.BoolVar(&c.verbose, "v", false, "log every round")
 	fs.BoolVar(&c.coldOnly, "cold-only", false, "only the cold starts (-startups of them per system), no kill or pause rounds")
 	quick := fs.Bool("quick", false, "smoke run: 3 kill rounds, 1 pause round per length, 1 cold start")
@@ -162,6 +165,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	err = measure(ctx, cfg, tmp, systems, res, log)
 	res.env = append(res.env, "load average at the end: "+loadavg())
 	res.write(out, cfg)
+	if cfg.jsonOut != "" {
+		if jerr := res.writeJSON(cfg.jsonOut); jerr != nil {
+			err = errors.Join(err, jerr)
+		}
+	}
 	if cfg.md != "" {
 		f, ferr := os.Create(cfg.md)
 		if ferr != nil {
@@ -378,6 +386,28 @@ func (r *results) write(w io.Writer, cfg config) {
 	}
 	table(w, []string{"target", "measured", "result"}, rows)
 	fmt.Fprintln(w)
+}
+
+// writeJSON writes the samples, in seconds, by system: what
+// scripts/bench/plot draws.
+func (r *results) writeJSON(path string) error {
+	secs := func(m map[string][]time.Duration) map[string][]float64 {
+		out := map[string][]float64{}
+		for k, ds := range m {
+			for _, d := range ds {
+				out[k] = append(out[k], d.Seconds())
+			}
+		}
+		return out
+	}
+	b, err := json.MarshalIndent(map[string]any{
+		"failover":         secs(r.failover),
+		"cold_start_write": secs(r.startWrite),
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 // writeColdStart prints the cold-start table and its target: a fresh gear
