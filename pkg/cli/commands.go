@@ -221,14 +221,13 @@ func waitPrinter(w io.Writer) func(waited, limit time.Duration, why string) {
 	printed := -1
 	return func(waited, limit time.Duration, why string) {
 		sec := int(waited / time.Second)
-		if sec == printed {
-			return
-		}
-		if printed < 0 {
+		switch {
+		case printed < 0:
 			fmt.Fprintf(w, "gear: no leader yet (%s); waiting at most %s\n", hocon.Escape(why), limit)
+		case sec != printed:
+			fmt.Fprintf(w, "gear: waiting for a leader… %d s\n", sec)
 		}
 		printed = sec
-		fmt.Fprintf(w, "gear: waiting for a leader… %d s\n", sec)
 	}
 }
 
