@@ -270,7 +270,7 @@ func runSize(n, rounds int, quiet time.Duration) (result, error) {
 		if err := waitUntil(time.Minute, func() bool {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			return len(w.update[m.name]) >= n-1
+			return len(w.update[m.name]) >= n-1-r // r members are down
 		}); err != nil {
 			return res, fmt.Errorf("spread round %d: %w", r, err)
 		}
