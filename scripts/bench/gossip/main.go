@@ -4,8 +4,8 @@
 // 6 s: probe every 1 s, probe timeout 0.5 s, suspicion multiplier 3,
 // gossip every 100 ms). For each size it measures
 //
-//   - join: members join one seed one after another; the time until every
-//     member sees every other alive;
+//   - join: members join one after another, each through a member that
+//     already joined; the time until every member sees every other alive;
 //   - spread: one member changes its metadata; the time until all others
 //     see the change;
 //   - dead: one member stops without leaving (as a crash); the time until
@@ -224,8 +224,18 @@ func runSize(n, rounds int, quiet time.Duration) (result, error) {
 		}
 		members = append(members, &member{name: name, ml: ml, meta: md})
 		if i > 0 {
-			if _, err := ml.Join([]string{members[0].ml.LocalNode().Address()}); err != nil {
-				return res, fmt.Errorf("member %d joins the seed: %w", i, err)
+			// Join through a member that already joined (not always the
+			// first: one seed answering every push/pull of a growing pool
+			// times out on a loaded machine); retry as a node would.
+			var err error
+			for try := range 5 {
+				peer := members[(i*7+try)%i].ml.LocalNode().Address()
+				if _, err = ml.Join([]string{peer}); err == nil {
+					break
+				}
+			}
+			if err != nil {
+				return res, fmt.Errorf("member %d joins: %w", i, err)
 			}
 		}
 	}
