@@ -83,19 +83,26 @@ func main() {
 		how, *timeout, cfg.ProbeInterval, cfg.ProbeTimeout, cfg.SuspicionMult, cfg.SuspicionMaxTimeoutMult, cfg.GossipInterval, cfg.GossipNodes)
 	fmt.Printf("- load average at the start: %s\n\n", loadavg())
 	var results []result
+	fmt.Println("| members | join: all see all | spread a change: all (median) | dead: first detects (median) | dead: all know (median) | suspicion timeout (min) | CPU per member, idle |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
+	failed := false
 	for _, n := range ns {
 		r, err := runSize(n, *rounds, *quiet)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "gossip bench: %d members: %v\n", n, err)
-			os.Exit(1)
+			fmt.Printf("| %d | failed: %v | | | | | |\n", n, err)
+			failed = true
+			continue
 		}
 		results = append(results, r)
-		fmt.Fprintf(os.Stderr, "%d members done\n", n)
-	}
-	fmt.Println("| members | join: all see all | spread a change: all (median) | dead: first detects (median) | dead: all know (median) | suspicion timeout (min) | CPU per member, idle |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
-	for _, r := range results {
-		fmt.Printf("| %d | %s | %s | %s | %s | %s | %.2f %% |\n", r.N, secs(r.Join), secs(median(r.Spread)), secs(median(r.DeadFirst)), secs(median(r.DeadAll)), secs(r.SuspicionMin), r.CPUPerMember*100)
+		join := secs(r.Join)
+		if r.JoinNote != "" {
+			join = "not converged: " + r.JoinNote
+		}
+		for _, note := range r.Notes {
+			fmt.Fprintf(os.Stderr, "%d members: %s\n", r.N, note)
+		}
+		fmt.Printf("| %d | %s | %s | %s | %s | %s | %.2f %% |\n", r.N, join, secs(median(r.Spread)), secs(median(r.DeadFirst)), secs(median(r.DeadAll)), secs(r.SuspicionMin), r.CPUPerMember*100)
 	}
 	for _, r := range results {
 		if r.N == 200 {
@@ -114,6 +121,9 @@ func main() {
 			os.Exit(1)
 		}
 	}
+	if failed {
+		os.Exit(1)
+	}
 }
 
 // tune applies the timing under test to a member's config.
@@ -123,6 +133,8 @@ var tune func(cfg *memberlist.Config)
 type result struct {
 	N            int             `json:"members"`
 	Join         time.Duration   `json:"join_ns"`
+	JoinNote     string          `json:"join_note,omitempty"` // set when the join did not converge
+	Notes        []string        `json:"notes,omitempty"`     // rounds that did not reach every member
 	Spread       []time.Duration `json:"spread_ns"`
 	DeadFirst    []time.Duration `json:"dead_first_ns"`
 	DeadAll      []time.Duration `json:"dead_all_ns"`
@@ -240,19 +252,24 @@ func runSize(n, rounds int, quiet time.Duration) (result, error) {
 		}
 	}
 	// Every member sees every member (itself included) alive.
-	if err := waitUntil(2*time.Minute, func() bool {
+	seeAll := func() int {
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		k := 0
 		for _, m := range members {
-			if w.alive[m.name] < n {
-				return false
+			if w.alive[m.name] >= n {
+				k++
 			}
 		}
-		return true
-	}); err != nil {
-		return res, fmt.Errorf("join: not every member sees all %d: %w", n, err)
+		return k
 	}
-	res.Join = time.Since(start)
+	if err := waitUntil(2*time.Minute, func() bool { return seeAll() == n }); err != nil {
+		// Not converged: say how far it got and measure the rest anyway.
+		res.JoinNote = fmt.Sprintf("%d of %d seen alive by all after 2 min", seeAll(), n)
+		fmt.Fprintf(os.Stderr, "%d members: join did not converge: %s\n", n, res.JoinNote)
+	} else {
+		res.Join = time.Since(start)
+	}
 
 	// CPU per member while nothing changes.
 	c0, t0 := cpuTime(), time.Now()
@@ -282,11 +299,14 @@ func runSize(n, rounds int, quiet time.Duration) (result, error) {
 			defer w.mu.Unlock()
 			return len(w.update[m.name]) >= n-1-r // r members are down
 		}); err != nil {
-			return res, fmt.Errorf("spread round %d: %w", r, err)
+			w.mu.Lock()
+			res.Notes = append(res.Notes, fmt.Sprintf("spread round %d: %d of %d saw the change within 1 min", r, len(w.update[m.name]), n-1-r))
+			w.mu.Unlock()
+		} else {
+			w.mu.Lock()
+			res.Spread = append(res.Spread, w.upAt[m.name].Sub(t))
+			w.mu.Unlock()
 		}
-		w.mu.Lock()
-		res.Spread = append(res.Spread, w.upAt[m.name].Sub(t))
-		w.mu.Unlock()
 
 		// Dead: the last live member stops without leaving.
 		d := members[n-1-r]
@@ -295,19 +315,24 @@ func runSize(n, rounds int, quiet time.Duration) (result, error) {
 		if err := d.ml.Shutdown(); err != nil {
 			return res, err
 		}
-		if err := waitUntil(2*time.Minute, func() bool {
+		all := waitUntil(time.Minute, func() bool {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			return len(w.dead[d.name]) >= n-1-r
-		}); err != nil {
-			return res, fmt.Errorf("dead round %d: %w", r, err)
-		}
+		}) == nil
 		w.mu.Lock()
 		ts := slices.Clone(w.dead[d.name])
 		w.mu.Unlock()
+		if len(ts) == 0 {
+			return res, fmt.Errorf("dead round %d: nobody declared %s dead within 1 min", r, d.name)
+		}
 		slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
 		res.DeadFirst = append(res.DeadFirst, ts[0].Sub(t))
-		res.DeadAll = append(res.DeadAll, ts[len(ts)-1].Sub(t))
+		if all {
+			res.DeadAll = append(res.DeadAll, ts[len(ts)-1].Sub(t))
+		} else {
+			res.Notes = append(res.Notes, fmt.Sprintf("dead round %d: %d of %d declared it dead within 1 min", r, len(ts), n-1-r))
+		}
 	}
 	return res, nil
 }
