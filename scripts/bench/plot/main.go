@@ -109,6 +109,7 @@ func drawState(in, out string) error {
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
 		return err
 	}
+	p.Y.Min, p.Y.Max = 0, p.Y.Max*1.4 // room above the lines for the legend
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, out)
 }
 
@@ -145,6 +146,11 @@ func drawGossip(in, out string) error {
 	p.Legend.Top, p.Legend.Left = true, true
 	if err := plotutil.AddLinePoints(p, "dead member: first to declare it", first, "dead member: all know", all, "metadata change: all know", spread); err != nil {
 		return err
+	}
+	// Room above the lines for the legend.
+	p.Y.Min = 0
+	for _, xy := range append(append(append(plotter.XYs{}, first...), all...), spread...) {
+		p.Y.Max = max(p.Y.Max, xy.Y*1.7, 4*1.7)
 	}
 	target := plotter.NewFunction(func(float64) float64 { return 4 })
 	target.Color = color.RGBA{R: 200, A: 255}
