@@ -214,5 +214,6 @@ func drawFailover(in, out string) error {
 		return errors.New("no samples in it")
 	}
 	p.NominalX(names...)
+	p.Y.Min = 0
 	return p.Save(8*vg.Inch, 4.5*vg.Inch, out)
 }
