@@ -20,32 +20,34 @@ import (
 // connections.
 //
 // It acts only while the node's log holds nothing but the bootstrap
-// configuration (index <= 1, so a restarted group with any history is left
-// to raft's timers), no leader is known and the node is a follower; it
-// returns once a leader is known or the log has grown. If the election it
-// started is lost (a peer's raft was not ready yet), it tries again after
-// retry. It never weakens raft's safety: TimeoutNow only starts an
+// configuration (index <= 1), its term is still the bootstrap term (1),
+// no leader is known and the node is a follower, so it campaigns at most
+// once: a lost first election (a peer's raft was not ready yet) is left to
+// raft's own timers, and a node whose data dir was wiped and that
+// bootstrapped again cannot disturb a group with history (its one
+// campaign, at term 2, is not above the group's term, so nobody steps
+// down for it). It returns once a leader is known, the log has grown or it
+// campaigned. It never weakens raft's safety: TimeoutNow only starts an
 // election, which the voters decide as always.
 func (n *raftNode) campaignOnColdStart(ctx context.Context, self string, log *slog.Logger) {
 	const (
 		tickEvery = 20 * time.Millisecond
-		retry     = 300 * time.Millisecond
 		giveUp    = time.Minute
 	)
-	if n.raft.LastIndex() > 1 {
+	fresh := func() bool { return n.raft.LastIndex() <= 1 && n.raft.Stats()["term"] == "1" }
+	if !fresh() {
 		return // a group with history: raft's own timers
 	}
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 	start := time.Now()
-	var lastTry time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		if leader, _ := n.raft.LeaderWithID(); leader != "" || n.raft.LastIndex() > 1 || time.Since(start) > giveUp {
+		if leader, _ := n.raft.LeaderWithID(); leader != "" || !fresh() || time.Since(start) > giveUp {
 			return
 		}
 		voters := n.voters() // sorted
@@ -55,20 +57,17 @@ func (n *raftNode) campaignOnColdStart(ctx context.Context, self string, log *sl
 			}
 			continue // the lowest-addressed voter campaigns
 		}
-		if n.raft.State() != raft.Follower || (!lastTry.IsZero() && time.Since(lastTry) < retry) {
+		if n.raft.State() != raft.Follower || reachable(voters, self, 100*time.Millisecond) < len(voters)/2+1 {
 			continue
 		}
-		if reachable(voters, self, 100*time.Millisecond) < len(voters)/2+1 {
-			continue
-		}
-		lastTry = time.Now()
 		var resp raft.TimeoutNowResponse
 		req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(self)}}
 		if err := n.trans.TimeoutNow(raft.ServerID(self), raft.ServerAddress(self), req, &resp); err != nil {
-			log.Warn("cold start: could not start the first election", "err", err)
-			continue
+			log.Warn("cold start: could not start the first election; raft's own timer will", "err", err)
+			return
 		}
 		log.Info("cold start: a quorum of the masters is up and none is leader; campaigning at once", "voters", voters, "after", time.Since(start).Round(time.Millisecond))
+		return
 	}
 }
 
