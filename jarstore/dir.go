@@ -148,7 +148,13 @@ func (s *dirStore) Put(ctx context.Context, name string, r io.Reader) (n int64, 
 		}
 	}()
 	w := &errWriter{w: f}
-	n, err = io.CopyBuffer(w, &ctxReader{ctx, r}, make([]byte, copyBufSize))
+	if wt, ok := r.(io.WriterTo); ok {
+		// A HashReader (Blobs.Put) writes straight from its read-ahead
+		// buffers: no copy through another buffer.
+		n, err = wt.WriteTo(&ctxWriter{ctx, w})
+	} else {
+		n, err = io.CopyBuffer(w, &ctxReader{ctx, r}, make([]byte, copyBufSize))
+	}
 	if err != nil {
 		if w.err != nil {
 			return n, s.noSpace("write", name, w.err)
@@ -187,6 +193,19 @@ func (e *errWriter) Write(p []byte) (int, error) {
 		e.err = err
 	}
 	return n, err
+}
+
+// ctxWriter stops a stream with ctx's error once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 func syncDir(dir string) {

@@ -294,6 +294,7 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(lifecycle.Serving(gctx, m.serveDone))
 	g.Go(func() error { m.raft.watchLeader(gctx, m.self, m.verdicts, m.log); return nil })
 	g.Go(func() error { m.followLeader(gctx, m.leaderObs); return nil })
+	g.Go(func() error { m.raft.campaignOnColdStart(gctx, m.self, m.log); return nil })
 	g.Go(func() error { m.raft.wal.watch(gctx, 250*time.Millisecond); return nil })
 	g.Go(func() error { m.scheduleLoop(gctx); return nil })
 	g.Go(func() error { m.confirmLoop(gctx); return nil })

@@ -235,3 +235,40 @@ func TestCacheRefusesUnknownKind(t *testing.T) {
 		t.Fatalf("unpacked(kind exe) = %v, want an error naming the kind and listing the known ones", err)
 	}
 }
+
+// A bundle whose copy in a shared file:// store is corrupt is refused
+// (not fetched from a master either) and leaves nothing in the cache.
+func TestCacheRefusesCorruptSharedBundle(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := jarstore.Open(ctx, "file://"+dir, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	blobs := jarstore.NewBlobs(store, slog.New(slog.DiscardHandler))
+	content := bytes.Repeat([]byte("bundle"), 100000)
+	digest, _, err := blobs.Put(ctx, bytes.NewReader(content), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, _ := jarstore.ObjectName(digest)
+	content[1000] ^= 1
+	if err := os.WriteFile(filepath.Join(dir, obj), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cacheDir := t.TempDir()
+	c, err := newCache(cacheDir, cluster.NewClient([]string{"127.0.0.1:1"}, ""), blobs, slog.New(slog.DiscardHandler), cacheOptions{Size: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.file(ctx, cluster.Bundle{Digest: digest}); !errors.Is(err, jarstore.ErrCorrupt) {
+		t.Fatalf("corrupt bundle: %v, want ErrCorrupt", err)
+	}
+	ents, _ := os.ReadDir(cacheDir)
+	for _, e := range ents {
+		if !e.IsDir() {
+			t.Errorf("left in the cache: %s", e.Name())
+		}
+	}
+}

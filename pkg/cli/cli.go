@@ -199,6 +199,13 @@ func confPath(env Env, flagValue string) string {
 // loadConfig reads gear.conf with env and the given overrides layered on
 // top, and reports warnings on stderr.
 func loadConfig(env Env, file string, overrides map[string]any) (*config.Config, error) {
+	cfg, _, err := loadConfigReport(env, file, overrides)
+	return cfg, err
+}
+
+// loadConfigReport is loadConfig that also returns the load's report
+// (which file was read, where each key was set).
+func loadConfigReport(env Env, file string, overrides map[string]any) (*config.Config, *config.Report, error) {
 	path := confPath(env, file)
 	if file == "" && env.Getenv("GEAR_CONF") == "" {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -215,9 +222,9 @@ func loadConfig(env Env, file string, overrides map[string]any) (*config.Config,
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, rep, err
 	}
-	return cfg, nil
+	return cfg, rep, nil
 }
 
 // LoadConfig reads gear.conf (-conf, GEAR_CONF or the install's) with the

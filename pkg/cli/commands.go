@@ -20,6 +20,7 @@ import (
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
 	"github.com/gear-run/gear/pkg/config"
+	"github.com/gear-run/gear/pkg/hocon"
 	"github.com/gear-run/gear/pkg/tlsconf"
 )
 
@@ -243,9 +244,17 @@ func splitList(s string) []string {
 	return out
 }
 
+// leaderWait bounds how long a command waits for the masters to elect a
+// leader (a 503 answer or a timeout) before it gives up.
+const leaderWait = 10 * time.Second
+
 // client builds an API client from -master/-token, the env, or gear.conf.
+// Refused connections and DNS errors fail at once; only a master without
+// a leader (or a timeout) is waited for, at most leaderWait, with the wait
+// printed on stderr.
 func client(env Env, g Global) (*cluster.Client, error) {
 	masters := g.MasterList()
+	source := "-master flag"
 	token := g.Token
 	if token == "" {
 		token = env.Getenv("GEAR_TOKEN")
@@ -256,12 +265,14 @@ func client(env Env, g Global) (*cluster.Client, error) {
 	}
 	var cert, key string
 	if len(masters) == 0 || token == "" || ca == "" {
-		cfg, err := loadConfig(env, g.Conf, nil)
+		path := confPath(env, g.Conf)
+		cfg, rep, err := loadConfigReport(env, g.Conf, nil)
 		if err != nil {
 			return nil, err
 		}
 		if len(masters) == 0 {
 			masters = cfg.Masters
+			source = mastersSource(rep, path)
 		}
 		if token == "" {
 			token = cfg.Token
@@ -279,7 +290,9 @@ func client(env Env, g Global) (*cluster.Client, error) {
 		}
 	}
 	c := cluster.NewClient(masters, token)
-	c.Retry = 10 * time.Second // ride out an election
+	c.Source = source
+	c.Retry = leaderWait // ride out an election
+	c.OnWait = waitPrinter(env.Stderr)
 	if ca != "" {
 		tc, err := tlsconf.LoadClient(ca, cert, key)
 		if err != nil {
@@ -288,6 +301,39 @@ func client(env Env, g Global) (*cluster.Client, error) {
 		c.UseTLS(tc)
 	}
 	return c, nil
+}
+
+// mastersSource says where gear.cluster.masters came from, for the error
+// when none answers.
+func mastersSource(rep *config.Report, path string) string {
+	if rep != nil {
+		if w, ok := rep.Origin["gear.cluster.masters"]; ok {
+			if strings.HasPrefix(w, "env ") {
+				return w
+			}
+			return "gear.cluster.masters at " + w
+		}
+	}
+	if rep != nil && len(rep.Sources) > 0 {
+		return "the default of gear.cluster.masters (" + path + " does not set it; use -master, GEAR_MASTERS or gear.cluster.masters)"
+	}
+	return "the default of gear.cluster.masters (no " + path + "; use -master, GEAR_MASTERS or gear.cluster.masters)"
+}
+
+// waitPrinter prints "waiting for a leader… N s" on w at most once a
+// second while a client waits for an election.
+func waitPrinter(w io.Writer) func(waited, limit time.Duration, why string) {
+	printed := -1
+	return func(waited, limit time.Duration, why string) {
+		sec := int(waited / time.Second)
+		switch {
+		case printed < 0:
+			fmt.Fprintf(w, "gear: no leader yet (%s); waiting at most %s\n", hocon.Escape(why), limit)
+		case sec != printed:
+			fmt.Fprintf(w, "gear: waiting for a leader… %d s\n", sec)
+		}
+		printed = sec
+	}
 }
 
 func appSubmit(fs *flag.FlagSet) Action {

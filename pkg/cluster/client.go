@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -41,8 +42,19 @@ type Client struct {
 	Token string
 	HTTP  *http.Client
 	// Retry bounds how long a call keeps trying masters when none has a
-	// leader (e.g. during an election). Zero means one pass over them.
+	// leader (e.g. during an election): only a 503/502 answer or a timeout
+	// is retried. A refused connection or a DNS error is final at once,
+	// since waiting does not make a stopped master or a misspelt name
+	// answer. Zero means one pass over the masters.
 	Retry time.Duration
+	// Source says where the master list came from ("-master flag", "env
+	// GEAR_MASTERS", "conf/gear.conf:3:9"); the no-master error names it.
+	Source string
+	// OnWait, if set, is called before every wait between two passes over
+	// the masters, with the time waited so far, the bound (Retry) and why
+	// the last pass failed, so a command line can print "waiting for a
+	// leader… 2 s".
+	OnWait func(waited, limit time.Duration, why string)
 
 	mu        sync.Mutex
 	masters   []string
@@ -162,9 +174,10 @@ func (c *Client) Stream(ctx context.Context, req Request) (*http.Response, error
 		}
 		body = b
 	}
+	start := time.Now()
 	var deadline time.Time
 	if c.Retry > 0 {
-		deadline = time.Now().Add(c.Retry)
+		deadline = start.Add(c.Retry)
 	}
 	var errs []string
 	backoff := 50 * time.Millisecond
@@ -174,11 +187,12 @@ func (c *Client) Stream(ctx context.Context, req Request) (*http.Response, error
 			return nil, fmt.Errorf("%w: no master address given (set gear.cluster.masters in gear.conf, GEAR_MASTERS or -master host:port)", ErrNoMaster)
 		}
 		c.mu.Lock()
-		start := c.preferred
+		first := c.preferred
 		c.mu.Unlock()
 		errs = errs[:0]
+		retry := false
 		for i := range masters {
-			idx := (start + i) % len(masters)
+			idx := (first + i) % len(masters)
 			addr := masters[idx]
 			resp, err := c.try(ctx, addr, req, body)
 			if err == nil {
@@ -194,19 +208,83 @@ func (c *Client) Stream(ctx context.Context, req Request) (*http.Response, error
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			errs = append(errs, fmt.Sprintf("%s: %v", addr, err))
+			if Retryable(err) {
+				retry = true
+			}
+			errs = append(errs, addr+" ("+describe(err)+")")
 		}
-		if deadline.IsZero() || time.Now().After(deadline) {
+		now := time.Now()
+		if !retry || deadline.IsZero() || now.After(deadline) {
 			break
 		}
+		if c.OnWait != nil {
+			c.OnWait(now.Sub(start), c.Retry, strings.Join(errs, ", "))
+		}
+		wait := min(backoff, time.Until(deadline))
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, time.Second)
 	}
-	return nil, fmt.Errorf("%w: %s", ErrNoMaster, strings.Join(errs, "; "))
+	from := ""
+	if c.Source != "" {
+		from = " from " + c.Source
+	}
+	waited := ""
+	if d := time.Since(start); d >= time.Second {
+		waited = fmt.Sprintf(" after %s", d.Round(100*time.Millisecond))
+	}
+	return nil, fmt.Errorf("%w%s: tried %s%s", ErrNoMaster, waited, strings.Join(errs, ", "), from)
+}
+
+// Retryable reports whether a failed call may succeed if tried again soon:
+// a master that answered it has no leader (503, 502) or a timeout. A
+// refused connection, an unreachable host and a DNS error are not: they
+// do not change within an election.
+func Retryable(err error) bool {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Status == http.StatusServiceUnavailable || apiErr.Status == http.StatusBadGateway
+	}
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr),
+		errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH),
+		errors.Is(err, syscall.EADDRNOTAVAIL):
+		return false
+	}
+	return true // timeouts, and connections cut by a master going down
+}
+
+// describe says in a few words why a call to one master failed.
+func describe(err error) string {
+	var apiErr *APIError
+	var dnsErr *net.DNSError
+	var nerr net.Error
+	switch {
+	case errors.As(err, &apiErr):
+		return fmt.Sprintf("%d: %s", apiErr.Status, apiErr.Message)
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsNotFound {
+			return fmt.Sprintf("no such host %q", dnsErr.Name)
+		}
+		return "DNS lookup failed: " + dnsErr.Err
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused: is a master running there?"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "host unreachable"
+	case errors.As(err, &nerr) && nerr.Timeout():
+		return "timed out"
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err.Error()
+	}
+	return err.Error()
 }
 
 func (c *Client) try(ctx context.Context, addr string, req Request, body []byte) (*http.Response, error) {
@@ -407,9 +485,20 @@ func (c *Client) UploadBundle(ctx context.Context, name string, size int64, open
 	return b, err
 }
 
-// OpenBundle downloads a bundle by digest.
+// VerifyHeader, set to VerifyByClient on a bundle download, tells the
+// master that the client checks the digest of what it receives itself, so
+// the master may send the stored bytes unverified (by sendfile).
+const (
+	VerifyHeader   = "X-Gear-Verify"
+	VerifyByClient = "client"
+)
+
+// OpenBundle downloads a bundle by digest. The caller must check that
+// what it reads hashes to digest (the master sends the stored bytes
+// unverified, see VerifyHeader), as the worker's cache does.
 func (c *Client) OpenBundle(ctx context.Context, digest string) (io.ReadCloser, error) {
-	resp, err := c.Stream(ctx, Request{Method: "GET", Path: "/api/v1/bundles/" + url.PathEscape(digest)})
+	resp, err := c.Stream(ctx, Request{Method: "GET", Path: "/api/v1/bundles/" + url.PathEscape(digest),
+		Header: http.Header{VerifyHeader: {VerifyByClient}}})
 	if err != nil {
 		return nil, err
 	}

@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func answer(status int, body any) http.HandlerFunc {
@@ -87,6 +92,119 @@ func TestDeriveState(t *testing.T) {
 	for _, tc := range cases {
 		if got := tc.app.DeriveState(); got != tc.state {
 			t.Errorf("%s: got %s, want %s", tc.name, got, tc.state)
+		}
+	}
+}
+
+// A refused connection and a DNS error are final: a client with a long
+// Retry still fails at once and names every address it tried.
+func TestClientFailsFastWhenNothingAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	cases := []struct {
+		name    string
+		masters []string
+		want    []string
+	}{
+		{"closed port", []string{closed}, []string{closed, "connection refused"}},
+		{"unresolvable name", []string{"nonexistent.invalid:3000"}, []string{"nonexistent.invalid:3000", "no such host"}},
+		{"both", []string{closed, "nonexistent.invalid:3000"}, []string{closed, "nonexistent.invalid:3000"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewClient(tc.masters, "")
+			c.Retry = time.Minute
+			c.Source = "-master flag"
+			var waits atomic.Int32
+			c.OnWait = func(time.Duration, time.Duration, string) { waits.Add(1) }
+			start := time.Now()
+			_, err := c.Apps(context.Background())
+			took := time.Since(start)
+			if !errors.Is(err, ErrNoMaster) {
+				t.Fatalf("got %v, want ErrNoMaster", err)
+			}
+			for _, w := range append(tc.want, "-master flag") {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+			if waits.Load() != 0 {
+				t.Errorf("waited %d times for an error that waiting cannot fix", waits.Load())
+			}
+			// Generous for a loaded machine; without the fix this is a minute.
+			if took > 5*time.Second {
+				t.Errorf("took %s to fail", took)
+			}
+		})
+	}
+}
+
+// A master without a leader is waited for, within Retry, and the wait is
+// reported through OnWait; a leader that appears ends the wait.
+func TestClientWaitsForALeader(t *testing.T) {
+	var ready atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			w.WriteHeader(503)
+			_ = json.NewEncoder(w).Encode(ErrorBody{Error: "no leader"})
+			return
+		}
+		_ = json.NewEncoder(w).Encode([]App{})
+	}))
+	defer srv.Close()
+	c := NewClient([]string{addr(srv)}, "")
+	c.Retry = time.Minute
+	var waits atomic.Int32
+	c.OnWait = func(waited, limit time.Duration, why string) {
+		if limit != time.Minute || !strings.Contains(why, "no leader") {
+			t.Errorf("OnWait(%s, %s, %q)", waited, limit, why)
+		}
+		if waits.Add(1) == 3 {
+			ready.Store(true)
+		}
+	}
+	if _, err := c.Apps(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if waits.Load() != 3 {
+		t.Fatalf("waited %d times, want 3", waits.Load())
+	}
+
+	// Without a leader ever, the wait ends at Retry with the last answers.
+	ready.Store(false)
+	c.Retry = 300 * time.Millisecond
+	c.OnWait = nil
+	start := time.Now()
+	_, err := c.Apps(context.Background())
+	if !errors.Is(err, ErrNoMaster) || !strings.Contains(err.Error(), "503: no leader") {
+		t.Fatalf("got %v", err)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("gave up after %s, before Retry", took)
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{&APIError{Status: 503}, true},
+		{&APIError{Status: 502}, true},
+		{&APIError{Status: 404}, false},
+		{&net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}, false},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, false},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, false},
+		{os.ErrDeadlineExceeded, true},
+		{io.ErrUnexpectedEOF, true},
+	}
+	for _, tc := range cases {
+		if got := Retryable(tc.err); got != tc.want {
+			t.Errorf("Retryable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }

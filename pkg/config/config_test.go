@@ -528,3 +528,26 @@ func TestReportLog(t *testing.T) {
 		}
 	}
 }
+
+// Report.Origin says which layer set each key last; keys left at their
+// default are absent.
+func TestReportOrigin(t *testing.T) {
+	p := writeConf(t, "gear.cluster.masters = [\"a:1\"]\ngear.auth.token = t\n")
+	_, rep, err := Load(LoadOptions{File: p, Env: []string{"GEAR_TOKEN=s"}, Overrides: map[string]any{"gear.log.level": "debug"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"gear.cluster.masters": p + ":1:24",
+		"gear.auth.token":      "env GEAR_TOKEN",
+		"gear.log.level":       "override",
+	}
+	for k, w := range want {
+		if got := rep.Origin[k]; got != w {
+			t.Errorf("Origin[%s] = %q, want %q", k, got, w)
+		}
+	}
+	if o, ok := rep.Origin["gear.failover.timeout"]; ok {
+		t.Errorf("a default has an origin: %q", o)
+	}
+}

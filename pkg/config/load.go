@@ -42,6 +42,9 @@ type Report struct {
 	Warnings []string // unknown gear.* keys, misspelt GEAR_* variables, ...
 	Info     []string // one line summarising ignored Gearpump-only keys
 	Sources  []string // the conf file and every file it included
+	// Origin says where each key not left at its default was set last:
+	// "conf/gear.conf:3:24", "env GEAR_MASTERS" or "override".
+	Origin map[string]string
 }
 
 // FieldError is one invalid setting.
@@ -147,6 +150,10 @@ func load(opts LoadOptions, readFile func(string) ([]byte, error)) (*Config, *Re
 		return nil, rep, fmt.Errorf("load overrides: %w", err)
 	}
 
+	rep.Origin = make(map[string]string, len(src))
+	for key, s := range src {
+		rep.Origin[key] = s.where
+	}
 	cfg := Default()
 	failed := map[string]bool{}
 	for i := range keyTable {

@@ -145,15 +145,7 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 	if len(opts.Key) > 0 {
 		cfg.SecretKey = opts.Key
 	}
-	t := opts.Timeout
-	// Probe often enough that a dead node is suspected within about half
-	// the failover timeout; suspicion then lasts SuspicionMult probes.
-	cfg.ProbeInterval = max(t/6, 200*time.Millisecond)
-	cfg.ProbeTimeout = max(t/12, 100*time.Millisecond)
-	cfg.SuspicionMult = 3
-	cfg.GossipInterval = 100 * time.Millisecond
-	cfg.PushPullInterval = max(t*2, 5*time.Second)
-	cfg.TCPTimeout = max(t/2, time.Second)
+	Tune(cfg, opts.Timeout)
 	// A worker restarted after a crash comes back under the same name on
 	// a new port. memberlist refuses a known name at a new address unless
 	// the old entry is dead for longer than this; 0 would mean never (until
@@ -177,6 +169,20 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 	p.wg.Add(1)
 	go p.rejoinLoop(ctx)
 	return p, nil
+}
+
+// Tune sets memberlist's failure-detection and gossip timing from gear's
+// failover timeout t. Start uses it; scripts/bench/gossip measures it.
+func Tune(cfg *memberlist.Config, t time.Duration) {
+	// Probe often enough that a dead node is suspected within about half
+	// the failover timeout; suspicion then lasts SuspicionMult probes
+	// (scaled by log10 of the pool size, as memberlist does).
+	cfg.ProbeInterval = max(t/6, 200*time.Millisecond)
+	cfg.ProbeTimeout = max(t/12, 100*time.Millisecond)
+	cfg.SuspicionMult = 3
+	cfg.GossipInterval = 100 * time.Millisecond
+	cfg.PushPullInterval = max(t*2, 5*time.Second)
+	cfg.TCPTimeout = max(t/2, time.Second)
 }
 
 func (p *Pool) self() string {

@@ -25,6 +25,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,10 +54,12 @@ type config struct {
 	keep        bool
 	timeout     time.Duration
 	md          string
+	jsonOut     string
 	verbose     bool
 	netRounds   int
 	muteObserve time.Duration
 	flapRounds  int
+	coldOnly    bool
 }
 
 func parseFlags(args []string) (config, error) {
@@ -72,10 +75,12 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.keep, "keep", false, "keep the temp dir (member logs, data dirs) for a post-mortem")
 	fs.DurationVar(&c.timeout, "timeout", 14*time.Minute, "give up after this long (partial results are printed)")
 	fs.StringVar(&c.md, "md", "", "also write the result tables to this Markdown file")
+	fs.StringVar(&c.jsonOut, "json", "", "also write every sample (seconds) to this JSON file, for scripts/bench/plot")
 	fs.BoolVar(&c.verbose, "v", false, "log every round")
 	fs.IntVar(&c.netRounds, "net-rounds", 8, "network fault rounds per system and fault (host loss, leader mute, one follower mute), members in namespaces; needs root; 0 skips")
 	fs.IntVar(&c.flapRounds, "flap-rounds", 3, "flapping-worker rounds (gear only, with the network faults)")
 	fs.DurationVar(&c.muteObserve, "mute-observe", 5*time.Second, "how long one follower stays unable to reach the leader")
+	fs.BoolVar(&c.coldOnly, "cold-only", false, "only the cold starts (-startups of them per system), no kill or pause rounds")
 	quick := fs.Bool("quick", false, "smoke run: 3 kill rounds, 1 pause round per length, 1 cold start")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -164,11 +169,16 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	res := newResults(systems, cfg.pauses)
 	res.env = environment(ctx, etcdBin)
 	err = measure(ctx, cfg, tmp, systems, res, log)
-	if err == nil && cfg.netRounds > 0 {
+	if err == nil && cfg.netRounds > 0 && !cfg.coldOnly {
 		err = measureNet(ctx, cfg, tmp, gearBin, etcdBin, res, log)
 	}
 	res.env = append(res.env, "load average at the end: "+loadavg())
 	res.write(out, cfg)
+	if cfg.jsonOut != "" {
+		if jerr := res.writeJSON(cfg.jsonOut); jerr != nil {
+			err = errors.Join(err, jerr)
+		}
+	}
 	if cfg.md != "" {
 		f, ferr := os.Create(cfg.md)
 		if ferr != nil {
@@ -207,6 +217,9 @@ func measure(ctx context.Context, cfg config, tmp string, systems []system, res 
 		}
 	}
 
+	if cfg.coldOnly {
+		return nil
+	}
 	groups := make([]*group, len(systems))
 	defer func() {
 		for _, g := range groups {
@@ -336,6 +349,11 @@ func (r *results) write(w io.Writer, cfg config) {
 	for _, e := range r.env {
 		fmt.Fprintf(w, "- %s\n", e)
 	}
+	if cfg.coldOnly {
+		r.writeColdStart(w, cfg)
+		fmt.Fprintln(w)
+		return
+	}
 	fmt.Fprintf(w, "\n### kill -9 of the leader -> first committed write accepted by a survivor\n\n")
 	fmt.Fprintf(w, "%d rounds per system, interleaved; writes launched every %v to the survivors in turn (each with a %v timeout).\n\n", cfg.rounds, writeEvery, writeTimeout)
 	var rows [][]string
@@ -374,15 +392,7 @@ func (r *results) write(w io.Writer, cfg config) {
 		table(w, []string{"pause", "system", "rounds", "rounds with an election", "term increases", "rounds where the leader moved"}, rows)
 	}
 
-	if cfg.startups > 0 {
-		fmt.Fprintf(w, "\n### Cold start of a fresh 3-member group (all started at once)\n\n")
-		rows = nil
-		for _, s := range r.systems {
-			l, wr := summarize(r.startLeader[s]), summarize(r.startWrite[s])
-			rows = append(rows, []string{s, strconv.Itoa(l.N), secs(l.Min), secs(l.Median), secs(l.Max), secs(wr.Median)})
-		}
-		table(w, []string{"system", "runs", "first leader min", "median", "max", "first write median"}, rows)
-	}
+	r.writeColdStart(w, cfg)
 
 	r.writeNet(w, cfg)
 
@@ -397,6 +407,50 @@ func (r *results) write(w io.Writer, cfg config) {
 	}
 	table(w, []string{"target", "measured", "result"}, rows)
 	fmt.Fprintln(w)
+}
+
+// writeJSON writes the samples, in seconds, by system: what
+// scripts/bench/plot draws.
+func (r *results) writeJSON(path string) error {
+	secs := func(m map[string][]time.Duration) map[string][]float64 {
+		out := map[string][]float64{}
+		for k, ds := range m {
+			for _, d := range ds {
+				out[k] = append(out[k], d.Seconds())
+			}
+		}
+		return out
+	}
+	b, err := json.MarshalIndent(map[string]any{
+		"failover":         secs(r.failover),
+		"cold_start_write": secs(r.startWrite),
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// writeColdStart prints the cold-start table and its target: a fresh gear
+// group accepts its first write no later than etcd's median, same run.
+func (r *results) writeColdStart(w io.Writer, cfg config) {
+	if cfg.startups <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### Cold start of a fresh 3-member group (all started at once)\n\n")
+	var rows [][]string
+	for _, s := range r.systems {
+		l, wr := summarize(r.startLeader[s]), summarize(r.startWrite[s])
+		rows = append(rows, []string{s, strconv.Itoa(l.N), secs(l.Min), secs(l.Median), secs(l.Max), secs(wr.Min), secs(wr.Median), secs(wr.Max)})
+	}
+	g, e := summarize(r.startWrite["gear"]), summarize(r.startWrite["etcd"])
+	rows = append(rows, []string{"gear/etcd", "", "", "", "", ratio(g.Min, e.Min), ratio(g.Median, e.Median), ratio(g.Max, e.Max)})
+	table(w, []string{"system", "runs", "first leader min", "median", "max", "first write min", "median", "max"}, rows)
+	verdict := "MISS"
+	if g.N > 0 && e.N > 0 && g.Median <= e.Median {
+		verdict = "PASS"
+	}
+	fmt.Fprintf(w, "\n| target | measured | result |\n| --- | --- | --- |\n| cold start: first write median <= etcd's (%s) | %s | %s |\n", secs(e.Median), secs(g.Median), verdict)
 }
 
 // environment describes the machine and versions for the report.
