@@ -356,6 +356,8 @@ func execReason(c *command, e *cluster.Executor) string {
 		return "its worker stayed unreachable past the failover timeout"
 	case opForget:
 		return "its worker was removed"
+	case opReschedule:
+		return e.LastError
 	case opSubmit:
 		return "submitted"
 	}

@@ -2,6 +2,7 @@ package master
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -63,9 +64,10 @@ func place(st *State, view ClusterView) []assignment {
 			continue
 		}
 		for _, e := range app.Executors {
-			if e.Worker != "" || e.State == cluster.Failed {
+			if e.Worker != "" || e.State == cluster.Failed || waitingReschedule(&e, view.Now) {
 				continue
 			}
+			avoid := avoidedWorkers(&e)
 			pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process })
 			if pi < 0 {
 				continue
@@ -75,6 +77,9 @@ func place(st *State, view ClusterView) []assignment {
 			var bestCPUs []int
 			bestFree := -1
 			for _, l := range loads {
+				if avoid[l.w.ID] {
+					continue
+				}
 				free := freeCores(l.w.CPUs, l.exclusive, l.shared, p.Shared)
 				if len(free) < p.CPUs {
 					continue
@@ -86,6 +91,9 @@ func place(st *State, view ClusterView) []assignment {
 			}
 			if best == nil {
 				msg := noRoomMessage(p, loads == nil)
+				if len(avoid) > 0 && !slices.ContainsFunc(loads, func(l *load) bool { return !avoid[l.w.ID] }) {
+					msg = fmt.Sprintf("waiting for a worker it has not given up on (not %v): none other is alive and eligible", slices.Sorted(maps.Keys(avoid)))
+				}
 				if e.LastError != msg {
 					out = append(out, assignment{Executor: e.ID, Error: msg})
 				}

@@ -2,6 +2,7 @@ package master
 
 import (
 	"slices"
+	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -27,6 +28,9 @@ type ClusterView struct {
 	// workers that are both alive and eligible. Gossip alone never makes
 	// executors lost.
 	Eligible map[string]bool
+	// Now is the leader's clock for this round: a rescheduled executor
+	// is placed only once its delay has passed (reschedule.go).
+	Now time.Time
 }
 
 // usable reports whether executors may be placed on worker id.
@@ -37,9 +41,11 @@ func (v ClusterView) usable(id string) bool { return v.Alive[id] && v.Eligible[i
 //
 //  1. opUnassign of the executors on workers that are not alive (they
 //     become LOST, or STOPPED for a killed app);
-//  2. opAssign with a placement for every unplaced executor that fits
+//  2. opReschedule of the FAILED executors whose reschedule policy moves
+//     them to another worker (reschedule.go);
+//  3. opAssign with a placement for every unplaced executor that fits
 //     somewhere, and an error note for each one that does not (see place);
-//  3. one opBump per application in a rolling restart whose executors have
+//  4. one opBump per application in a rolling restart whose executors have
 //     all settled (see rollingRestarts).
 //
 // Each step sees the state the earlier ones leave (they are applied to a
@@ -53,6 +59,14 @@ func schedule(st *State, view ClusterView) []command {
 		c := command{Op: opUnassign, Lost: lost}
 		out = append(out, c)
 		work = work.clone()
+		work.apply(&c)
+	}
+	if rs := reschedules(work); len(rs) > 0 {
+		c := command{Op: opReschedule, Lost: rs, Now: view.Now}
+		out = append(out, c)
+		if work == st {
+			work = work.clone()
+		}
 		work.apply(&c)
 	}
 	if as := place(work, view); len(as) > 0 {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -22,6 +23,7 @@ type schedStep struct {
 	do       []func(s *State) // what happens before the round
 	alive    []string         // workers heard from within the timeout
 	eligible []string         // alive in the gossip pool; nil = the alive ones
+	at       time.Duration    // the leader's clock for the round (ClusterView.Now), from the zero time
 	want     []string         // the round's commands, see describe
 	check    func(t *testing.T, s *State)
 }
@@ -38,6 +40,7 @@ func runSchedule(t *testing.T, steps []schedStep) *State {
 			el = st.alive
 		}
 		view := viewOf(alive(st.alive...), eligible(el...))
+		view.Now = time.Time{}.Add(st.at)
 		before, _ := json.Marshal(s)
 		cmds := schedule(s, view)
 		if after, _ := json.Marshal(s); string(after) != string(before) {
@@ -81,6 +84,8 @@ func describe(cmds []command) []string {
 			out = append(out, "assign "+strings.Join(parts, " "))
 		case opBump:
 			out = append(out, "bump "+c.Bump)
+		case opReschedule:
+			out = append(out, "reschedule "+strings.Join(c.Lost, " "))
 		default:
 			out = append(out, "unexpected "+c.Op)
 		}

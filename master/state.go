@@ -60,6 +60,9 @@ const (
 	opBump     = "bump"
 	opForget   = "forget"  // remove workers; their executors become unplaced
 	opStoreID  = "storeid" // set the file:// jar store's id (once)
+	// opReschedule moves FAILED executors (Lost) off their worker to be
+	// placed on another one (reschedule.go).
+	opReschedule = "reschedule"
 )
 
 // command is one entry of the replicated log.
@@ -231,6 +234,12 @@ func (s *State) apply(c *command) result {
 				}
 			}
 		}
+	case opReschedule:
+		for _, id := range c.Lost {
+			if e := s.executor(id); e != nil {
+				s.reschedule(e, c.Now)
+			}
+		}
 	case opStoreID:
 		if s.StoreID != "" && s.StoreID != c.StoreID {
 			return result{Err: fmt.Errorf("%w: the jar store's id is %s already, not %s", ErrConflict, s.StoreID, c.StoreID)}
@@ -242,11 +251,17 @@ func (s *State) apply(c *command) result {
 			if e == nil || e.Worker != c.Worker.ID {
 				continue // a stale report from a worker it no longer belongs to
 			}
+			failedNow := r.State == cluster.Failed && e.State != cluster.Failed
 			e.PID, e.State, e.Restarts, e.Crashes = r.PID, r.State, r.Restarts, r.Crashes
 			e.LastExit, e.LastError, e.LogTail = r.LastExit, r.LastError, r.LogTail
 			e.Observed, e.StartedAt = r.Generation, r.StartedAt
 			if len(r.CPUs) > 0 {
 				e.CPUs = r.CPUs
+			}
+			if failedNow {
+				e.RescheduleDue = s.rescheduleLeft(e, c.Now)
+			} else if e.State != cluster.Failed {
+				e.RescheduleDue = false
 			}
 		}
 		for _, id := range c.Gone {

@@ -22,10 +22,14 @@ const (
 	// commandVersion is the newest command format this master reads, and
 	// the one it writes. Entries written before versions existed carry
 	// none and are version 1.
-	commandVersion = 1
+	//
+	// 2: opReschedule, opDrain (and the fields they set).
+	commandVersion = 2
 	// stateFormat is the newest snapshot format this master reads, and the
 	// one it writes. Snapshots written before formats existed are format 1.
-	stateFormat = 1
+	//
+	// 2: executors' reschedule attempts, workers' drain marks.
+	stateFormat = 2
 )
 
 // knownCommandVersion is what Apply accepts: commandVersion, raised by

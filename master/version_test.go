@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -71,22 +72,23 @@ func TestCommandVersions(t *testing.T) {
 	// Newer ones: refused, not applied, and said so at error level naming
 	// both versions, also when a field no longer decodes.
 	newer := []string{
-		`{"v":2,"op":"kill","app":"1"}`,
-		`{"v":2,"op":"kill","app":{"id":"1","how":"gently"}}`,
-		`{"v":2,"op":"evict","app":"1"}`,
+		fmt.Sprintf(`{"v":%d,"op":"kill","app":"1"}`, commandVersion+1),
+		fmt.Sprintf(`{"v":%d,"op":"kill","app":{"id":"1","how":"gently"}}`, commandVersion+1),
+		fmt.Sprintf(`{"v":%d,"op":"evict","app":"1"}`, commandVersion+1),
 	}
+	newerV := fmt.Sprintf("command version %d", commandVersion+1)
 	for i, data := range newer {
 		logged.Reset()
 		r := applyResult(t, f, entry(uint64(3+i), data))
 		if !errors.Is(r.Err, ErrNewerVersion) {
 			t.Fatalf("%s: %v, want ErrNewerVersion", data, r.Err)
 		}
-		for _, want := range []string{"command version 2", "versions up to 1", "upgrade this master"} {
+		for _, want := range []string{newerV, fmt.Sprintf("versions up to %d", commandVersion), "upgrade this master"} {
 			if !strings.Contains(r.Err.Error(), want) {
 				t.Fatalf("%s: error %q does not say %q", data, r.Err, want)
 			}
 		}
-		if !strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), "command version 2") {
+		if !strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), newerV) {
 			t.Fatalf("%s: not logged at error level with the versions: %s", data, logged)
 		}
 	}

@@ -40,8 +40,9 @@ func (m *Manifest) Process(name string) (*cluster.Process, bool) {
 var (
 	topKeys     = []string{"name", "processes"}
 	processKeys = []string{"command", "instances", "cpus", "shared", "restart", "env", "ports", "stop-timeout",
-		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health", "user"}
-	healthKeys = []string{"http", "port", "interval", "timeout"}
+		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health", "user", "reschedule"}
+	healthKeys     = []string{"http", "port", "interval", "timeout"}
+	rescheduleKeys = []string{"attempts", "interval", "delay", "delay-function", "max-delay"}
 )
 
 // manifestParser collects every error of one manifest.
@@ -236,6 +237,9 @@ func (p *manifestParser) process(key, name string, o map[string]any) cluster.Pro
 	if v, ok := o["health"]; ok {
 		pr.Health = p.health(k("health"), v, pr.Ports)
 	}
+	if v, ok := o["reschedule"]; ok {
+		pr.Reschedule = p.reschedule(k("reschedule"), v)
+	}
 	if v, ok := o["user"]; ok {
 		s, _ := v.(string)
 		if s == "" || strings.ContainsAny(s, " /\t\n") || strings.Count(s, ":") > 1 || strings.HasPrefix(s, ":") || strings.HasSuffix(s, ":") {
@@ -269,6 +273,39 @@ func (p *manifestParser) health(key string, v any, ports []int) *cluster.Health 
 	h.Interval = p.duration(key+".interval", o)
 	h.Timeout = p.duration(key+".timeout", o)
 	return h
+}
+
+// reschedule reads a reschedule { } block; keys it leaves out take
+// cluster.DefaultReschedule's values.
+func (p *manifestParser) reschedule(key string, v any) *cluster.Reschedule {
+	o, ok := v.(map[string]any)
+	if !ok {
+		p.errorf(key, `must be an object, e.g. reschedule { attempts = 3, interval = 1h, delay = 5s, delay-function = "exponential", max-delay = 1m }, got %s`, describe(v))
+		return nil
+	}
+	p.unknownKeys(key, o, rescheduleKeys)
+	r := cluster.DefaultReschedule
+	r.Attempts = p.intIn(key+".attempts", o, r.Attempts, 0, 1000)
+	for name, d := range map[string]*time.Duration{"interval": &r.Interval, "delay": &r.Delay, "max-delay": &r.MaxDelay} {
+		if _, set := o[name]; set {
+			*d = p.duration(key+"."+name, o)
+		}
+	}
+	if v, set := o["delay-function"]; set {
+		s, _ := v.(string)
+		if s != cluster.DelayExponential && s != cluster.DelayConstant {
+			p.errorf(key+".delay-function", `must be "exponential" or "constant", got %s`, describe(v))
+		}
+		r.DelayFunction = s
+	}
+	if r.MaxDelay > 0 && r.MaxDelay < r.Delay {
+		if _, set := o["max-delay"]; set {
+			p.errorf(key+".max-delay", "%v is shorter than delay %v: raise max-delay or lower delay", r.MaxDelay, r.Delay)
+		} else {
+			r.MaxDelay = r.Delay
+		}
+	}
+	return &r
 }
 
 func (p *manifestParser) strings(key string, v any) ([]string, bool) {

@@ -138,6 +138,11 @@ func (p Process) Validate() error {
 	if err := p.Restart.Check(); err != nil {
 		return bad("restart: %v", err)
 	}
+	if p.Reschedule != nil {
+		if err := p.Reschedule.Check(); err != nil {
+			return bad("reschedule: %v", err)
+		}
+	}
 	for name := range p.Env {
 		if !ValidEnvName(name) {
 			return bad("env %q is not a valid environment variable name (letters, digits, _; not starting with a digit)", name)

@@ -92,6 +92,9 @@ type Process struct {
 	// User runs the group's executors as this user ("name" or
 	// "name:group") where the worker's gear.worker.allowed-users lists it.
 	User string `json:"user,omitempty"`
+	// Reschedule moves an executor that gave up on one worker to another
+	// (nil: DefaultReschedule; see Reschedule).
+	Reschedule *Reschedule `json:"reschedule,omitempty"`
 }
 
 // Bundle names an uploaded artifact in the jar store.
@@ -140,6 +143,23 @@ type Executor struct {
 	// Observed is the generation the worker last reported running.
 	Observed  int       `json:"observed_generation"`
 	StartedAt time.Time `json:"started_at,omitzero"`
+	// Reschedules lists the times this executor was moved to another
+	// worker after it gave up (its process group's reschedule policy),
+	// oldest first.
+	Reschedules []RescheduleAttempt `json:"reschedules,omitempty"`
+	// RescheduleDue is set while the executor is FAILED on its worker
+	// and its reschedule policy has an attempt left: the leader moves it
+	// to another worker, and its app is not FAILED meanwhile.
+	RescheduleDue bool `json:"reschedule_due,omitempty"`
+}
+
+// RescheduleAttempt is one move of a failed executor to another worker.
+type RescheduleAttempt struct {
+	Time   time.Time `json:"time"`   // when the leader decided it
+	From   string    `json:"from"`   // the worker it failed on
+	Reason string    `json:"reason"` // why it failed there
+	// NotBefore is when it may start again: Time plus the policy's delay.
+	NotBefore time.Time `json:"not_before"`
 }
 
 // Worker is a worker as the masters know it.
@@ -299,6 +319,9 @@ func (a *App) DeriveState() AppState {
 	for _, e := range a.Executors {
 		switch e.State {
 		case Failed:
+			if e.RescheduleDue {
+				continue // moved to another worker next: not given up yet
+			}
 			return AppFailed
 		case Running:
 			running++
