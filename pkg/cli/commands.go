@@ -352,6 +352,12 @@ func appInfoTable(w io.Writer, app *cluster.App) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, e.Worker, e.PID, cluster.FormatInts(e.CPUs), e.Restarts, last)
 	}
+	for _, e := range app.Executors {
+		for i, r := range e.Reschedules {
+			fmt.Fprintf(w, "rescheduled %s: attempt %d at %s, off worker %s (%s); started again after %s\n", e.ID, i+1,
+				r.Time.Local().Format(time.DateTime), r.From, r.Reason, r.NotBefore.Local().Format(time.TimeOnly))
+		}
+	}
 }
 
 type envFlags map[string]string
