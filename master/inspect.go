@@ -109,7 +109,7 @@ func manifestProcesses(man *bundle.Manifest) []cluster.Process {
 			Name: p.Name, Command: p.Command, Instances: p.Instances, CPUs: p.CPUs, Shared: p.Shared,
 			Restart: p.Restart, Env: p.Env, Ports: p.Ports, StopTimeout: p.StopTimeout, PreStop: p.PreStop,
 			MaxAge: p.MaxAge, MaxRSS: p.MaxRSS, MinUptime: p.MinUptime, MaxRestarts: p.MaxRestarts,
-			RestartWindow: p.RestartWindow, User: p.User,
+			RestartWindow: p.RestartWindow, User: p.User, Reschedule: p.Reschedule,
 		})
 	}
 	return out
