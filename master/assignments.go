@@ -11,7 +11,12 @@ import (
 // masters, and what the worker should run now.
 func (m *Master) assignments(id string) cluster.HeartbeatReply {
 	reply := cluster.HeartbeatReply{Leader: m.self, Masters: m.raft.voters()}
-	m.fsm.read(func(s *State) { reply.Assignments = assignmentsFor(s, id) })
+	m.fsm.read(func(s *State) {
+		reply.Assignments = assignmentsFor(s, id)
+		if w := s.Workers[id]; w != nil {
+			reply.Draining = w.Draining
+		}
+	})
 	return reply
 }
 
@@ -25,6 +30,9 @@ func assignmentsFor(st *State, id string) []cluster.Assignment {
 			continue
 		}
 		for _, e := range app.Executors {
+			if e.Worker != id && e.Replacement != nil && e.Replacement.Worker == id {
+				e = *e.Replacement // started here while e's worker drains
+			}
 			if e.Worker != id {
 				continue
 			}

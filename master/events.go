@@ -285,6 +285,15 @@ func (s *State) events(c *command, before map[string]execView, res result) []clu
 	case opWorker:
 		evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: c.Worker.ID, State: "registered",
 			Message: fmt.Sprintf("worker %s registered at %s with cpus %v", c.Worker.ID, c.Worker.Addr, c.Worker.CPUs)})
+	case opDrain:
+		if c.Drain.Draining {
+			w := s.Workers[c.Drain.Worker]
+			evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: c.Drain.Worker, State: "draining",
+				Message: fmt.Sprintf("worker %s draining: its executors move elsewhere, what remains at %s is stopped", c.Drain.Worker, w.DrainDeadline.UTC().Format(time.RFC3339))})
+		} else {
+			evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: c.Drain.Worker, State: "eligible",
+				Message: "worker " + c.Drain.Worker + " eligible again"})
+		}
 	case opForget:
 		for _, id := range c.Forget {
 			evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: id, State: "removed",
@@ -325,7 +334,7 @@ func (s *State) events(c *command, before map[string]execView, res result) []clu
 			}
 			continue
 		}
-		if e.State == was.state {
+		if e.State == was.state && (e.Worker == was.worker || c.Op != opPromote && c.Op != opEvict) {
 			continue
 		}
 		reason := execReason(c, e)
@@ -358,6 +367,13 @@ func execReason(c *command, e *cluster.Executor) string {
 		return "its worker was removed"
 	case opReschedule:
 		return e.LastError
+	case opPromote:
+		return "its worker drains: moved to its replacement"
+	case opEvict:
+		if e.Worker == "" {
+			return e.LastError
+		}
+		return "its worker drains and the deadline passed: moved to its replacement"
 	case opSubmit:
 		return "submitted"
 	}

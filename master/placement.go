@@ -29,7 +29,7 @@ func place(st *State, view ClusterView) []assignment {
 	var loads []*load
 	byID := map[string]*load{}
 	for _, w := range st.Workers {
-		if !view.usable(w.ID) {
+		if !view.usable(w.ID) || w.Draining {
 			continue
 		}
 		l := &load{w: w, exclusive: map[int]bool{}, shared: map[int]int{}}
@@ -39,20 +39,26 @@ func place(st *State, view ClusterView) []assignment {
 	sort.Slice(loads, func(i, j int) bool { return loads[i].w.ID < loads[j].w.ID })
 	for _, app := range st.Apps {
 		for _, e := range app.Executors {
-			l := byID[e.Worker]
-			if l == nil {
-				continue
-			}
-			l.count++
 			shared := false
 			if pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process }); pi >= 0 {
 				shared = app.Processes[pi].Shared
 			}
-			for _, c := range e.CPUs {
-				if shared {
-					l.shared[c]++
-				} else {
-					l.exclusive[c] = true
+			held := []cluster.Executor{e}
+			if e.Replacement != nil {
+				held = append(held, *e.Replacement)
+			}
+			for _, h := range held {
+				l := byID[h.Worker]
+				if l == nil {
+					continue
+				}
+				l.count++
+				for _, c := range h.CPUs {
+					if shared {
+						l.shared[c]++
+					} else {
+						l.exclusive[c] = true
+					}
 				}
 			}
 		}
@@ -64,7 +70,10 @@ func place(st *State, view ClusterView) []assignment {
 			continue
 		}
 		for _, e := range app.Executors {
-			if e.Worker != "" || e.State == cluster.Failed || waitingReschedule(&e, view.Now) {
+			// An executor on a draining worker gets a replacement
+			// elsewhere; where none fits, it stays until the deadline.
+			replace := st.draining(&e) && e.Replacement == nil && e.State != cluster.Failed
+			if (e.Worker != "" && !replace) || e.State == cluster.Failed || waitingReschedule(&e, view.Now) {
 				continue
 			}
 			avoid := avoidedWorkers(&e)
@@ -89,6 +98,9 @@ func place(st *State, view ClusterView) []assignment {
 					bestCPUs = free[:p.CPUs]
 				}
 			}
+			if best == nil && replace {
+				continue
+			}
 			if best == nil {
 				msg := noRoomMessage(p, loads == nil)
 				if len(avoid) > 0 && !slices.ContainsFunc(loads, func(l *load) bool { return !avoid[l.w.ID] }) {
@@ -108,7 +120,7 @@ func place(st *State, view ClusterView) []assignment {
 				}
 			}
 			best.count++
-			out = append(out, assignment{Executor: e.ID, Worker: best.w.ID, WorkerAddr: best.w.Addr, CPUs: cpus})
+			out = append(out, assignment{Executor: e.ID, Worker: best.w.ID, WorkerAddr: best.w.Addr, CPUs: cpus, Replace: replace})
 		}
 	}
 	return out

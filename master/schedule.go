@@ -43,9 +43,12 @@ func (v ClusterView) usable(id string) bool { return v.Alive[id] && v.Eligible[i
 //     become LOST, or STOPPED for a killed app);
 //  2. opReschedule of the FAILED executors whose reschedule policy moves
 //     them to another worker (reschedule.go);
-//  3. opAssign with a placement for every unplaced executor that fits
+//  3. opPromote of the executors of draining workers whose replacements
+//     are ready, and opEvict of those still there at the deadline
+//     (drain.go);
+//  4. opAssign with a placement for every unplaced executor that fits
 //     somewhere, and an error note for each one that does not (see place);
-//  4. one opBump per application in a rolling restart whose executors have
+//  5. one opBump per application in a rolling restart whose executors have
 //     all settled (see rollingRestarts).
 //
 // Each step sees the state the earlier ones leave (they are applied to a
@@ -68,6 +71,17 @@ func schedule(st *State, view ClusterView) []command {
 			work = work.clone()
 		}
 		work.apply(&c)
+	}
+	promote, evict := drains(work, view)
+	for _, d := range []command{{Op: opPromote, Lost: promote, Now: view.Now}, {Op: opEvict, Lost: evict, Now: view.Now}} {
+		if len(d.Lost) == 0 {
+			continue
+		}
+		out = append(out, d)
+		if work == st {
+			work = work.clone()
+		}
+		work.apply(&d)
 	}
 	if as := place(work, view); len(as) > 0 {
 		c := command{Op: opAssign, Assign: as}

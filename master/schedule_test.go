@@ -73,6 +73,8 @@ func describe(cmds []command) []string {
 			var parts []string
 			for _, a := range c.Assign {
 				switch {
+				case a.Error == "" && a.Replace:
+					parts = append(parts, fmt.Sprintf("%s@%s%v(replacement)", a.Executor, a.Worker, a.CPUs))
 				case a.Error == "":
 					parts = append(parts, fmt.Sprintf("%s@%s%v", a.Executor, a.Worker, a.CPUs))
 				case strings.HasPrefix(a.Error, "waiting for a worker"):
@@ -84,8 +86,8 @@ func describe(cmds []command) []string {
 			out = append(out, "assign "+strings.Join(parts, " "))
 		case opBump:
 			out = append(out, "bump "+c.Bump)
-		case opReschedule:
-			out = append(out, "reschedule "+strings.Join(c.Lost, " "))
+		case opReschedule, opPromote, opEvict:
+			out = append(out, c.Op+" "+strings.Join(c.Lost, " "))
 		default:
 			out = append(out, "unexpected "+c.Op)
 		}
@@ -148,6 +150,9 @@ func reportAll(s *State, state func(cluster.Executor) cluster.ExecutorState) {
 		for _, e := range s.Apps[id].Executors {
 			if e.Worker != "" {
 				by[e.Worker] = append(by[e.Worker], cluster.ExecutorReport{ID: e.ID, PID: 100, State: state(e), Generation: e.Generation, CPUs: e.CPUs})
+			}
+			if r := e.Replacement; r != nil {
+				by[r.Worker] = append(by[r.Worker], cluster.ExecutorReport{ID: e.ID, PID: 200, State: state(*r), Generation: r.Generation, CPUs: r.CPUs})
 			}
 		}
 	}

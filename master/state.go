@@ -63,6 +63,12 @@ const (
 	// opReschedule moves FAILED executors (Lost) off their worker to be
 	// placed on another one (reschedule.go).
 	opReschedule = "reschedule"
+	// opDrain marks a worker draining or eligible again; opPromote moves
+	// executors of a draining worker to their ready replacements; opEvict
+	// takes them off it at its deadline (drain.go).
+	opDrain   = "drain"
+	opPromote = "promote"
+	opEvict   = "evict"
 )
 
 // command is one entry of the replicated log.
@@ -89,6 +95,8 @@ type command struct {
 	// Limits are the leader's gear.limits.*, checked by submit and scale
 	// when they are applied (nil in entries written before limits).
 	Limits *Limits `json:"limits,omitempty"`
+	// Drain is opDrain's argument.
+	Drain *drainCmd `json:"drain,omitempty"`
 }
 
 type assignment struct {
@@ -98,6 +106,9 @@ type assignment struct {
 	CPUs       []int  `json:"cpus"`
 	Ports      []int  `json:"ports,omitempty"`
 	Error      string `json:"error,omitempty"` // set when it could not be placed
+	// Replace places the executor's replacement, not the executor: its
+	// worker is draining (drain.go).
+	Replace bool `json:"replace,omitempty"`
 }
 
 // result is what apply returns to the caller of raft.Apply.
@@ -187,6 +198,10 @@ func (s *State) apply(c *command) result {
 				e.LastError = a.Error
 				continue
 			}
+			if a.Replace {
+				s.applyReplacement(e, a)
+				continue
+			}
 			e.Worker, e.WorkerAddr, e.CPUs, e.Ports = a.Worker, a.WorkerAddr, a.CPUs, a.Ports
 			e.State, e.PID, e.LastError = cluster.Starting, 0, ""
 		}
@@ -209,6 +224,10 @@ func (s *State) apply(c *command) result {
 			return result{Err: err}
 		}
 		w.Alive, w.LastSeen, w.Executors, w.FreeCPUs = false, time.Time{}, nil, nil
+		if old := s.Workers[w.ID]; old != nil {
+			// A restarted worker registers again: still draining.
+			w.Draining, w.DrainDeadline = old.Draining, old.DrainDeadline
+		}
 		s.Workers[w.ID] = &w
 		if c.SecretHash != "" {
 			s.WorkerSecrets[w.ID] = c.SecretHash
@@ -234,6 +253,12 @@ func (s *State) apply(c *command) result {
 				}
 			}
 		}
+	case opDrain:
+		return s.applyDrain(c)
+	case opPromote:
+		s.applyPromote(c)
+	case opEvict:
+		s.applyEvict(c)
 	case opReschedule:
 		for _, id := range c.Lost {
 			if e := s.executor(id); e != nil {
@@ -248,6 +273,10 @@ func (s *State) apply(c *command) result {
 	case opStatus:
 		for _, r := range c.Reports {
 			e := s.executor(r.ID)
+			if e != nil && e.Worker != c.Worker.ID && e.Replacement != nil {
+				reportReplacement(e, c.Worker.ID, r)
+				continue
+			}
 			if e == nil || e.Worker != c.Worker.ID {
 				continue // a stale report from a worker it no longer belongs to
 			}

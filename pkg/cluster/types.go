@@ -147,6 +147,10 @@ type Executor struct {
 	// worker after it gave up (its process group's reschedule policy),
 	// oldest first.
 	Reschedules []RescheduleAttempt `json:"reschedules,omitempty"`
+	// Replacement is this executor's copy being started on another worker
+	// while its own worker drains: it takes the executor's place once it is
+	// ready, and the old one is stopped then (nil when none).
+	Replacement *Executor `json:"replacement,omitempty"`
 	// RescheduleDue is set while the executor is FAILED on its worker
 	// and its reschedule policy has an attempt left: the leader moves it
 	// to another worker, and its app is not FAILED meanwhile.
@@ -170,6 +174,11 @@ type Worker struct {
 	Alive    bool      `json:"alive"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	BootID   string    `json:"boot_id"`
+	// Draining is set by `gear workers drain`: nothing new is placed on
+	// the worker, its executors move elsewhere, and what remains at
+	// DrainDeadline is stopped. `gear workers eligible` clears it.
+	Draining      bool      `json:"draining,omitempty"`
+	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
 	// Executors, FreeCPUs and Gossip are filled in by the API, not
 	// replicated.
 	Executors []string `json:"executors"`
@@ -280,6 +289,26 @@ type HeartbeatReply struct {
 	// other masters may answer until its lease runs out, while a new
 	// leader already times the workers from its election.
 	QuorumAgeMS int64 `json:"quorum_age_ms,omitempty"`
+	// Draining says the worker is being drained (gear workers drain): its
+	// /ecv takes it out of rotation.
+	Draining bool `json:"draining,omitempty"`
+}
+
+// DrainRequest is the body of POST /api/v1/workers/{id}/drain.
+type DrainRequest struct {
+	// Deadline is how long executors may take to move; what is still on
+	// the worker then is stopped. 0: the master's default.
+	Deadline time.Duration `json:"deadline,omitempty"`
+}
+
+// DrainResult is the answer of POST /api/v1/workers/{id}/drain and
+// /eligible.
+type DrainResult struct {
+	ID            string    `json:"id"`
+	Draining      bool      `json:"draining"`
+	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
+	// Executors lists the executors on the worker when it was asked.
+	Executors []string `json:"executors"`
 }
 
 // SubmitRequest is the body of POST /api/v1/apps.

@@ -1,0 +1,155 @@
+package master
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+// Draining a worker (gear workers drain ID): the worker stays registered
+// and keeps its executors running, but nothing new is placed on it. Each
+// of its executors gets a replacement, a copy placed on another worker
+// (place, with assignment.Replace), that the worker there starts beside the
+// old one. Once the replacement is ready the executor moves to it
+// (opPromote) and the drained worker, no longer assigned the executor,
+// stops the old copy: an app never has fewer ready executors than before
+// where there is room elsewhere. At the deadline, what is still on the
+// worker moves anyway (opEvict): a replacement that is not ready yet
+// takes over, an executor that found no room is stopped and waits to be
+// placed. gear workers eligible ID ends the drain.
+
+// drainCmd is opDrain's argument.
+type drainCmd struct {
+	Worker   string        `json:"worker"`
+	Draining bool          `json:"draining"`
+	Deadline time.Duration `json:"deadline,omitempty"` // from the command's time
+}
+
+// ready reports whether an executor (or a replacement) serves: the one
+// test a drain, and a rolling update, wait for. Health checks plug in
+// here.
+func ready(e cluster.Executor) bool {
+	return e.State == cluster.Running && e.Observed == e.Generation
+}
+
+// applyDrain sets or clears worker c.Worker's drain mark (opDrain).
+func (s *State) applyDrain(c *command) result {
+	d := c.Drain
+	w := s.Workers[d.Worker]
+	if w == nil {
+		return result{Err: fmt.Errorf("%w: %q (see `gear workers`)", ErrNoSuchWorker, d.Worker)}
+	}
+	cw := *w // workers are shared with clones: replace, never write through
+	cw.Draining = d.Draining
+	cw.DrainDeadline = time.Time{}
+	if d.Draining {
+		cw.DrainDeadline = c.Now.Add(d.Deadline)
+	}
+	s.Workers[d.Worker] = &cw
+	if !d.Draining {
+		// Eligible again: the executors stay; their replacements go.
+		for _, app := range s.Apps {
+			for i := range app.Executors {
+				if e := &app.Executors[i]; e.Worker == d.Worker && e.Replacement != nil {
+					e.Replacement = nil
+				}
+			}
+		}
+	}
+	return result{ID: d.Worker}
+}
+
+// draining reports whether executor e sits on a draining worker.
+func (s *State) draining(e *cluster.Executor) bool {
+	w := s.Workers[e.Worker]
+	return e.Worker != "" && w != nil && w.Draining
+}
+
+// promote moves e to its replacement (opPromote, and opEvict when it has
+// one).
+func promote(e *cluster.Executor) {
+	r := e.Replacement
+	e.Worker, e.WorkerAddr, e.CPUs, e.Ports, e.PID = r.Worker, r.WorkerAddr, r.CPUs, r.Ports, r.PID
+	e.State, e.StartedAt, e.Observed, e.LastExit, e.LastError = r.State, r.StartedAt, r.Observed, r.LastExit, r.LastError
+	e.Replacement = nil
+}
+
+// applyPromote moves the executors c.Lost to their replacements.
+func (s *State) applyPromote(c *command) {
+	for _, id := range c.Lost {
+		if e := s.executor(id); e != nil && e.Replacement != nil && s.draining(e) {
+			promote(e)
+		}
+	}
+}
+
+// applyEvict takes the executors c.Lost off their draining worker at its
+// deadline: to their replacement if they have one, else unplaced.
+func (s *State) applyEvict(c *command) {
+	for _, id := range c.Lost {
+		e := s.executor(id)
+		if e == nil || !s.draining(e) {
+			continue
+		}
+		if e.Replacement != nil {
+			promote(e)
+			continue
+		}
+		from := e.Worker
+		e.Worker, e.WorkerAddr, e.PID, e.CPUs = "", "", 0, []int{}
+		e.State = cluster.Pending
+		e.LastError = "stopped: worker " + from + " was drained and its deadline passed before the executor found room elsewhere"
+	}
+}
+
+// applyReplacement records a replacement placement (opAssign with Replace).
+func (s *State) applyReplacement(e *cluster.Executor, a assignment) {
+	if !s.draining(e) || e.Replacement != nil {
+		return
+	}
+	r := *e
+	r.Replacement, r.Reschedules, r.LogTail = nil, nil, nil
+	r.Worker, r.WorkerAddr, r.CPUs, r.Ports = a.Worker, a.WorkerAddr, a.CPUs, a.Ports
+	r.State, r.PID, r.LastError, r.LastExit, r.Observed, r.StartedAt = cluster.Starting, 0, "", "", 0, time.Time{}
+	e.Replacement = &r
+}
+
+// reportReplacement applies a worker's report about a replacement it runs.
+func reportReplacement(e *cluster.Executor, worker string, r cluster.ExecutorReport) {
+	if e.Replacement == nil || e.Replacement.Worker != worker {
+		return // stale
+	}
+	rp := *e.Replacement
+	rp.PID, rp.State, rp.Restarts, rp.Crashes = r.PID, r.State, r.Restarts, r.Crashes
+	rp.LastExit, rp.LastError, rp.Observed, rp.StartedAt = r.LastExit, r.LastError, r.Generation, r.StartedAt
+	if len(r.CPUs) > 0 {
+		rp.CPUs = r.CPUs
+	}
+	e.Replacement = &rp
+}
+
+// drains lists the executors of draining workers whose replacement is
+// ready (promote) and those still there at their worker's deadline
+// (evict), at view.Now.
+func drains(st *State, view ClusterView) (promote, evict []string) {
+	for _, id := range sortedAppIDs(st) {
+		app := st.Apps[id]
+		if app.State == cluster.AppKilled {
+			continue
+		}
+		for i := range app.Executors {
+			e := &app.Executors[i]
+			if !st.draining(e) {
+				continue
+			}
+			switch {
+			case e.Replacement != nil && ready(*e.Replacement):
+				promote = append(promote, e.ID)
+			case !view.Now.Before(st.Workers[e.Worker].DrainDeadline):
+				evict = append(evict, e.ID)
+			}
+		}
+	}
+	return promote, evict
+}
