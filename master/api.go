@@ -70,6 +70,8 @@ func (m *Master) routeTable() []route {
 		{"GET /api/v1/workers", needToken, m.lead(m.handleWorkers)},
 		{"POST /api/v1/workers/heartbeat", needToken, js.wrap(m.lead(m.countHeartbeat(m.handleHeartbeat)))},
 		{"POST /api/v1/workers/{id}/remove", needToken, js.wrap(m.lead(m.handleRemoveWorker))},
+		{"POST /api/v1/workers/{id}/drain", needToken, js.wrap(m.lead(m.handleDrain))},
+		{"POST /api/v1/workers/{id}/eligible", needToken, js.wrap(m.lead(m.handleEligible))},
 		{"POST /api/v1/bundles", needToken, m.bundleLimit().wrap(m.lead(m.handleUpload))},
 		{"GET /api/v1/bundles", needToken, m.lead(m.handleListBundles)},
 		{"POST /api/v1/jarstore/gc", needToken, js.wrap(m.lead(m.handleGC))},

@@ -2,6 +2,8 @@ package master
 
 import (
 	"fmt"
+	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
@@ -152,4 +154,49 @@ func drains(st *State, view ClusterView) (promote, evict []string) {
 		}
 	}
 	return promote, evict
+}
+
+// handleDrain marks worker {id} draining with the body's deadline
+// (gear workers drain ID -deadline D).
+func (m *Master) handleDrain(w http.ResponseWriter, r *http.Request) {
+	var req cluster.DrainRequest
+	if r.ContentLength != 0 {
+		if err := decodeBody(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	if req.Deadline <= 0 {
+		writeError(w, fmt.Errorf("%w: deadline must be a positive duration, got %v (e.g. -deadline 5m: how long executors may take to move before what remains is stopped)", ErrBadRequest, req.Deadline))
+		return
+	}
+	m.setDrain(w, r.PathValue("id"), true, req.Deadline)
+}
+
+// handleEligible ends a drain (gear workers eligible ID).
+func (m *Master) handleEligible(w http.ResponseWriter, r *http.Request) {
+	m.setDrain(w, r.PathValue("id"), false, 0)
+}
+
+func (m *Master) setDrain(w http.ResponseWriter, id string, draining bool, deadline time.Duration) {
+	if _, err := m.apply(command{Op: opDrain, Drain: &drainCmd{Worker: id, Draining: draining, Deadline: deadline}}); err != nil {
+		writeError(w, err)
+		return
+	}
+	res := cluster.DrainResult{ID: id, Executors: []string{}}
+	m.fsm.read(func(s *State) {
+		if wk := s.Workers[id]; wk != nil {
+			res.Draining, res.DrainDeadline = wk.Draining, wk.DrainDeadline
+		}
+		for _, app := range s.Apps {
+			for _, e := range app.Executors {
+				if e.Worker == id && app.State != cluster.AppKilled {
+					res.Executors = append(res.Executors, e.ID)
+				}
+			}
+		}
+	})
+	slices.Sort(res.Executors)
+	m.log.Info("worker drain changed", "worker", id, "draining", draining, "deadline", deadline, "executors", len(res.Executors))
+	writeJSON(w, res)
 }

@@ -54,7 +54,9 @@ func TestScheduleDrain(t *testing.T) {
 			alive: abc, want: []string{"assign 1.web.0@c[0](replacement)"},
 			check: checks(wantExecutor("1.web.0", "a", cluster.Running), wantReplacement("1.web.0", "c"), wantApp("1", cluster.AppRunning))},
 		{name: "nothing new goes to a: scale up lands on b and c", do: []func(*State){replacementsStarting,
-			func(s *State) { mustApply(s, &command{Op: opScale, App: "1", Scale: &cluster.ScaleRequest{Instances: 3}}) }},
+			func(s *State) {
+				mustApply(s, &command{Op: opScale, App: "1", Scale: &cluster.ScaleRequest{Instances: 3}})
+			}},
 			alive: abc, at: time.Second, want: []string{"assign 1.web.2@b[1]"}},
 		{name: "the replacement is not ready: no move", do: []func(*State){replacementsStarting}, alive: abc, at: 2 * time.Second, want: []string{}},
 		{name: "ready: the executor moves to c, a stops the old copy", do: []func(*State){running}, alive: abc, at: 3 * time.Second,

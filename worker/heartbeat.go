@@ -92,6 +92,9 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.fenced = false
 		w.mu.Unlock()
 		w.quorumDownLogged = false
+		if w.draining.Swap(reply.Draining) != reply.Draining {
+			w.log.Info("drain mark changed by the leader", "draining", reply.Draining)
+		}
 		w.checkPooled(reply.Gossip)
 		w.reconcile(reply.Assignments)
 	}
@@ -170,3 +173,7 @@ func (w *Worker) kickHeartbeat() {
 	default:
 	}
 }
+
+// Draining reports whether the leader's last heartbeat reply marked this
+// worker draining (gear workers drain); its /ecv takes it out of rotation.
+func (w *Worker) Draining() bool { return w.draining.Load() }

@@ -31,6 +31,11 @@ func (w *Worker) routeTable() []workerRoute {
 		{"GET /logs/{id}", false, w.handleLogs},
 		{"GET /api/v1/executors", false, w.handleExecutors},
 		{"GET /ecv", true, func(rw http.ResponseWriter, r *http.Request) {
+			if w.Draining() {
+				rw.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(rw, "status=DRAINING&ServeTraffic=false&worker=%s\n", w.id)
+				return
+			}
 			fmt.Fprintf(rw, "status=AVAILABLE&ServeTraffic=true&worker=%s\n", w.id)
 		}},
 		{"GET /metrics", w.opts.MetricsOpen, w.handleMetrics},

@@ -114,8 +114,11 @@ type Worker struct {
 	unpooledSince    time.Time      // heartbeat goroutine only: the leader has not seen us in the pool since
 	lastRejoin       time.Time      // heartbeat goroutine only
 	rejoining        atomic.Bool
-	rejoinLogged     time.Time      // owned by the rejoin goroutine (one at a time)
-	wg               sync.WaitGroup // executor goroutines
+	// draining is the leader's drain mark from the last heartbeat reply
+	// (gear workers drain): /ecv reports it.
+	draining     atomic.Bool
+	rejoinLogged time.Time      // owned by the rejoin goroutine (one at a time)
+	wg           sync.WaitGroup // executor goroutines
 }
 
 // New binds the worker's port, locks its data dir and adopts executors a

@@ -153,6 +153,25 @@ the group already has applications.`,
 			Flags: workersRemove,
 		},
 		{
+			Name: "workers drain", Args: "ID", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "move a worker's executors elsewhere and place nothing new on it",
+			Help: `Each executor's replacement starts on another worker, and the old one is
+stopped once the replacement is ready, so an app keeps its ready executors
+where there is room elsewhere. What is still on the worker after -deadline
+is stopped (and placed again where room appears). The worker's /ecv says
+it is draining. gear workers eligible ID ends the drain.`,
+			Flags: workersDrain,
+		},
+		{
+			Name: "workers eligible", Args: "ID", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "end a worker's drain: executors may be placed on it again",
+			Run: show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.DrainResult, error) {
+				return cl.EligibleWorker(ctx, c.Args[0])
+			}, func(w io.Writer, res cluster.DrainResult) {
+				fmt.Fprintf(w, "worker %s is eligible again\n", res.ID)
+			}),
+		},
+		{
 			Name: "events", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
 			Synopsis: "print what happens: submits, kills, scales, executor states, leaders, members",
 			Help: `Each event has an id INDEX.SEQ: the raft log index it came from (for leader
@@ -501,7 +520,11 @@ func mastersTable(w io.Writer, ms []cluster.Master) {
 func workersTable(w io.Writer, ws []cluster.Worker) {
 	fmt.Fprintln(w, "WORKER\tADDR\tALIVE\tGOSSIP\tCPUS\tFREE\tEXECUTORS")
 	for _, x := range ws {
-		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", x.ID, x.Addr, x.Alive, gossipState(x.Gossip, x.GossipSince), cluster.FormatInts(x.CPUs), cluster.FormatInts(x.FreeCPUs), len(x.Executors))
+		id := x.ID
+		if x.Draining {
+			id += " (draining)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", id, x.Addr, x.Alive, gossipState(x.Gossip, x.GossipSince), cluster.FormatInts(x.CPUs), cluster.FormatInts(x.FreeCPUs), len(x.Executors))
 	}
 }
 
@@ -523,6 +546,18 @@ func workersRemove(fs *flag.FlagSet) Action {
 	}, func(w io.Writer, res cluster.RemoveWorkerResult) {
 		fmt.Fprintf(w, "removed worker %s; %d executor(s) are placed elsewhere\n", res.ID, len(res.Unplaced))
 		for _, e := range res.Unplaced {
+			fmt.Fprintln(w, "  "+e)
+		}
+	})
+}
+
+func workersDrain(fs *flag.FlagSet) Action {
+	deadline := fs.Duration("deadline", 5*time.Minute, "how long executors may take to move; what remains then is stopped")
+	return show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.DrainResult, error) {
+		return cl.DrainWorker(ctx, c.Args[0], *deadline)
+	}, func(w io.Writer, res cluster.DrainResult) {
+		fmt.Fprintf(w, "worker %s draining until %s: %d executor(s) move elsewhere\n", res.ID, res.DrainDeadline.Local().Format(time.DateTime), len(res.Executors))
+		for _, e := range res.Executors {
 			fmt.Fprintln(w, "  "+e)
 		}
 	})

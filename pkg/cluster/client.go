@@ -292,6 +292,21 @@ func (c *Client) RemoveWorker(ctx context.Context, id string, force bool) (Remov
 	return out, err
 }
 
+// DrainWorker marks a worker draining: its executors move elsewhere,
+// what remains after deadline is stopped.
+func (c *Client) DrainWorker(ctx context.Context, id string, deadline time.Duration) (DrainResult, error) {
+	var out DrainResult
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/" + url.PathEscape(id) + "/drain", JSON: DrainRequest{Deadline: deadline}}, &out)
+	return out, err
+}
+
+// EligibleWorker ends a worker's drain.
+func (c *Client) EligibleWorker(ctx context.Context, id string) (DrainResult, error) {
+	var out DrainResult
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/" + url.PathEscape(id) + "/eligible"}, &out)
+	return out, err
+}
+
 // MasterList returns each configured master's state.
 func (c *Client) MasterList(ctx context.Context) ([]Master, error) {
 	var ms []Master
