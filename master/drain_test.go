@@ -100,3 +100,25 @@ func TestDrainSurvivesReregistration(t *testing.T) {
 		t.Fatal("drain of an unknown worker accepted")
 	}
 }
+
+// The replacement's worker reports it; the heartbeat handler passes that
+// report on (reportChanges), and it lands on the replacement only.
+func TestReplacementReports(t *testing.T) {
+	s := runSchedule(t, []schedStep{
+		{name: "placed", do: []func(*State){register("a", 0), register("b", 0), submit("web", cluster.Process{Instances: 1, CPUs: 1})},
+			alive: []string{"a", "b"}, want: []string{"assign 1.web.0@a[0]"}},
+		{name: "drain a", do: []func(*State){running, drain("a", time.Minute, 0)}, alive: []string{"a", "b"}, want: []string{"assign 1.web.0@b[0](replacement)"}},
+	})
+	rep := cluster.ExecutorReport{ID: "1.web.0", PID: 7, State: cluster.Running, CPUs: []int{0}}
+	reports, _ := reportChanges(s, "b", []cluster.ExecutorReport{rep})
+	if len(reports) != 1 {
+		t.Fatalf("reports from b: %+v", reports)
+	}
+	mustApply(s, &command{Op: opStatus, Worker: &cluster.Worker{ID: "b"}, Reports: reports})
+	if e := s.executor("1.web.0"); e.Worker != "a" || e.PID != 100 || e.Replacement.PID != 7 || !ready(*e.Replacement) {
+		t.Fatalf("after b's report: %+v, replacement %+v", e, e.Replacement)
+	}
+	if reports, _ := reportChanges(s, "b", []cluster.ExecutorReport{rep}); len(reports) != 0 {
+		t.Fatalf("an unchanged report is passed on again: %+v", reports)
+	}
+}
