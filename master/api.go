@@ -66,6 +66,8 @@ func (m *Master) routeTable() []route {
 		{"POST /api/v1/apps/{id}/kill", needToken, js.wrap(m.lead(m.handleKill))},
 		{"POST /api/v1/apps/{id}/restart", needToken, js.wrap(m.lead(m.handleRestart))},
 		{"POST /api/v1/apps/{id}/scale", needToken, js.wrap(m.lead(m.handleScale))},
+		{"POST /api/v1/apps/{id}/update", needToken, js.wrap(m.lead(m.handleUpdate))},
+		{"POST /api/v1/apps/{id}/rollback", needToken, js.wrap(m.lead(m.handleRollback))},
 		{"GET /api/v1/apps/{id}/logs", needToken, m.lead(m.handleLogs)},
 		{"GET /api/v1/workers", needToken, m.lead(m.handleWorkers)},
 		{"POST /api/v1/workers/heartbeat", needToken, js.wrap(m.lead(m.countHeartbeat(m.handleHeartbeat)))},

@@ -36,12 +36,18 @@ func assignmentsFor(st *State, id string) []cluster.Assignment {
 			if e.Worker != id {
 				continue
 			}
-			pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process })
+			// The executor's own version: during a rollout, some run
+			// the old bundle and some the new.
+			procs, bundle := app.Processes, app.Bundle
+			if v := version(app, e.Version); v != nil {
+				procs, bundle = v.Processes, v.Bundle
+			}
+			pi := slices.IndexFunc(procs, func(p cluster.Process) bool { return p.Name == e.Process })
 			if pi < 0 {
 				continue
 			}
 			out = append(out, cluster.Assignment{
-				Executor: e, Process: app.Processes[pi], Bundle: app.Bundle, Args: app.Args,
+				Executor: e, Process: procs[pi], Bundle: bundle, Args: app.Args,
 				Env: app.RestartEnv, Generation: e.Generation,
 			})
 		}

@@ -232,7 +232,7 @@ func (s *State) observe(c *command) map[string]execView {
 		}
 	}
 	switch c.Op {
-	case opKill, opScale, opRestart:
+	case opKill, opScale, opRestart, opRollback:
 		if a := s.Apps[c.App]; a != nil {
 			add(a)
 		}
@@ -285,6 +285,19 @@ func (s *State) events(c *command, before map[string]execView, res result) []clu
 	case opWorker:
 		evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: c.Worker.ID, State: "registered",
 			Message: fmt.Sprintf("worker %s registered at %s with cpus %v", c.Worker.ID, c.Worker.Addr, c.Worker.CPUs)})
+	case opUpdate:
+		if a := s.Apps[c.App]; a != nil {
+			evs = append(evs, cluster.Event{Type: "update", Time: at, App: c.App, State: fmt.Sprint(a.Version),
+				Message: fmt.Sprintf("app %s: rolling update to version %d (bundle %s)", c.App, a.Version, a.Bundle.Digest)})
+		}
+	case opRollback:
+		if a := s.Apps[c.App]; a != nil {
+			msg := fmt.Sprintf("app %s: rolling back to version %d (bundle %s)", c.App, a.Version, a.Bundle.Digest)
+			if c.Rollback.Auto {
+				msg = fmt.Sprintf("app %s: %s; rolling back to version %d automatically", c.App, c.Rollback.Reason, a.Version)
+			}
+			evs = append(evs, cluster.Event{Type: "rollback", Time: at, App: c.App, State: fmt.Sprint(a.Version), Reason: c.Rollback.Reason, Message: msg})
+		}
 	case opDrain:
 		if c.Drain.Draining {
 			w := s.Workers[c.Drain.Worker]
@@ -309,7 +322,7 @@ func (s *State) events(c *command, before map[string]execView, res result) []clu
 				after[a.Executors[i].ID] = &a.Executors[i]
 			}
 		}
-	case opKill, opScale, opRestart, opForget:
+	case opKill, opScale, opRestart, opForget, opRollback:
 		for id := range before {
 			after[id] = s.executor(id)
 		}

@@ -43,7 +43,8 @@ func (v ClusterView) usable(id string) bool { return v.Alive[id] && v.Eligible[i
 //     become LOST, or STOPPED for a killed app);
 //  2. opReschedule of the FAILED executors whose reschedule policy moves
 //     them to another worker (reschedule.go);
-//  3. opPromote of the executors of draining workers whose replacements
+//  3. opRollback of the apps whose new version's instances fail
+//     (update.go), opPromote of the executors of draining workers whose replacements
 //     are ready, and opEvict of those still there at the deadline
 //     (drain.go);
 //  4. opAssign with a placement for every unplaced executor that fits
@@ -66,6 +67,14 @@ func schedule(st *State, view ClusterView) []command {
 	}
 	if rs := reschedules(work); len(rs) > 0 {
 		c := command{Op: opReschedule, Lost: rs, Now: view.Now}
+		out = append(out, c)
+		if work == st {
+			work = work.clone()
+		}
+		work.apply(&c)
+	}
+	for _, c := range rollbacks(work) {
+		c.Now = view.Now
 		out = append(out, c)
 		if work == st {
 			work = work.clone()
@@ -112,9 +121,10 @@ func lostExecutors(st *State, view ClusterView) []string {
 }
 
 // rollingRestarts lists the executors to move to their app's generation
-// now: one per restarting app, and only once every executor of the app
-// runs its desired generation, so a rolling restart takes one executor at
-// a time.
+// and version now: one per restarting or updating app, and only once
+// every executor of the app is ready, so a rolling restart or update takes
+// one executor at a time. An executor on another version that is not
+// ready (a failed new instance during a rollback) goes first, at once.
 func rollingRestarts(st *State) []string {
 	var next []string
 	for _, id := range sortedAppIDs(st) {
@@ -123,16 +133,25 @@ func rollingRestarts(st *State) []string {
 			continue
 		}
 		settled := true
-		first := ""
+		first, broken := "", ""
 		for _, e := range app.Executors {
-			if e.State != cluster.Running || e.Observed != e.Generation {
+			if !ready(e) {
 				settled = false
 			}
-			if first == "" && e.Generation < app.Generation {
+			stale := e.Generation < app.Generation || app.Version > 0 && e.Version != app.Version
+			if first == "" && stale {
 				first = e.ID
 			}
+			// One on another version that does not serve anyway is
+			// replaced at once: that takes nothing out of service.
+			if broken == "" && stale && e.Version != app.Version && !ready(e) {
+				broken = e.ID
+			}
 		}
-		if settled && first != "" {
+		switch {
+		case broken != "":
+			next = append(next, broken)
+		case settled && first != "":
 			next = append(next, first)
 		}
 	}

@@ -88,6 +88,8 @@ func describe(cmds []command) []string {
 			out = append(out, "bump "+c.Bump)
 		case opReschedule, opPromote, opEvict:
 			out = append(out, c.Op+" "+strings.Join(c.Lost, " "))
+		case opRollback:
+			out = append(out, "rollback "+c.App)
 		default:
 			out = append(out, "unexpected "+c.Op)
 		}

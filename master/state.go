@@ -69,6 +69,10 @@ const (
 	opDrain   = "drain"
 	opPromote = "promote"
 	opEvict   = "evict"
+	// opUpdate adds a bundle version to an app and rolls to it;
+	// opRollback goes back to an earlier one (update.go).
+	opUpdate   = "update"
+	opRollback = "rollback"
 )
 
 // command is one entry of the replicated log.
@@ -95,6 +99,8 @@ type command struct {
 	// Limits are the leader's gear.limits.*, checked by submit and scale
 	// when they are applied (nil in entries written before limits).
 	Limits *Limits `json:"limits,omitempty"`
+	// Rollback is opRollback's argument (opUpdate uses Submit).
+	Rollback *rollbackCmd `json:"rollback,omitempty"`
 	// Drain is opDrain's argument.
 	Drain *drainCmd `json:"drain,omitempty"`
 }
@@ -141,6 +147,7 @@ func (s *State) apply(c *command) result {
 				app.Executors = append(app.Executors, newExecutor(id, p.Name, i))
 			}
 		}
+		ensureVersions(app)
 		s.Apps[id] = app
 		delete(s.index, id)
 		app.State = app.DeriveState()
@@ -186,6 +193,9 @@ func (s *State) apply(c *command) result {
 		if e := s.executor(c.Bump); e != nil {
 			if app := s.Apps[e.App]; app != nil {
 				e.Generation = app.Generation
+				if app.Version > 0 {
+					e.Version = app.Version
+				}
 			}
 		}
 	case opAssign:
@@ -255,6 +265,10 @@ func (s *State) apply(c *command) result {
 		}
 	case opDrain:
 		return s.applyDrain(c)
+	case opUpdate:
+		return s.applyUpdate(c)
+	case opRollback:
+		return s.applyRollback(c)
 	case opPromote:
 		s.applyPromote(c)
 	case opEvict:
@@ -400,6 +414,7 @@ func scaleApp(s *State, app *cluster.App, req *cluster.ScaleRequest, lim *Limits
 		if !have[i] {
 			e := newExecutor(app.ID, name, i)
 			e.Generation = app.Generation
+			e.Version = app.Version
 			kept = append(kept, e)
 		}
 	}

@@ -72,6 +72,15 @@ func (e *executor) update(a cluster.Assignment) {
 	}
 }
 
+// otherBundle reports whether assignment a runs another bundle or command
+// than the one this executor was started with (an app update or
+// rollback): the process must be replaced, not restarted.
+func (e *executor) otherBundle(a cluster.Assignment) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return a.Bundle.Digest != e.a.Bundle.Digest || !slices.Equal(a.Process.Command, e.a.Process.Command)
+}
+
 func (e *executor) report() cluster.ExecutorReport {
 	e.mu.Lock()
 	defer e.mu.Unlock()

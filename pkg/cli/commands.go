@@ -55,6 +55,25 @@ process's command.`,
 			Flags: appSubmit,
 		},
 		{
+			Name: "app update", Args: "ID BUNDLE", NArgs: 2, Rest: true, Group: groupApps, Global: ClusterFlags,
+			Synopsis: "roll an application to a new bundle version, one executor at a time",
+			Help: `Each executor moves to the new version once every executor of the app is
+ready. A version whose new instances fail (FAILED, or crashing again and
+again) is rolled back automatically; gear app history shows why. The new
+bundle keeps the app's process groups; their instance counts stay.`,
+			Flags: appUpdate,
+		},
+		{
+			Name: "app history", Args: "ID", NArgs: 1, Group: groupApps, Global: ClusterFlags, JSON: true,
+			Synopsis: "list an application's bundle versions with their digests and times",
+			Flags:    appHistory,
+		},
+		{
+			Name: "app rollback", Args: "ID [VERSION]", NArgs: -1, Group: groupApps, Global: ClusterFlags, JSON: true,
+			Synopsis: "roll an application back to VERSION (default: the one before the current)",
+			Flags:    appRollback,
+		},
+		{
 			Name: "app list", NArgs: 0, Group: groupApps, Global: ClusterFlags, JSON: true,
 			Synopsis: "list the applications and how many of their executors run",
 			Run:      show(listApps, appTable),
@@ -266,72 +285,142 @@ func appSubmit(fs *flag.FlagSet) Action {
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	return func(ctx context.Context, c *Call) error {
 		path := c.Args[0]
-		cfg, err := c.LoadConfig(nil)
+		cl, req, err := uploadBundle(ctx, c, path, *name, *executors, *mainClass, *quiet)
 		if err != nil {
 			return err
 		}
-		// The workers refuse what breaks these limits or holds unsafe
-		// entries: refuse it here, before the upload.
-		man, kind, err := bundle.InspectLimits(path, *mainClass, c.Rest, BundleLimits(cfg))
-		if err != nil {
-			return err
-		}
-		procs := man.Processes
-		if *executors > 0 {
-			for i := range procs {
-				procs[i].Instances = *executors
-			}
-		}
-		// The masters run the same check on submit: refuse here what they
-		// would refuse, before the upload.
-		if err := cluster.ValidateProcesses(procs); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		appName := *name
-		if appName == "" {
-			appName = man.Name
-		}
-		if appName == "" {
-			appName = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), ".tar")
-		}
-		st, err := os.Stat(path)
-		if err != nil {
-			return err
-		}
-		cl, err := c.Client()
-		if err != nil {
-			return err
-		}
-		showBar := !*quiet && isTerminal(c.Stderr)
-		open := func() (io.ReadCloser, error) {
-			f, err := os.Open(path)
-			if err != nil {
-				return nil, err
-			}
-			if !showBar {
-				return f, nil
-			}
-			bar := progressbar.DefaultBytes(st.Size(), "uploading "+filepath.Base(path))
-			r := progressbar.NewReader(f, bar)
-			return readCloser{Reader: &r, Closer: f}, nil
-		}
-		b, err := cl.UploadBundle(ctx, filepath.Base(path), st.Size(), open)
-		if err != nil {
-			return fmt.Errorf("upload %s: %w", path, err)
-		}
-		if showBar {
-			fmt.Fprintln(c.Stderr)
-		}
-		b.Kind = kind.BundleKind()
-		// The arguments are already part of each process's command (bundle.Inspect);
-		// they are recorded with the app for `app info`.
-		id, err := cl.Submit(ctx, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: c.Rest})
+		id, err := cl.Submit(ctx, req)
 		if err != nil {
 			return fmt.Errorf("submit %s: %w", path, err)
 		}
 		fmt.Fprintln(c.Stdout, id)
 		return nil
 	}
+}
+
+// uploadBundle checks the bundle at path as the masters will, uploads it,
+// and returns the request that submits it (or updates an app to it).
+func uploadBundle(ctx context.Context, c *Call, path, name string, executors int, mainClass string, quiet bool) (*cluster.Client, cluster.SubmitRequest, error) {
+	var req cluster.SubmitRequest
+	cfg, err := c.LoadConfig(nil)
+	if err != nil {
+		return nil, req, err
+	}
+	// The workers refuse what breaks these limits or holds unsafe
+	// entries: refuse it here, before the upload.
+	man, kind, err := bundle.InspectLimits(path, mainClass, c.Rest, BundleLimits(cfg))
+	if err != nil {
+		return nil, req, err
+	}
+	procs := man.Processes
+	if executors > 0 {
+		for i := range procs {
+			procs[i].Instances = executors
+		}
+	}
+	// The masters run the same check on submit: refuse here what they
+	// would refuse, before the upload.
+	if err := cluster.ValidateProcesses(procs); err != nil {
+		return nil, req, fmt.Errorf("%s: %w", path, err)
+	}
+	appName := name
+	if appName == "" {
+		appName = man.Name
+	}
+	if appName == "" {
+		appName = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), ".tar")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, req, err
+	}
+	cl, err := c.Client()
+	if err != nil {
+		return nil, req, err
+	}
+	showBar := !quiet && isTerminal(c.Stderr)
+	open := func() (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		if !showBar {
+			return f, nil
+		}
+		bar := progressbar.DefaultBytes(st.Size(), "uploading "+filepath.Base(path))
+		r := progressbar.NewReader(f, bar)
+		return readCloser{Reader: &r, Closer: f}, nil
+	}
+	b, err := cl.UploadBundle(ctx, filepath.Base(path), st.Size(), open)
+	if err != nil {
+		return nil, req, fmt.Errorf("upload %s: %w", path, err)
+	}
+	if showBar {
+		fmt.Fprintln(c.Stderr)
+	}
+	b.Kind = kind.BundleKind()
+	// The arguments are already part of each process's command (bundle.Inspect);
+	// they are recorded with the app for `app info`.
+	return cl, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: c.Rest}, nil
+}
+
+func appUpdate(fs *flag.FlagSet) Action {
+	mainClass := fs.String("main", "", "main `class` of a .jar (default: its manifest's Main-Class)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	return func(ctx context.Context, c *Call) error {
+		id, path := c.Args[0], c.Args[1]
+		cl, req, err := uploadBundle(ctx, c, path, "", 0, *mainClass, *quiet)
+		if err != nil {
+			return err
+		}
+		a, err := cl.Update(ctx, id, req)
+		if err != nil {
+			return fmt.Errorf("update app %s to %s: %w", id, path, err)
+		}
+		fmt.Fprintf(c.Stdout, "app %s rolls to version %d (bundle %s), one executor at a time; see gear app history %s\n", a.ID, a.Version, a.Bundle.Digest, a.ID)
+		return nil
+	}
+}
+
+func appRollback(fs *flag.FlagSet) Action {
+	return show(func(ctx context.Context, cl *cluster.Client, c *Call) (*cluster.App, error) {
+		if len(c.Args) < 1 || len(c.Args) > 2 {
+			return nil, fmt.Errorf("usage: gear app rollback ID [VERSION]")
+		}
+		v := 0
+		if len(c.Args) > 1 {
+			n, err := strconv.Atoi(c.Args[1])
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("VERSION %q is not a version number (see gear app history %s)", c.Args[1], c.Args[0])
+			}
+			v = n
+		}
+		return cl.Rollback(ctx, c.Args[0], v)
+	}, func(w io.Writer, a *cluster.App) {
+		fmt.Fprintf(w, "app %s rolls back to version %d (bundle %s), one executor at a time\n", a.ID, a.Version, a.Bundle.Digest)
+	})
+}
+
+func appHistory(fs *flag.FlagSet) Action {
+	return show(func(ctx context.Context, cl *cluster.Client, c *Call) ([]cluster.AppVersion, error) {
+		a, err := cl.App(ctx, c.Args[0])
+		if err != nil {
+			return nil, err
+		}
+		if len(a.Versions) == 0 {
+			return []cluster.AppVersion{{Version: 1, Bundle: a.Bundle, Processes: a.Processes, Created: a.Submitted}}, nil
+		}
+		return a.Versions, nil
+	}, func(w io.Writer, vs []cluster.AppVersion) {
+		fmt.Fprintln(w, "VERSION\tCREATED\tBUNDLE\tDIGEST\tSTATUS")
+		for _, v := range vs {
+			status := ""
+			if !v.RolledBack.IsZero() {
+				status = "rolled back " + v.RolledBack.Local().Format(time.DateTime) + ": " + v.Reason
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", v.Version, v.Created.Local().Format(time.DateTime), v.Bundle.Name, v.Bundle.Digest, status)
+		}
+	})
 }
 
 type readCloser struct {

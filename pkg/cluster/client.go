@@ -257,6 +257,21 @@ func (c *Client) Submit(ctx context.Context, req SubmitRequest) (string, error) 
 	return out.ID, err
 }
 
+// Update rolls application id to a new bundle version (gear app update).
+func (c *Client) Update(ctx context.Context, id string, req UpdateRequest) (*App, error) {
+	var out App
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/update", JSON: req}, &out)
+	return &out, err
+}
+
+// Rollback rolls application id back to version (0: the one before the
+// current).
+func (c *Client) Rollback(ctx context.Context, id string, version int) (*App, error) {
+	var out App
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/rollback", JSON: RollbackRequest{Version: version}}, &out)
+	return &out, err
+}
+
 // Kill stops an application.
 func (c *Client) Kill(ctx context.Context, id string) error {
 	return c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/kill"}, nil)

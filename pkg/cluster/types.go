@@ -120,6 +120,32 @@ type App struct {
 	Generation int               `json:"generation"`
 	RestartEnv map[string]string `json:"restart_env,omitempty"`
 	Args       []string          `json:"args,omitempty"`
+	// Version is the bundle version the app runs or rolls to (1 = as
+	// submitted; 0 for apps submitted before versions), Versions every
+	// version it had, oldest first (gear app update, history, rollback).
+	Version  int          `json:"version,omitempty"`
+	Versions []AppVersion `json:"versions,omitempty"`
+}
+
+// AppVersion is one bundle version of an app.
+type AppVersion struct {
+	Version   int       `json:"version"`
+	Bundle    Bundle    `json:"bundle"`
+	Processes []Process `json:"processes"`
+	Created   time.Time `json:"created"`
+	// RolledBack is when the version was rolled back automatically
+	// because its new instances failed, with Reason; zero otherwise.
+	RolledBack time.Time `json:"rolled_back,omitzero"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+// UpdateRequest is the body of POST /api/v1/apps/{id}/update: the new
+// bundle and its process groups, as a submit sends them.
+type UpdateRequest = SubmitRequest
+
+// RollbackRequest is the body of POST /api/v1/apps/{id}/rollback.
+type RollbackRequest struct {
+	Version int `json:"version,omitempty"` // 0: the version before the current one
 }
 
 // Executor is one instance of one process group, and where it runs.
@@ -147,6 +173,9 @@ type Executor struct {
 	// worker after it gave up (its process group's reschedule policy),
 	// oldest first.
 	Reschedules []RescheduleAttempt `json:"reschedules,omitempty"`
+	// Version is the app version (App.Versions) the executor runs, or
+	// is moved to.
+	Version int `json:"version,omitempty"`
 	// Replacement is this executor's copy being started on another worker
 	// while its own worker drains: it takes the executor's place once it is
 	// ready, and the old one is stopped then (nil when none).
@@ -376,7 +405,7 @@ type Event struct {
 	Index      uint64    `json:"index"` // raft log index
 	Seq        int       `json:"seq"`   // position among the events of that index
 	Time       time.Time `json:"time"`  // the leader's stamp (replicated) or this master's clock (local)
-	Type       string    `json:"type"`  // submit, kill, scale, restart, executor, worker, leader, member, gap
+	Type       string    `json:"type"`  // submit, kill, scale, restart, update, rollback, executor, worker, leader, member, gap
 	Replicated bool      `json:"replicated"`
 	Master     string    `json:"master,omitempty"` // the master that saw a local event
 	App        string    `json:"app,omitempty"`
