@@ -82,6 +82,10 @@ func (s *State) applyUpdate(c *command) result {
 	v := cluster.AppVersion{Version: n, Bundle: c.Submit.Bundle, Processes: c.Submit.Processes, Created: c.Now}
 	app.Versions = append(slices.Clone(app.Versions), v)
 	switchTo(app, v)
+	// A new generation too: the worker reports the generation it runs,
+	// so an executor is ready at the new version only once its new
+	// process runs (ready).
+	app.Generation++
 	app.State = app.DeriveState()
 	return result{ID: app.ID}
 }
@@ -139,6 +143,7 @@ func (s *State) applyRollback(c *command) result {
 		cur.RolledBack, cur.Reason = c.Now, rb.Reason
 	}
 	switchTo(app, *v)
+	app.Generation++
 	for i := range app.Executors {
 		// A failed new instance is replaced, not moved elsewhere.
 		app.Executors[i].RescheduleDue = false

@@ -64,6 +64,7 @@ func TestScheduleUpdateRollsBackAFailingVersion(t *testing.T) {
 		{name: "the new instance crash-loops: rolled back, it goes back first", do: []func(*State){crashing("1.web.0", 2)}, alive: ab, at: time.Second,
 			want:  []string{"rollback 1", "bump 1.web.0"},
 			check: checks(wantVersion("1.web.0", 1), wantVersion("1.web.1", 1))},
+		{name: "the other one restarts at the new generation", do: []func(*State){running}, alive: ab, want: []string{"bump 1.web.1"}},
 		{name: "settles on version 1", do: []func(*State){running}, alive: ab, want: []string{}},
 	})
 	a := s.Apps["1"]
