@@ -94,7 +94,9 @@ func TestUpdateAndRollback(t *testing.T) {
 func TestUpdateSurvivesLeaderKill(t *testing.T) {
 	out := t.TempDir()
 	t.Cleanup(func() { sweepExecutors(t, out) })
-	c := newCluster(t, clusterOpts{masters: 3, workers: 1})
+	// A shared jar store: the new version's bundle must outlive the
+	// leader that stored it.
+	c := newCluster(t, clusterOpts{masters: 3, workers: 1, conf: fmt.Sprintf("gear.jarstore.rootpath = %q\n", "file://"+t.TempDir())})
 	var leader string
 	waitFor(t, 30*time.Second, "a leader", func() bool { leader = c.leader(); return leader != "" })
 	waitFor(t, 20*time.Second, "the worker to register", func() bool { return len(c.aliveWorkers()) == 1 })
@@ -102,19 +104,32 @@ func TestUpdateSurvivesLeaderKill(t *testing.T) {
 	id := c.submit(versionBundle(t, out, "v1", n))
 	c.waitVersion(id, 1, n, 30*time.Second)
 	c.mustGear("app", "update", id, versionBundle(t, out, "v2", n), "-quiet")
-	a := c.appInfo(id)
+	// Kill the leader once the rollout has begun: one executor at the
+	// new version, the others still to go.
 	moved := 0
-	for _, e := range a.Executors {
-		if e.Version == 2 {
-			moved++
+	waitFor(t, 30*time.Second, "the rollout to begin", func() bool {
+		moved = 0
+		if a := c.appInfo(id); a != nil {
+			for _, e := range a.Executors {
+				if e.Version == 2 {
+					moved++
+				}
+			}
 		}
-	}
+		return moved > 0
+	})
 	c.kill(c.masterName(leader), syscall.SIGKILL)
 	t.Logf("killed the leader with %d of %d executors moved to version 2", moved, n)
 	if moved == n {
 		t.Logf("the rollout was over before the kill: the test shows less than it should")
 	}
-	a = c.waitVersion(id, 2, n, 90*time.Second)
+	defer func() {
+		if t.Failed() {
+			t.Logf("app info at the end:\n%s", c.mustGear("app", "info", id, "-json"))
+			t.Logf("events:\n%s", c.mustGear("events"))
+		}
+	}()
+	a := c.waitVersion(id, 2, n, 40*time.Second)
 	if len(a.Versions) != 2 {
 		t.Fatalf("versions after the failover: %+v", a.Versions)
 	}
