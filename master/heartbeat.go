@@ -52,7 +52,8 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		m.refuseHeartbeat(w, r, hb.Worker.ID, refused)
 		return
 	}
-	if known == nil || !hasSecret || known.Addr != hb.Worker.Addr || known.BootID != hb.Worker.BootID || !slices.Equal(known.CPUs, hb.Worker.CPUs) {
+	if known == nil || !hasSecret || known.Addr != hb.Worker.Addr || known.BootID != hb.Worker.BootID || !slices.Equal(known.CPUs, hb.Worker.CPUs) ||
+		known.Memory != hb.Worker.Memory {
 		wk := hb.Worker
 		wk.Gossip = ""
 		if _, err := m.apply(command{Op: opWorker, Worker: &wk, SecretHash: hash}); err != nil {

@@ -110,6 +110,7 @@ func manifestProcesses(man *bundle.Manifest) []cluster.Process {
 			Restart: p.Restart, Env: p.Env, Ports: p.Ports, StopTimeout: p.StopTimeout, PreStop: p.PreStop,
 			MaxAge: p.MaxAge, MaxRSS: p.MaxRSS, MinUptime: p.MinUptime, MaxRestarts: p.MaxRestarts,
 			RestartWindow: p.RestartWindow, User: p.User, Reschedule: p.Reschedule,
+			Memory: p.Memory, MaxPids: p.MaxPids,
 		})
 	}
 	return out

@@ -25,6 +25,7 @@ func place(st *State, view ClusterView) []assignment {
 		exclusive map[int]bool // cores held by non-shared executors
 		shared    map[int]int  // cores held by shared executors -> count
 		count     int
+		memory    int64 // bytes held by executors with a memory limit
 	}
 	var loads []*load
 	byID := map[string]*load{}
@@ -39,9 +40,9 @@ func place(st *State, view ClusterView) []assignment {
 	sort.Slice(loads, func(i, j int) bool { return loads[i].w.ID < loads[j].w.ID })
 	for _, app := range st.Apps {
 		for _, e := range app.Executors {
-			shared := false
+			shared, mem := false, int64(0)
 			if pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process }); pi >= 0 {
-				shared = app.Processes[pi].Shared
+				shared, mem = app.Processes[pi].Shared, app.Processes[pi].Memory
 			}
 			held := []cluster.Executor{e}
 			if e.Replacement != nil {
@@ -53,6 +54,7 @@ func place(st *State, view ClusterView) []assignment {
 					continue
 				}
 				l.count++
+				l.memory += mem
 				for _, c := range h.CPUs {
 					if shared {
 						l.shared[c]++
@@ -90,7 +92,7 @@ func place(st *State, view ClusterView) []assignment {
 					continue
 				}
 				free := freeCores(l.w.CPUs, l.exclusive, l.shared, p.Shared)
-				if len(free) < p.CPUs {
+				if len(free) < p.CPUs || !memoryFits(l.w.Memory, l.memory, p.Memory) {
 					continue
 				}
 				if best == nil || better(p.CPUs, len(free), l.count, bestFree, best.count) {
@@ -120,6 +122,7 @@ func place(st *State, view ClusterView) []assignment {
 				}
 			}
 			best.count++
+			best.memory += p.Memory
 			out = append(out, assignment{Executor: e.ID, Worker: best.w.ID, WorkerAddr: best.w.Addr, CPUs: cpus, Replace: replace})
 		}
 	}
@@ -156,9 +159,18 @@ func freeCores(all []int, exclusive map[int]bool, shared map[int]int, wantShared
 	return free
 }
 
+// memoryFits reports whether a process asking for want bytes fits on a
+// worker of total bytes (0: not counted) of which used are held.
+func memoryFits(total, used, want int64) bool {
+	return want == 0 || total == 0 || used+want <= total
+}
+
 func noRoomMessage(p cluster.Process, noWorkers bool) string {
 	if noWorkers {
 		return "waiting for a worker: none is registered and alive (start one with bin/worker)"
+	}
+	if p.Memory > 0 {
+		return fmt.Sprintf("no alive worker has %d free core(s) and %d bytes of memory free for process group %q; add workers, lower cpus or memory", p.CPUs, p.Memory, p.Name)
 	}
 	return fmt.Sprintf("no alive worker has %d free core(s) for process group %q; add workers or cores, lower cpus, or mark it shared", p.CPUs, p.Name)
 }

@@ -375,3 +375,27 @@ func TestScheduleInvariants(t *testing.T) {
 	}
 	t.Logf("%d exclusive core holdings checked", placed)
 }
+
+// Placement counts memory as it counts cores: a worker whose memory is
+// held takes no more executors with a memory limit.
+func TestScheduleMemory(t *testing.T) {
+	regMem := func(id string, mem int64) func(*State) {
+		return func(s *State) {
+			mustApply(s, &command{Op: opWorker, Worker: &cluster.Worker{ID: id, Addr: id + ":1", CPUs: []int{0, 1, 2, 3}, Memory: mem}})
+		}
+	}
+	big := cluster.Process{Instances: 3, Memory: 600 << 20}
+	runSchedule(t, []schedStep{
+		{name: "1GiB each: one 600MiB instance per worker, the third waits", do: []func(*State){regMem("a", 1<<30), regMem("b", 1<<30), submit("big", big)},
+			alive: []string{"a", "b"}, want: []string{"assign 1.big.0@a[] 1.big.1@b[] 1.big.2 waits (no room)"},
+			check: func(t *testing.T, s *State) {
+				if e := s.executor("1.big.2"); !strings.Contains(e.LastError, "bytes of memory") {
+					t.Fatalf("the reason %q does not name memory", e.LastError)
+				}
+			}},
+		{name: "a worker that does not count memory takes it", do: []func(*State){regMem("c", 0)},
+			alive: []string{"a", "b", "c"}, want: []string{"assign 1.big.2@c[]"}},
+		{name: "unlimited processes are not counted", do: []func(*State){submit("small", cluster.Process{Instances: 2})},
+			alive: []string{"a", "b", "c"}, want: []string{"assign 2.small.0@a[] 2.small.1@b[]"}},
+	})
+}

@@ -413,6 +413,9 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		LogDir: filepath.Join(w.opts.DataDir, "logs"), LogMaxSize: w.opts.LogMaxSize, LogMaxFiles: w.opts.LogMaxFiles,
 		Ports: a.Process.Ports, PidDir: filepath.Join(w.opts.DataDir, "pids"),
 		Credential: owner.credential(),
+		// One cgroup parent per worker, so that workers sharing a
+		// machine (and a cgroup) never collide.
+		Memory: a.Process.Memory, MaxPids: a.Process.MaxPids, CgroupParent: "gear-" + w.id,
 	}, nil
 }
 

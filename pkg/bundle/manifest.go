@@ -40,7 +40,7 @@ func (m *Manifest) Process(name string) (*cluster.Process, bool) {
 var (
 	topKeys     = []string{"name", "processes"}
 	processKeys = []string{"command", "instances", "cpus", "shared", "restart", "env", "ports", "stop-timeout",
-		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health", "user", "reschedule"}
+		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health", "user", "reschedule", "memory", "max-pids"}
 	healthKeys     = []string{"http", "port", "interval", "timeout"}
 	rescheduleKeys = []string{"attempts", "interval", "delay", "delay-function", "max-delay"}
 )
@@ -234,6 +234,16 @@ func (p *manifestParser) process(key, name string, o map[string]any) cluster.Pro
 		}
 		pr.MaxRSS = n
 	}
+	if v, ok := o["memory"]; ok {
+		n, err := ParseSize(v)
+		if err != nil {
+			p.errorf(k("memory"), "%v", err)
+		} else if n < 4<<20 {
+			p.errorf(k("memory"), "%d bytes is below the 4MiB minimum, e.g. memory = 512MiB", n)
+		}
+		pr.Memory = n
+	}
+	pr.MaxPids = p.intIn(k("max-pids"), o, 0, 1, 1<<22)
 	if v, ok := o["health"]; ok {
 		pr.Health = p.health(k("health"), v, pr.Ports)
 	}

@@ -52,3 +52,24 @@ processes {
 		}
 	}
 }
+
+func TestParseManifestLimits(t *testing.T) {
+	m, err := ParseManifest([]byte("name = a\nprocesses.p { command = [x], memory = 512MiB, max-pids = 64 }"), "app.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.Processes[0]; p.Memory != 512<<20 || p.MaxPids != 64 || p.Validate() != nil {
+		t.Fatalf("%+v", p)
+	}
+	for conf, want := range map[string]string{
+		"memory = 1KiB":   "processes.p.memory: 1024 bytes is below the 4MiB minimum",
+		"memory = lots":   `processes.p.memory: "lots" is not a size`,
+		"max-pids = 0":    "processes.p.max-pids",
+		"max-pids = many": "processes.p.max-pids: must be a whole number",
+	} {
+		_, err := ParseManifest([]byte("name = a\nprocesses.p { command = [x], "+conf+" }"), "app.conf")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", conf, err, want)
+		}
+	}
+}

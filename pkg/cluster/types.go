@@ -92,6 +92,12 @@ type Process struct {
 	// User runs the group's executors as this user ("name" or
 	// "name:group") where the worker's gear.worker.allowed-users lists it.
 	User string `json:"user,omitempty"`
+	// Memory (bytes, gear-app.conf's memory = 512MiB) and MaxPids
+	// (max-pids) limit each instance by cgroup; an instance over its
+	// memory is killed and restarted by its policy ("out of memory").
+	// Placement counts Memory against the workers' memory. 0: no limit.
+	Memory  int64 `json:"memory,omitempty"`
+	MaxPids int   `json:"max_pids,omitempty"`
 	// Reschedule moves an executor that gave up on one worker to another
 	// (nil: DefaultReschedule; see Reschedule).
 	Reschedule *Reschedule `json:"reschedule,omitempty"`
@@ -203,6 +209,9 @@ type Worker struct {
 	Alive    bool      `json:"alive"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	BootID   string    `json:"boot_id"`
+	// Memory is the memory (bytes) the worker hands out to executors
+	// with a memory limit; 0: not counted.
+	Memory int64 `json:"memory,omitempty"`
 	// Draining is set by `gear workers drain`: nothing new is placed on
 	// the worker, its executors move elsewhere, and what remains at
 	// DrainDeadline is stopped. `gear workers eligible` clears it.
