@@ -220,6 +220,9 @@ func (c *cgroup) remove() {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		// The parent too once empty (it fails while another executor
+		// of the worker runs in it, which is fine).
+		_ = unix.Rmdir(filepath.Dir(d))
 	}
 }
 
