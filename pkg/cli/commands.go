@@ -452,6 +452,15 @@ func appTable(w io.Writer, apps []cluster.App) {
 
 func appInfoTable(w io.Writer, app *cluster.App) {
 	fmt.Fprintf(w, "app %s %q: %s (bundle %s, %d bytes)\n", app.ID, app.Name, app.State, app.Bundle.Digest, app.Bundle.Size)
+	if app.Version > 0 {
+		moved := 0
+		for _, e := range app.Executors {
+			if e.Version == app.Version {
+				moved++
+			}
+		}
+		fmt.Fprintf(w, "version %d (%d of %d executors on it; gear app history %s)\n", app.Version, moved, len(app.Executors), app.ID)
+	}
 	fmt.Fprintln(w, "EXECUTOR\tSTATE\tWORKER\tPID\tCPUS\tRESTARTS\tLAST EXIT / ERROR")
 	for _, e := range app.Executors {
 		last := e.LastExit
@@ -461,6 +470,9 @@ func appInfoTable(w io.Writer, app *cluster.App) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, e.Worker, e.PID, cluster.FormatInts(e.CPUs), e.Restarts, last)
 	}
 	for _, e := range app.Executors {
+		if r := e.Replacement; r != nil {
+			fmt.Fprintf(w, "replacing %s: its worker drains; the copy on worker %s is %s\n", e.ID, r.Worker, r.State)
+		}
 		for i, r := range e.Reschedules {
 			fmt.Fprintf(w, "rescheduled %s: attempt %d at %s, off worker %s (%s); started again after %s\n", e.ID, i+1,
 				r.Time.Local().Format(time.DateTime), r.From, r.Reason, r.NotBefore.Local().Format(time.TimeOnly))
