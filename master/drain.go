@@ -133,8 +133,9 @@ func reportReplacement(e *cluster.Executor, worker string, r cluster.ExecutorRep
 
 // drains lists the executors of draining workers whose replacement is
 // ready (promote) and those still there at their worker's deadline
-// (evict), at view.Now.
-func drains(st *State, view ClusterView) (promote, evict []string) {
+// (evict), at view.Now, and the replacements whose worker is not alive
+// (unplace: placed again elsewhere).
+func drains(st *State, view ClusterView) (promote, evict, unplace []string) {
 	for _, id := range sortedAppIDs(st) {
 		app := st.Apps[id]
 		if app.State == cluster.AppKilled {
@@ -146,6 +147,9 @@ func drains(st *State, view ClusterView) (promote, evict []string) {
 				continue
 			}
 			switch {
+			case e.Replacement != nil && !view.Alive[e.Replacement.Worker]:
+				// Its worker is gone: place another one.
+				unplace = append(unplace, e.ID)
 			case e.Replacement != nil && ready(*e.Replacement):
 				promote = append(promote, e.ID)
 			case !view.Now.Before(st.Workers[e.Worker].DrainDeadline):
@@ -153,7 +157,7 @@ func drains(st *State, view ClusterView) (promote, evict []string) {
 			}
 		}
 	}
-	return promote, evict
+	return promote, evict, unplace
 }
 
 // handleDrain marks worker {id} draining with the body's deadline

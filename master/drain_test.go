@@ -122,3 +122,17 @@ func TestReplacementReports(t *testing.T) {
 		t.Fatalf("an unchanged report is passed on again: %+v", reports)
 	}
 }
+
+// A replacement whose worker dies is dropped and placed again elsewhere.
+func TestScheduleDrainReplacementLost(t *testing.T) {
+	p := cluster.Process{Instances: 1, CPUs: 1}
+	runSchedule(t, []schedStep{
+		{name: "placed", do: []func(*State){register("a", 0), register("b", 0), register("c", 0), submit("web", p)},
+			alive: []string{"a", "b", "c"}, want: []string{"assign 1.web.0@a[0]"}},
+		{name: "drain a: replacement on b", do: []func(*State){running, drain("a", time.Minute, 0)},
+			alive: []string{"a", "b", "c"}, want: []string{"assign 1.web.0@b[0](replacement)"}},
+		{name: "b dies: the replacement goes to c", alive: []string{"a", "c"}, at: time.Second,
+			want:  []string{"unreplace 1.web.0", "assign 1.web.0@c[0](replacement)"},
+			check: checks(wantExecutor("1.web.0", "a", cluster.Running), wantReplacement("1.web.0", "c"))},
+	})
+}

@@ -81,8 +81,8 @@ func schedule(st *State, view ClusterView) []command {
 		}
 		work.apply(&c)
 	}
-	promote, evict := drains(work, view)
-	for _, d := range []command{{Op: opPromote, Lost: promote, Now: view.Now}, {Op: opEvict, Lost: evict, Now: view.Now}} {
+	promote, evict, unplace := drains(work, view)
+	for _, d := range []command{{Op: opUnplace, Lost: unplace, Now: view.Now}, {Op: opPromote, Lost: promote, Now: view.Now}, {Op: opEvict, Lost: evict, Now: view.Now}} {
 		if len(d.Lost) == 0 {
 			continue
 		}

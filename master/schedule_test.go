@@ -86,7 +86,7 @@ func describe(cmds []command) []string {
 			out = append(out, "assign "+strings.Join(parts, " "))
 		case opBump:
 			out = append(out, "bump "+c.Bump)
-		case opReschedule, opPromote, opEvict:
+		case opReschedule, opPromote, opEvict, opUnplace:
 			out = append(out, c.Op+" "+strings.Join(c.Lost, " "))
 		case opRollback:
 			out = append(out, "rollback "+c.App)

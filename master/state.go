@@ -69,6 +69,7 @@ const (
 	opDrain   = "drain"
 	opPromote = "promote"
 	opEvict   = "evict"
+	opUnplace = "unreplace" // drop replacements whose worker is not alive
 	// opUpdate adds a bundle version to an app and rolls to it;
 	// opRollback goes back to an earlier one (update.go).
 	opUpdate   = "update"
@@ -273,6 +274,12 @@ func (s *State) apply(c *command) result {
 		s.applyPromote(c)
 	case opEvict:
 		s.applyEvict(c)
+	case opUnplace:
+		for _, id := range c.Lost {
+			if e := s.executor(id); e != nil {
+				e.Replacement = nil
+			}
+		}
 	case opReschedule:
 		for _, id := range c.Lost {
 			if e := s.executor(id); e != nil {
