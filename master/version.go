@@ -23,7 +23,8 @@ const (
 	// the one it writes. Entries written before versions existed carry
 	// none and are version 1.
 	//
-	// 2: opReschedule, opDrain (and the fields they set).
+	// 2: opReschedule, opDrain, opPromote, opEvict, opUnplace, opUpdate,
+	// opRollback, and assignment.Replace.
 	commandVersion = 2
 	// stateFormat is the newest snapshot format this master reads, and the
 	// one it writes. Snapshots written before formats existed are format 1.

@@ -240,3 +240,37 @@ func startInCgroup(cmd *exec.Cmd, c *cgroup, cpus []int) error {
 	}
 	return startPinnedHook(cmd, cpus, c.enter, c.leave)
 }
+
+// openCgroup finds the cgroup an earlier run of the worker made for spec
+// (an adopted process), nil if there is none.
+func openCgroup(spec Spec) *cgroup {
+	if spec.Memory <= 0 && spec.MaxPids <= 0 {
+		return nil
+	}
+	own, err := ownCgroups()
+	if err != nil {
+		return nil
+	}
+	parent := spec.CgroupParent
+	if parent == "" {
+		parent = "gear"
+	}
+	exists := func(d string) bool { st, err := os.Stat(d); return err == nil && st.IsDir() }
+	if p, ok := own[""]; ok && len(own) == 1 {
+		if d := filepath.Join(cgroupRoot, p, parent, spec.ID); exists(d) {
+			return &cgroup{v2: d}
+		}
+		return nil
+	}
+	c := &cgroup{v1: map[string]string{}, back: map[string]string{}}
+	for _, ctrl := range []string{"memory", "pids"} {
+		base := filepath.Join(cgroupRoot, ctrl, own[ctrl])
+		if d := filepath.Join(base, parent, spec.ID); own[ctrl] != "" && exists(d) {
+			c.v1[ctrl], c.back[ctrl] = d, base
+		}
+	}
+	if len(c.v1) == 0 {
+		return nil
+	}
+	return c
+}

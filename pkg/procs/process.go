@@ -45,6 +45,8 @@ func (e ExitStatus) String() string {
 	switch {
 	case !e.Known:
 		return "exited (status unknown: not a child of this worker)"
+	case e.OOM && e.Signal == 0:
+		return fmt.Sprintf("out of memory: killed by the kernel at its memory limit of %d bytes", e.MemoryLimit)
 	case e.OOM:
 		return fmt.Sprintf("out of memory: killed by signal %d (%s) at its memory limit of %d bytes", int(e.Signal), unix.SignalName(e.Signal), e.MemoryLimit)
 	case e.Signal != 0:
@@ -295,6 +297,7 @@ func (p *Process) finish(st ExitStatus) {
 	p.mu.Lock()
 	stopping := p.stopping
 	pidFile := p.spec.PidFile()
+	cg, limit := p.cg, p.spec.Memory
 	p.mu.Unlock()
 	if !stopping {
 		// The leader died on its own: take the rest of its group with it so
@@ -305,12 +308,13 @@ func (p *Process) finish(st ExitStatus) {
 	if pidFile != "" {
 		removePidFileIf(pidFile, p.pid, p.startTicks)
 	}
-	if p.cg != nil {
-		st.OOM = st.Signal == syscall.SIGKILL && p.cg.oomKilled()
+	if cg != nil {
+		// An adopted process's signal is unknown: the cgroup's count says.
+		st.OOM = (st.Signal == syscall.SIGKILL || !st.Known) && limit > 0 && cg.oomKilled()
 		if st.OOM {
-			st.MemoryLimit = p.spec.Memory
+			st.MemoryLimit = limit
 		}
-		p.cg.remove()
+		cg.remove()
 	}
 	p.status = st
 	close(p.done)
