@@ -29,7 +29,11 @@ func place(st *State, view ClusterView) []assignment {
 	}
 	var loads []*load
 	byID := map[string]*load{}
+	drainingOnly := false // some usable worker is draining
 	for _, w := range st.Workers {
+		if view.usable(w.ID) && w.Draining {
+			drainingOnly = true
+		}
 		if !view.usable(w.ID) || w.Draining {
 			continue
 		}
@@ -105,6 +109,9 @@ func place(st *State, view ClusterView) []assignment {
 			}
 			if best == nil {
 				msg := noRoomMessage(p, loads == nil)
+				if loads == nil && drainingOnly {
+					msg = "waiting for a worker: every alive worker is draining (gear workers eligible ID ends a drain, or start a worker)"
+				}
 				if len(avoid) > 0 && !slices.ContainsFunc(loads, func(l *load) bool { return !avoid[l.w.ID] }) {
 					msg = fmt.Sprintf("waiting for a worker it has not given up on (not %v): none other is alive and eligible", slices.Sorted(maps.Keys(avoid)))
 				}

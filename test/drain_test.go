@@ -102,3 +102,38 @@ func TestDrainWorker(t *testing.T) {
 	}
 	c.killApp(id, pids)
 }
+
+// With nowhere else to go, a drained worker's executor keeps running
+// until the deadline, is stopped then (with the reason), and comes back
+// when the worker is eligible again.
+func TestDrainDeadline(t *testing.T) {
+	c, out := workerCluster(t, "")
+	ws := c.aliveWorkers()
+	id := c.submit(testBundle(t, out, "stuck", `command = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]`))
+	a := c.waitRunning(id, 1, 30*time.Second)
+	pid := a.Executors[0].PID
+	start := time.Now()
+	c.mustGear("workers", "drain", ws[0].ID, "-deadline", "3s")
+	waitFor(t, 30*time.Second, "the executor stopped at the deadline", func() bool {
+		a = c.appInfo(id)
+		if a == nil {
+			return false
+		}
+		if alive(pid) && a.Executors[0].Worker == "" {
+			return false // unplaced, process not gone yet
+		}
+		return !alive(pid) && a.Executors[0].Worker == ""
+	})
+	if d := time.Since(start); d < 3*time.Second {
+		t.Fatalf("stopped %v after the drain, before its 3s deadline", d)
+	}
+	if e := a.Executors[0]; e.State != cluster.Pending || !strings.Contains(e.LastError, "every alive worker is draining") {
+		t.Fatalf("executor %s %q, want PENDING with the reason", e.State, e.LastError)
+	}
+	if ev := c.mustGear("events"); !strings.Contains(ev, "drained and its deadline passed") {
+		t.Errorf("no event says why it stopped:\n%s", ev)
+	}
+	c.mustGear("workers", "eligible", ws[0].ID)
+	a = c.waitRunning(id, 1, 30*time.Second)
+	c.killApp(id, pidsOf(a))
+}
