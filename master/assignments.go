@@ -11,7 +11,12 @@ import (
 // masters, and what the worker should run now.
 func (m *Master) assignments(id string) cluster.HeartbeatReply {
 	reply := cluster.HeartbeatReply{Leader: m.self, Masters: m.raft.voters()}
-	m.fsm.read(func(s *State) { reply.Assignments = assignmentsFor(s, id) })
+	m.fsm.read(func(s *State) {
+		reply.Assignments = assignmentsFor(s, id)
+		if w := s.Workers[id]; w != nil {
+			reply.Draining = w.Draining
+		}
+	})
 	return reply
 }
 
@@ -25,15 +30,24 @@ func assignmentsFor(st *State, id string) []cluster.Assignment {
 			continue
 		}
 		for _, e := range app.Executors {
+			if e.Worker != id && e.Replacement != nil && e.Replacement.Worker == id {
+				e = *e.Replacement // started here while e's worker drains
+			}
 			if e.Worker != id {
 				continue
 			}
-			pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process })
+			// The executor's own version: during a rollout, some run
+			// the old bundle and some the new.
+			procs, bundle := app.Processes, app.Bundle
+			if v := version(app, e.Version); v != nil {
+				procs, bundle = v.Processes, v.Bundle
+			}
+			pi := slices.IndexFunc(procs, func(p cluster.Process) bool { return p.Name == e.Process })
 			if pi < 0 {
 				continue
 			}
 			out = append(out, cluster.Assignment{
-				Executor: e, Process: app.Processes[pi], Bundle: app.Bundle, Args: app.Args,
+				Executor: e, Process: procs[pi], Bundle: bundle, Args: app.Args,
 				Env: app.RestartEnv, Generation: e.Generation, Disabled: app.Disabled,
 			})
 		}

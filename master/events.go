@@ -233,7 +233,7 @@ func (s *State) observe(c *command) map[string]execView {
 		}
 	}
 	switch c.Op {
-	case opKill, opScale, opRestart:
+	case opKill, opScale, opRestart, opRollback:
 		if a := s.Apps[c.App]; a != nil {
 			add(a)
 		}
@@ -292,6 +292,28 @@ func (s *State) events(c *command, before map[string]execView, res result) []clu
 	case opWorker:
 		evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: c.Worker.ID, State: "registered",
 			Message: fmt.Sprintf("worker %s registered at %s with cpus %v", c.Worker.ID, c.Worker.Addr, c.Worker.CPUs)})
+	case opUpdate:
+		if a := s.Apps[c.App]; a != nil {
+			evs = append(evs, cluster.Event{Type: "update", Time: at, App: c.App, State: fmt.Sprint(a.Version),
+				Message: fmt.Sprintf("app %s: rolling update to version %d (bundle %s)", c.App, a.Version, a.Bundle.Digest)})
+		}
+	case opRollback:
+		if a := s.Apps[c.App]; a != nil {
+			msg := fmt.Sprintf("app %s: rolling back to version %d (bundle %s)", c.App, a.Version, a.Bundle.Digest)
+			if c.Rollback.Auto {
+				msg = fmt.Sprintf("app %s: %s; rolling back to version %d automatically", c.App, c.Rollback.Reason, a.Version)
+			}
+			evs = append(evs, cluster.Event{Type: "rollback", Time: at, App: c.App, State: fmt.Sprint(a.Version), Reason: c.Rollback.Reason, Message: msg})
+		}
+	case opDrain:
+		if c.Drain.Draining {
+			w := s.Workers[c.Drain.Worker]
+			evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: c.Drain.Worker, State: "draining",
+				Message: fmt.Sprintf("worker %s draining: its executors move elsewhere, what remains at %s is stopped", c.Drain.Worker, w.DrainDeadline.UTC().Format(time.RFC3339))})
+		} else {
+			evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: c.Drain.Worker, State: "eligible",
+				Message: "worker " + c.Drain.Worker + " eligible again"})
+		}
 	case opForget:
 		for _, id := range c.Forget {
 			evs = append(evs, cluster.Event{Type: "worker", Time: at, Worker: id, State: "removed",
@@ -307,7 +329,7 @@ func (s *State) events(c *command, before map[string]execView, res result) []clu
 				after[a.Executors[i].ID] = &a.Executors[i]
 			}
 		}
-	case opKill, opScale, opRestart, opForget:
+	case opKill, opScale, opRestart, opForget, opRollback:
 		for id := range before {
 			after[id] = s.executor(id)
 		}
@@ -336,7 +358,7 @@ func (s *State) events(c *command, before map[string]execView, res result) []clu
 			evs = append(evs, cluster.Event{Type: "health", Time: at, App: appOfExecutor(id), Executor: id, Worker: e.Worker,
 				State: string(e.Health), Message: fmt.Sprintf("executor %s health %s", id, e.Health)})
 		}
-		if e.State == was.state {
+		if e.State == was.state && (e.Worker == was.worker || c.Op != opPromote && c.Op != opEvict) {
 			continue
 		}
 		reason := execReason(c, e)
@@ -367,6 +389,15 @@ func execReason(c *command, e *cluster.Executor) string {
 		return "its worker stayed unreachable past the failover timeout"
 	case opForget:
 		return "its worker was removed"
+	case opReschedule:
+		return e.LastError
+	case opPromote:
+		return "its worker drains: moved to its replacement"
+	case opEvict:
+		if e.Worker == "" {
+			return e.LastError
+		}
+		return "its worker drains and the deadline passed: moved to its replacement"
 	case opSubmit:
 		return "submitted"
 	}

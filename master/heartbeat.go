@@ -52,7 +52,8 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		m.refuseHeartbeat(w, r, hb.Worker.ID, refused)
 		return
 	}
-	if known == nil || !hasSecret || known.Addr != hb.Worker.Addr || known.BootID != hb.Worker.BootID || !slices.Equal(known.CPUs, hb.Worker.CPUs) {
+	if known == nil || !hasSecret || known.Addr != hb.Worker.Addr || known.BootID != hb.Worker.BootID || !slices.Equal(known.CPUs, hb.Worker.CPUs) ||
+		known.Memory != hb.Worker.Memory {
 		wk := hb.Worker
 		wk.Gossip = ""
 		if _, err := m.apply(command{Op: opWorker, Worker: &wk, SecretHash: hash}); err != nil {
@@ -108,7 +109,8 @@ func secretHash(secret string) string {
 // reportChanges is what a heartbeat of worker id changes in st: the
 // reports of its executors that differ from the replicated ones, and the
 // executors of killed apps placed on it that it no longer runs. Reports of
-// executors not placed on it are stale and left out. It reads st only.
+// executors not placed on it (nor their replacements) are stale and left
+// out. It reads st only.
 func reportChanges(st *State, id string, executors []cluster.ExecutorReport) (reports []cluster.ExecutorReport, gone []string) {
 	reported := make(map[string]cluster.ExecutorReport, len(executors))
 	for _, rep := range executors {
@@ -116,6 +118,13 @@ func reportChanges(st *State, id string, executors []cluster.ExecutorReport) (re
 	}
 	for _, app := range st.Apps {
 		for _, e := range app.Executors {
+			if e.Worker != id && e.Replacement != nil && e.Replacement.Worker == id {
+				// Its replacement, started here while e's worker drains.
+				if rep, ok := reported[e.ID]; ok && changed(*e.Replacement, rep) {
+					reports = append(reports, rep)
+				}
+				continue
+			}
 			if e.Worker != id {
 				continue
 			}

@@ -109,7 +109,8 @@ func manifestProcesses(man *bundle.Manifest) []cluster.Process {
 			Name: p.Name, Command: p.Command, Instances: p.Instances, CPUs: p.CPUs, Shared: p.Shared,
 			Restart: p.Restart, Env: p.Env, Ports: p.Ports, StopTimeout: p.StopTimeout, PreStop: p.PreStop,
 			MaxAge: p.MaxAge, MaxRSS: p.MaxRSS, MinUptime: p.MinUptime, MaxRestarts: p.MaxRestarts,
-			RestartWindow: p.RestartWindow, User: p.User, Listen: p.Listen, Health: p.Health,
+			RestartWindow: p.RestartWindow, User: p.User, Listen: p.Listen, Health: p.Health, Reschedule: p.Reschedule,
+			Memory: p.Memory, MaxPids: p.MaxPids,
 		})
 	}
 	return out

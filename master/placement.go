@@ -2,6 +2,7 @@ package master
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -26,12 +27,17 @@ func place(st *State, view ClusterView) []assignment {
 		count     int
 		// ports taken -> "app/process" for listen = [...] (shareable by
 		// that group), "" for ports = [...] (never shared)
-		ports map[int]string
+		ports  map[int]string
+		memory int64 // bytes held by executors with a memory limit
 	}
 	var loads []*load
 	byID := map[string]*load{}
+	drainingOnly := false // some usable worker is draining
 	for _, w := range st.Workers {
-		if !view.usable(w.ID) {
+		if view.usable(w.ID) && w.Draining {
+			drainingOnly = true
+		}
+		if !view.usable(w.ID) || w.Draining {
 			continue
 		}
 		l := &load{w: w, exclusive: map[int]bool{}, shared: map[int]int{}, ports: map[int]string{}}
@@ -41,21 +47,32 @@ func place(st *State, view ClusterView) []assignment {
 	sort.Slice(loads, func(i, j int) bool { return loads[i].w.ID < loads[j].w.ID })
 	for _, app := range st.Apps {
 		for _, e := range app.Executors {
-			l := byID[e.Worker]
-			if l == nil {
-				continue
-			}
-			l.count++
-			shared := false
+			shared, mem := false, int64(0)
+			var proc *cluster.Process
 			if pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process }); pi >= 0 {
-				shared = app.Processes[pi].Shared
-				takePorts(l.ports, app.ID, app.Processes[pi])
+				shared, mem = app.Processes[pi].Shared, app.Processes[pi].Memory
+				proc = &app.Processes[pi]
 			}
-			for _, c := range e.CPUs {
-				if shared {
-					l.shared[c]++
-				} else {
-					l.exclusive[c] = true
+			held := []cluster.Executor{e}
+			if e.Replacement != nil {
+				held = append(held, *e.Replacement)
+			}
+			for _, h := range held {
+				l := byID[h.Worker]
+				if l == nil {
+					continue
+				}
+				l.count++
+				l.memory += mem
+				if proc != nil {
+					takePorts(l.ports, app.ID, *proc)
+				}
+				for _, c := range h.CPUs {
+					if shared {
+						l.shared[c]++
+					} else {
+						l.exclusive[c] = true
+					}
 				}
 			}
 		}
@@ -67,9 +84,13 @@ func place(st *State, view ClusterView) []assignment {
 			continue
 		}
 		for _, e := range app.Executors {
-			if e.Worker != "" || e.State == cluster.Failed {
+			// An executor on a draining worker gets a replacement
+			// elsewhere; where none fits, it stays until the deadline.
+			replace := st.draining(&e) && e.Replacement == nil && e.State != cluster.Failed
+			if (e.Worker != "" && !replace) || e.State == cluster.Failed || waitingReschedule(&e, view.Now) {
 				continue
 			}
+			avoid := avoidedWorkers(&e)
 			pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process })
 			if pi < 0 {
 				continue
@@ -79,11 +100,11 @@ func place(st *State, view ClusterView) []assignment {
 			var bestCPUs []int
 			bestFree := -1
 			for _, l := range loads {
-				if !portsFree(l.ports, app.ID, p) {
+				if avoid[l.w.ID] || !portsFree(l.ports, app.ID, p) {
 					continue
 				}
 				free := freeCores(l.w.CPUs, l.exclusive, l.shared, p.Shared)
-				if len(free) < p.CPUs {
+				if len(free) < p.CPUs || !memoryFits(l.w.Memory, l.memory, p.Memory) {
 					continue
 				}
 				if best == nil || better(p.CPUs, len(free), l.count, bestFree, best.count) {
@@ -91,8 +112,17 @@ func place(st *State, view ClusterView) []assignment {
 					bestCPUs = free[:p.CPUs]
 				}
 			}
+			if best == nil && replace {
+				continue
+			}
 			if best == nil {
 				msg := noRoomMessage(p, loads == nil)
+				if loads == nil && drainingOnly {
+					msg = "waiting for a worker: every alive worker is draining (gear workers eligible ID ends a drain, or start a worker)"
+				}
+				if len(avoid) > 0 && !slices.ContainsFunc(loads, func(l *load) bool { return !avoid[l.w.ID] }) {
+					msg = fmt.Sprintf("waiting for a worker it has not given up on (not %v): none other is alive and eligible", slices.Sorted(maps.Keys(avoid)))
+				}
 				if e.LastError != msg {
 					out = append(out, assignment{Executor: e.ID, Error: msg})
 				}
@@ -108,7 +138,8 @@ func place(st *State, view ClusterView) []assignment {
 			}
 			best.count++
 			takePorts(best.ports, app.ID, p)
-			out = append(out, assignment{Executor: e.ID, Worker: best.w.ID, WorkerAddr: best.w.Addr, CPUs: cpus})
+			best.memory += p.Memory
+			out = append(out, assignment{Executor: e.ID, Worker: best.w.ID, WorkerAddr: best.w.Addr, CPUs: cpus, Replace: replace})
 		}
 	}
 	return out
@@ -173,12 +204,21 @@ func portsFree(taken map[int]string, app string, p cluster.Process) bool {
 	return true
 }
 
+// memoryFits reports whether a process asking for want bytes fits on a
+// worker of total bytes (0: not counted) of which used are held.
+func memoryFits(total, used, want int64) bool {
+	return want == 0 || total == 0 || used+want <= total
+}
+
 func noRoomMessage(p cluster.Process, noWorkers bool) string {
 	if noWorkers {
 		return "waiting for a worker: none is registered and alive (start one with bin/worker)"
 	}
 	if len(p.Ports) > 0 || len(p.Listen) > 0 {
 		return fmt.Sprintf("no alive worker has %d free core(s) and the ports %v free for process group %q; add workers or cores, lower cpus, or use listen = [...] so instances share a port", p.CPUs, append(slices.Clone(p.Listen), p.Ports...), p.Name)
+	}
+	if p.Memory > 0 {
+		return fmt.Sprintf("no alive worker has %d free core(s) and %d bytes of memory free for process group %q; add workers, lower cpus or memory", p.CPUs, p.Memory, p.Name)
 	}
 	return fmt.Sprintf("no alive worker has %d free core(s) for process group %q; add workers or cores, lower cpus, or mark it shared", p.CPUs, p.Name)
 }

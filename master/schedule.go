@@ -2,6 +2,7 @@ package master
 
 import (
 	"slices"
+	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -27,6 +28,9 @@ type ClusterView struct {
 	// workers that are both alive and eligible. Gossip alone never makes
 	// executors lost.
 	Eligible map[string]bool
+	// Now is the leader's clock for this round: a rescheduled executor
+	// is placed only once its delay has passed (reschedule.go).
+	Now time.Time
 }
 
 // usable reports whether executors may be placed on worker id.
@@ -37,9 +41,15 @@ func (v ClusterView) usable(id string) bool { return v.Alive[id] && v.Eligible[i
 //
 //  1. opUnassign of the executors on workers that are not alive (they
 //     become LOST, or STOPPED for a killed app);
-//  2. opAssign with a placement for every unplaced executor that fits
+//  2. opReschedule of the FAILED executors whose reschedule policy moves
+//     them to another worker (reschedule.go);
+//  3. opRollback of the apps whose new version's instances fail
+//     (update.go), opPromote of the executors of draining workers whose replacements
+//     are ready, and opEvict of those still there at the deadline
+//     (drain.go);
+//  4. opAssign with a placement for every unplaced executor that fits
 //     somewhere, and an error note for each one that does not (see place);
-//  3. one opBump per application in a rolling restart whose executors have
+//  5. one opBump per application in a rolling restart whose executors have
 //     all settled (see rollingRestarts).
 //
 // Each step sees the state the earlier ones leave (they are applied to a
@@ -54,6 +64,33 @@ func schedule(st *State, view ClusterView) []command {
 		out = append(out, c)
 		work = work.clone()
 		work.apply(&c)
+	}
+	if rs := reschedules(work); len(rs) > 0 {
+		c := command{Op: opReschedule, Lost: rs, Now: view.Now}
+		out = append(out, c)
+		if work == st {
+			work = work.clone()
+		}
+		work.apply(&c)
+	}
+	for _, c := range rollbacks(work) {
+		c.Now = view.Now
+		out = append(out, c)
+		if work == st {
+			work = work.clone()
+		}
+		work.apply(&c)
+	}
+	promote, evict, unplace := drains(work, view)
+	for _, d := range []command{{Op: opUnplace, Lost: unplace, Now: view.Now}, {Op: opPromote, Lost: promote, Now: view.Now}, {Op: opEvict, Lost: evict, Now: view.Now}} {
+		if len(d.Lost) == 0 {
+			continue
+		}
+		out = append(out, d)
+		if work == st {
+			work = work.clone()
+		}
+		work.apply(&d)
 	}
 	if as := place(work, view); len(as) > 0 {
 		c := command{Op: opAssign, Assign: as}
@@ -84,10 +121,12 @@ func lostExecutors(st *State, view ClusterView) []string {
 }
 
 // rollingRestarts lists the executors to move to their app's generation
-// now: one per restarting app, and only once every executor of the app
-// runs its desired generation, so a rolling restart takes one executor at
-// a time. An executor whose process group has a health check is settled
-// only once its check passes: the restart moves on from a healthy instance.
+// and version now: one per restarting or updating app, and only once
+// every executor of the app is ready (running, and healthy where its group
+// has a health check), so a rolling restart or update takes one executor
+// at a time and moves on from a healthy instance. An executor on another
+// version that is not ready (a failed new instance during a rollback)
+// goes first, at once.
 func rollingRestarts(st *State) []string {
 	var next []string
 	for _, id := range sortedAppIDs(st) {
@@ -96,20 +135,25 @@ func rollingRestarts(st *State) []string {
 			continue
 		}
 		settled := true
-		first := ""
+		first, broken := "", ""
 		for _, e := range app.Executors {
-			if e.State != cluster.Running || e.Observed != e.Generation {
+			if !ready(app, e) {
 				settled = false
 			}
-			if pi := slices.IndexFunc(app.Processes, func(p cluster.Process) bool { return p.Name == e.Process }); pi >= 0 &&
-				app.Processes[pi].Health != nil && e.Health != cluster.HealthPassing {
-				settled = false
-			}
-			if first == "" && e.Generation < app.Generation {
+			stale := e.Generation < app.Generation || app.Version > 0 && e.Version != app.Version
+			if first == "" && stale {
 				first = e.ID
 			}
+			// One on another version that does not serve anyway is
+			// replaced at once: that takes nothing out of service.
+			if broken == "" && stale && e.Version != app.Version && !ready(app, e) {
+				broken = e.ID
+			}
 		}
-		if settled && first != "" {
+		switch {
+		case broken != "":
+			next = append(next, broken)
+		case settled && first != "":
 			next = append(next, first)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -22,6 +23,7 @@ type schedStep struct {
 	do       []func(s *State) // what happens before the round
 	alive    []string         // workers heard from within the timeout
 	eligible []string         // alive in the gossip pool; nil = the alive ones
+	at       time.Duration    // the leader's clock for the round (ClusterView.Now), from the zero time
 	want     []string         // the round's commands, see describe
 	check    func(t *testing.T, s *State)
 }
@@ -38,6 +40,7 @@ func runSchedule(t *testing.T, steps []schedStep) *State {
 			el = st.alive
 		}
 		view := viewOf(alive(st.alive...), eligible(el...))
+		view.Now = time.Time{}.Add(st.at)
 		before, _ := json.Marshal(s)
 		cmds := schedule(s, view)
 		if after, _ := json.Marshal(s); string(after) != string(before) {
@@ -70,6 +73,8 @@ func describe(cmds []command) []string {
 			var parts []string
 			for _, a := range c.Assign {
 				switch {
+				case a.Error == "" && a.Replace:
+					parts = append(parts, fmt.Sprintf("%s@%s%v(replacement)", a.Executor, a.Worker, a.CPUs))
 				case a.Error == "":
 					parts = append(parts, fmt.Sprintf("%s@%s%v", a.Executor, a.Worker, a.CPUs))
 				case strings.HasPrefix(a.Error, "waiting for a worker"):
@@ -81,6 +86,10 @@ func describe(cmds []command) []string {
 			out = append(out, "assign "+strings.Join(parts, " "))
 		case opBump:
 			out = append(out, "bump "+c.Bump)
+		case opReschedule, opPromote, opEvict, opUnplace:
+			out = append(out, c.Op+" "+strings.Join(c.Lost, " "))
+		case opRollback:
+			out = append(out, "rollback "+c.App)
 		default:
 			out = append(out, "unexpected "+c.Op)
 		}
@@ -143,6 +152,9 @@ func reportAll(s *State, state func(cluster.Executor) cluster.ExecutorState) {
 		for _, e := range s.Apps[id].Executors {
 			if e.Worker != "" {
 				by[e.Worker] = append(by[e.Worker], cluster.ExecutorReport{ID: e.ID, PID: 100, State: state(e), Generation: e.Generation, CPUs: e.CPUs})
+			}
+			if r := e.Replacement; r != nil {
+				by[r.Worker] = append(by[r.Worker], cluster.ExecutorReport{ID: e.ID, PID: 200, State: state(*r), Generation: r.Generation, CPUs: r.CPUs})
 			}
 		}
 	}
@@ -362,4 +374,28 @@ func TestScheduleInvariants(t *testing.T) {
 		t.Fatalf("only %d exclusive core holdings checked: the random clusters place too little", placed)
 	}
 	t.Logf("%d exclusive core holdings checked", placed)
+}
+
+// Placement counts memory as it counts cores: a worker whose memory is
+// held takes no more executors with a memory limit.
+func TestScheduleMemory(t *testing.T) {
+	regMem := func(id string, mem int64) func(*State) {
+		return func(s *State) {
+			mustApply(s, &command{Op: opWorker, Worker: &cluster.Worker{ID: id, Addr: id + ":1", CPUs: []int{0, 1, 2, 3}, Memory: mem}})
+		}
+	}
+	big := cluster.Process{Instances: 3, Memory: 600 << 20}
+	runSchedule(t, []schedStep{
+		{name: "1GiB each: one 600MiB instance per worker, the third waits", do: []func(*State){regMem("a", 1<<30), regMem("b", 1<<30), submit("big", big)},
+			alive: []string{"a", "b"}, want: []string{"assign 1.big.0@a[] 1.big.1@b[] 1.big.2 waits (no room)"},
+			check: func(t *testing.T, s *State) {
+				if e := s.executor("1.big.2"); !strings.Contains(e.LastError, "bytes of memory") {
+					t.Fatalf("the reason %q does not name memory", e.LastError)
+				}
+			}},
+		{name: "a worker that does not count memory takes it", do: []func(*State){regMem("c", 0)},
+			alive: []string{"a", "b", "c"}, want: []string{"assign 1.big.2@c[]"}},
+		{name: "unlimited processes are not counted", do: []func(*State){submit("small", cluster.Process{Instances: 2})},
+			alive: []string{"a", "b", "c"}, want: []string{"assign 2.small.0@a[] 2.small.1@b[]"}},
+	})
 }

@@ -80,7 +80,7 @@ func (m *Master) clusterView(st *State, now time.Time) (ClusterView, []*cluster.
 	m.mu.Lock()
 	heard := slices.Collect(maps.Keys(m.lastSeen))
 	m.mu.Unlock()
-	view := ClusterView{Alive: make(map[string]bool, len(heard)), Eligible: make(map[string]bool, len(st.Workers))}
+	view := ClusterView{Alive: make(map[string]bool, len(heard)), Eligible: make(map[string]bool, len(st.Workers)), Now: now}
 	for _, id := range heard {
 		if m.workerAlive(id, now) {
 			view.Alive[id] = true

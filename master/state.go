@@ -61,6 +61,20 @@ const (
 	opForget   = "forget"  // remove workers; their executors become unplaced
 	opStoreID  = "storeid" // set the file:// jar store's id (once)
 	opDisable  = "disable" // take an app out of rotation, or back (Disable)
+	// opReschedule moves FAILED executors (Lost) off their worker to be
+	// placed on another one (reschedule.go).
+	opReschedule = "reschedule"
+	// opDrain marks a worker draining or eligible again; opPromote moves
+	// executors of a draining worker to their ready replacements; opEvict
+	// takes them off it at its deadline (drain.go).
+	opDrain   = "drain"
+	opPromote = "promote"
+	opEvict   = "evict"
+	opUnplace = "unreplace" // drop replacements whose worker is not alive
+	// opUpdate adds a bundle version to an app and rolls to it;
+	// opRollback goes back to an earlier one (update.go).
+	opUpdate   = "update"
+	opRollback = "rollback"
 )
 
 // command is one entry of the replicated log.
@@ -88,6 +102,10 @@ type command struct {
 	// Limits are the leader's gear.limits.*, checked by submit and scale
 	// when they are applied (nil in entries written before limits).
 	Limits *Limits `json:"limits,omitempty"`
+	// Rollback is opRollback's argument (opUpdate uses Submit).
+	Rollback *rollbackCmd `json:"rollback,omitempty"`
+	// Drain is opDrain's argument.
+	Drain *drainCmd `json:"drain,omitempty"`
 }
 
 type assignment struct {
@@ -97,6 +115,9 @@ type assignment struct {
 	CPUs       []int  `json:"cpus"`
 	Ports      []int  `json:"ports,omitempty"`
 	Error      string `json:"error,omitempty"` // set when it could not be placed
+	// Replace places the executor's replacement, not the executor: its
+	// worker is draining (drain.go).
+	Replace bool `json:"replace,omitempty"`
 }
 
 // result is what apply returns to the caller of raft.Apply.
@@ -129,6 +150,7 @@ func (s *State) apply(c *command) result {
 				app.Executors = append(app.Executors, newExecutor(id, p.Name, i))
 			}
 		}
+		ensureVersions(app)
 		s.Apps[id] = app
 		delete(s.index, id)
 		app.State = app.DeriveState()
@@ -184,6 +206,9 @@ func (s *State) apply(c *command) result {
 		if e := s.executor(c.Bump); e != nil {
 			if app := s.Apps[e.App]; app != nil {
 				e.Generation = app.Generation
+				if app.Version > 0 {
+					e.Version = app.Version
+				}
 			}
 		}
 	case opAssign:
@@ -194,6 +219,10 @@ func (s *State) apply(c *command) result {
 			}
 			if a.Error != "" {
 				e.LastError = a.Error
+				continue
+			}
+			if a.Replace {
+				s.applyReplacement(e, a)
 				continue
 			}
 			e.Worker, e.WorkerAddr, e.CPUs, e.Ports = a.Worker, a.WorkerAddr, a.CPUs, a.Ports
@@ -218,6 +247,10 @@ func (s *State) apply(c *command) result {
 			return result{Err: err}
 		}
 		w.Alive, w.LastSeen, w.Executors, w.FreeCPUs = false, time.Time{}, nil, nil
+		if old := s.Workers[w.ID]; old != nil {
+			// A restarted worker registers again: still draining.
+			w.Draining, w.DrainDeadline = old.Draining, old.DrainDeadline
+		}
 		s.Workers[w.ID] = &w
 		if c.SecretHash != "" {
 			s.WorkerSecrets[w.ID] = c.SecretHash
@@ -243,6 +276,28 @@ func (s *State) apply(c *command) result {
 				}
 			}
 		}
+	case opDrain:
+		return s.applyDrain(c)
+	case opUpdate:
+		return s.applyUpdate(c)
+	case opRollback:
+		return s.applyRollback(c)
+	case opPromote:
+		s.applyPromote(c)
+	case opEvict:
+		s.applyEvict(c)
+	case opUnplace:
+		for _, id := range c.Lost {
+			if e := s.executor(id); e != nil {
+				e.Replacement = nil
+			}
+		}
+	case opReschedule:
+		for _, id := range c.Lost {
+			if e := s.executor(id); e != nil {
+				s.reschedule(e, c.Now)
+			}
+		}
 	case opStoreID:
 		if s.StoreID != "" && s.StoreID != c.StoreID {
 			return result{Err: fmt.Errorf("%w: the jar store's id is %s already, not %s", ErrConflict, s.StoreID, c.StoreID)}
@@ -251,15 +306,25 @@ func (s *State) apply(c *command) result {
 	case opStatus:
 		for _, r := range c.Reports {
 			e := s.executor(r.ID)
+			if e != nil && e.Worker != c.Worker.ID && e.Replacement != nil {
+				reportReplacement(e, c.Worker.ID, r)
+				continue
+			}
 			if e == nil || e.Worker != c.Worker.ID {
 				continue // a stale report from a worker it no longer belongs to
 			}
+			failedNow := r.State == cluster.Failed && e.State != cluster.Failed
 			e.PID, e.State, e.Restarts, e.Crashes = r.PID, r.State, r.Restarts, r.Crashes
 			e.LastExit, e.LastError, e.LogTail = r.LastExit, r.LastError, r.LogTail
 			e.Observed, e.StartedAt = r.Generation, r.StartedAt
 			e.Health = r.Health
 			if len(r.CPUs) > 0 {
 				e.CPUs = r.CPUs
+			}
+			if failedNow {
+				e.RescheduleDue = s.rescheduleLeft(e, c.Now)
+			} else if e.State != cluster.Failed {
+				e.RescheduleDue = false
 			}
 		}
 		for _, id := range c.Gone {
@@ -369,6 +434,7 @@ func scaleApp(s *State, app *cluster.App, req *cluster.ScaleRequest, lim *Limits
 		if !have[i] {
 			e := newExecutor(app.ID, name, i)
 			e.Generation = app.Generation
+			e.Version = app.Version
 			kept = append(kept, e)
 		}
 	}

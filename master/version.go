@@ -22,10 +22,16 @@ const (
 	// commandVersion is the newest command format this master reads, and
 	// the one it writes. Entries written before versions existed carry
 	// none and are version 1.
-	commandVersion = 2 // 2: op "disable" (app disable|enable)
+	//
+	// 2: op "disable" (app disable|enable); opReschedule, opDrain,
+	// opPromote, opEvict, opUnplace, opUpdate, opRollback, and
+	// assignment.Replace.
+	commandVersion = 2
 	// stateFormat is the newest snapshot format this master reads, and the
 	// one it writes. Snapshots written before formats existed are format 1.
-	stateFormat = 1
+	//
+	// 2: executors' reschedule attempts, workers' drain marks.
+	stateFormat = 2
 )
 
 // knownCommandVersion is what Apply accepts: commandVersion, raised by

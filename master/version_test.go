@@ -72,22 +72,23 @@ func TestCommandVersions(t *testing.T) {
 	// Newer ones: refused, not applied, and said so at error level naming
 	// both versions, also when a field no longer decodes.
 	newer := []string{
-		`{"v":99,"op":"kill","app":"1"}`,
-		`{"v":99,"op":"kill","app":{"id":"1","how":"gently"}}`,
-		`{"v":99,"op":"evict","app":"1"}`,
+		fmt.Sprintf(`{"v":%d,"op":"kill","app":"1"}`, commandVersion+1),
+		fmt.Sprintf(`{"v":%d,"op":"kill","app":{"id":"1","how":"gently"}}`, commandVersion+1),
+		fmt.Sprintf(`{"v":%d,"op":"frobnicate","app":"1"}`, commandVersion+1),
 	}
+	newerV := fmt.Sprintf("command version %d", commandVersion+1)
 	for i, data := range newer {
 		logged.Reset()
 		r := applyResult(t, f, entry(uint64(3+i), data))
 		if !errors.Is(r.Err, ErrNewerVersion) {
 			t.Fatalf("%s: %v, want ErrNewerVersion", data, r.Err)
 		}
-		for _, want := range []string{"command version 99", fmt.Sprintf("versions up to %d", commandVersion), "upgrade this master"} {
+		for _, want := range []string{newerV, fmt.Sprintf("versions up to %d", commandVersion), "upgrade this master"} {
 			if !strings.Contains(r.Err.Error(), want) {
 				t.Fatalf("%s: error %q does not say %q", data, r.Err, want)
 			}
 		}
-		if !strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), "command version 99") {
+		if !strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), newerV) {
 			t.Fatalf("%s: not logged at error level with the versions: %s", data, logged)
 		}
 	}
@@ -106,7 +107,7 @@ func TestCommandVersions(t *testing.T) {
 	if r := applyResult(t, f, entry(6, `{"v":1,"op":"kill","app":"1"}`)); r.Err != nil || f.state.Apps["1"].State != cluster.AppKilled {
 		t.Fatalf("a v1 kill after the refusal: %+v", r)
 	}
-	if r := applyResult(t, f, entry(7, `{"v":1,"op":"evict"}`)); r.Err == nil || !strings.Contains(r.Err.Error(), `unknown operation "evict"`) {
+	if r := applyResult(t, f, entry(7, `{"v":1,"op":"frobnicate"}`)); r.Err == nil || !strings.Contains(r.Err.Error(), `unknown operation "frobnicate"`) {
 		t.Fatalf("unknown op: %v", r.Err)
 	}
 }
@@ -146,13 +147,13 @@ func TestSnapshotFormats(t *testing.T) {
 
 	// A newer one: Restore fails and logs at error level; the state stays.
 	for _, data := range []string{
-		`{"format":2,"apps":{},"workers":{},"next_app_id":7}`,
-		`{"format":2,"apps":{},"workers":{},"next_app_id":"seven"}`,
+		fmt.Sprintf(`{"format":%d,"apps":{},"workers":{},"next_app_id":7}`, stateFormat+1),
+		fmt.Sprintf(`{"format":%d,"apps":{},"workers":{},"next_app_id":"seven"}`, stateFormat+1),
 	} {
 		g, logged := testFSM()
 		g.state.NextAppID = 3
 		err := g.Restore(io.NopCloser(strings.NewReader(data)))
-		if !errors.Is(err, ErrNewerVersion) || !strings.Contains(err.Error(), "state format 2") || !strings.Contains(err.Error(), "formats up to 1") ||
+		if !errors.Is(err, ErrNewerVersion) || !strings.Contains(err.Error(), fmt.Sprintf("state format %d", stateFormat+1)) || !strings.Contains(err.Error(), fmt.Sprintf("formats up to %d", stateFormat)) ||
 			!strings.Contains(err.Error(), "upgrade this master") {
 			t.Fatalf("%s: Restore = %v, want ErrNewerVersion naming both formats", data, err)
 		}
@@ -167,7 +168,7 @@ func TestSnapshotFormats(t *testing.T) {
 	// Restoring a snapshot it can read ends a refusal: the snapshot holds
 	// what the refused entry did.
 	g, _ = testFSM()
-	applyResult(t, g, entry(1, `{"v":99,"op":"kill","app":"1"}`))
+	applyResult(t, g, entry(1, fmt.Sprintf(`{"v":%d,"op":"kill","app":"1"}`, commandVersion+1)))
 	if g.stale() == nil {
 		t.Fatal("not stale after a refusal")
 	}
@@ -203,7 +204,7 @@ func TestRefusedEntryIsReplayedByTheUpgradedMaster(t *testing.T) {
 	if _, err := m.apply(*submitCmd("web", cluster.Process{Name: "web", Command: []string{"x"}, Instances: 1})); err != nil {
 		t.Fatal(err)
 	}
-	fut := m.raft.raft.Apply([]byte(`{"v":99,"op":"kill","app":"1"}`), 5*time.Second)
+	fut := m.raft.raft.Apply([]byte(fmt.Sprintf(`{"v":%d,"op":"kill","app":"1"}`, commandVersion+1)), 5*time.Second)
 	if err := fut.Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +226,7 @@ func TestRefusedEntryIsReplayedByTheUpgradedMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	knownCommandVersion = 99 // the upgrade
+	knownCommandVersion = commandVersion + 1 // the upgrade
 	t.Cleanup(func() { knownCommandVersion = commandVersion })
 	m = start()
 	defer m.Close()

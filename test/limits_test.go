@@ -137,3 +137,23 @@ func TestOneRequestCannotWedgeTheCluster(t *testing.T) {
 		}
 	}
 }
+
+// memory = 32MiB: an executor that allocates beyond it is killed in its
+// cgroup and restarted by its policy, and app info says "out of memory".
+func TestExecutorOutOfMemory(t *testing.T) {
+	c, out := workerCluster(t, "gear.executor.backoff-min = 100ms\ngear.executor.backoff-max = 200ms\n")
+	id := c.submit(testBundle(t, out, "hog",
+		`command = ["/bin/sh", "-c", "x=$(head -c 300000000 /dev/zero | tr '\\0' a); echo survived"]`,
+		`restart = "always"`, "memory = 32MiB", "max-restarts = 100", "min-uptime = 1ms"))
+	var e cluster.Executor
+	waitFor(t, 60*time.Second, "the executor restarted after running out of memory", func() bool {
+		a := c.appInfo(id)
+		if a == nil || len(a.Executors) != 1 {
+			return false
+		}
+		e = a.Executors[0]
+		return e.Restarts >= 1 && strings.Contains(e.LastExit, "out of memory")
+	})
+	t.Logf("restarts %d, last exit %q", e.Restarts, e.LastExit)
+	c.killApp(id, nil)
+}

@@ -75,6 +75,15 @@ func (e *executor) update(a cluster.Assignment) {
 	}
 }
 
+// otherBundle reports whether assignment a runs another bundle or command
+// than the one this executor was started with (an app update or
+// rollback): the process must be replaced, not restarted.
+func (e *executor) otherBundle(a cluster.Assignment) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return a.Bundle.Digest != e.a.Bundle.Digest || !slices.Equal(a.Process.Command, e.a.Process.Command)
+}
+
 func (e *executor) report() cluster.ExecutorReport {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -435,6 +444,9 @@ func (w *Worker) spec(ctx context.Context, a cluster.Assignment) (procs.Spec, er
 		LogDir: filepath.Join(w.opts.DataDir, "logs"), LogMaxSize: w.opts.LogMaxSize, LogMaxFiles: w.opts.LogMaxFiles,
 		Ports: a.Process.Ports, PidDir: filepath.Join(w.opts.DataDir, "pids"),
 		Credential: owner.credential(),
+		// One cgroup parent per worker, so that workers sharing a
+		// machine (and a cgroup) never collide.
+		Memory: a.Process.Memory, MaxPids: a.Process.MaxPids, CgroupParent: "gear-" + w.id,
 	}, nil
 }
 

@@ -8,7 +8,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,6 +98,9 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		w.mu.Unlock()
 		w.health.connected.Store(true)
 		w.quorumDownLogged = false
+		if w.health.draining.Swap(reply.Draining) != reply.Draining {
+			w.log.Info("drain mark changed by the leader", "draining", reply.Draining)
+		}
 		w.checkPooled(reply.Gossip)
 		w.reconcile(reply.Assignments)
 	}
@@ -157,7 +163,7 @@ func (w *Worker) heartbeatTimeout() time.Duration {
 
 // heartbeat describes this worker and its executors.
 func (w *Worker) heartbeat() cluster.Heartbeat {
-	hb := cluster.Heartbeat{Worker: cluster.Worker{ID: w.id, Addr: w.addr, CPUs: w.opts.CPUs, BootID: w.boot}, Secret: w.secret}
+	hb := cluster.Heartbeat{Worker: cluster.Worker{ID: w.id, Addr: w.addr, CPUs: w.opts.CPUs, BootID: w.boot, Memory: machineMemory()}, Secret: w.secret}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, e := range w.execs {
@@ -172,4 +178,47 @@ func (w *Worker) kickHeartbeat() {
 	case w.kick <- struct{}{}:
 	default:
 	}
+}
+
+// Draining reports whether the leader's last heartbeat reply marked this
+// worker draining (gear workers drain); its /ecv takes it out of rotation.
+func (w *Worker) Draining() bool { return w.health.draining.Load() }
+
+// machineMemory is the memory executors may share here: the machine's
+// MemTotal, or the worker's own memory cgroup limit if lower (v1 or v2);
+// 0 when unknown (placement then does not count memory here).
+func machineMemory() int64 {
+	var total int64
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				total = kb << 10
+			}
+		}
+	}
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var file string
+		switch {
+		case parts[1] == "" && parts[0] == "0":
+			file = filepath.Join("/sys/fs/cgroup", parts[2], "memory.max")
+		case slices.Contains(strings.Split(parts[1], ","), "memory"):
+			file = filepath.Join("/sys/fs/cgroup/memory", parts[2], "memory.limit_in_bytes")
+		default:
+			continue
+		}
+		lb, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		if lim, err := strconv.ParseInt(strings.TrimSpace(string(lb)), 10, 64); err == nil && lim > 0 && (total == 0 || lim < total) {
+			total = lim
+		}
+	}
+	return total
 }

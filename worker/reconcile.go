@@ -25,10 +25,19 @@ func (w *Worker) reconcile(as []cluster.Assignment) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for id, e := range w.execs {
-		if _, ok := want[id]; !ok && !e.isStopping() {
+		a, ok := want[id]
+		replaced := ok && !e.isStopping() && e.otherBundle(a)
+		if replaced {
+			// gear app update or rollback: another bundle (or command).
+			// The process goes; the next round starts the new one.
+			w.log.Info("executor assigned another bundle version; replacing it", "executor", id, "bundle", a.Bundle.Digest)
+		}
+		if (!ok || replaced) && !e.isStopping() {
 			// It stays listed (STOPPING) until its process is gone, so
 			// the leader sees STOPPED only when it really is.
-			w.log.Info("executor no longer assigned here; stopping it", "executor", id)
+			if !replaced {
+				w.log.Info("executor no longer assigned here; stopping it", "executor", id)
+			}
 			e.markStopping()
 			w.wg.Add(1)
 			go func() {

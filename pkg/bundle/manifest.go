@@ -40,8 +40,9 @@ func (m *Manifest) Process(name string) (*cluster.Process, bool) {
 var (
 	topKeys     = []string{"name", "processes"}
 	processKeys = []string{"command", "instances", "cpus", "shared", "restart", "env", "ports", "listen", "stop-timeout",
-		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health", "user"}
-	healthKeys = []string{"http", "tcp", "command", "port", "body", "interval", "timeout", "failures", "grace"}
+		"pre-stop", "max-age", "max-rss", "min-uptime", "max-restarts", "restart-window", "health", "user", "reschedule", "memory", "max-pids"}
+	healthKeys     = []string{"http", "tcp", "command", "port", "body", "interval", "timeout", "failures", "grace"}
+	rescheduleKeys = []string{"attempts", "interval", "delay", "delay-function", "max-delay"}
 )
 
 // manifestParser collects every error of one manifest.
@@ -236,8 +237,21 @@ func (p *manifestParser) process(key, name string, o map[string]any) cluster.Pro
 		}
 		pr.MaxRSS = n
 	}
+	if v, ok := o["memory"]; ok {
+		n, err := ParseSize(v)
+		if err != nil {
+			p.errorf(k("memory"), "%v", err)
+		} else if n < 4<<20 {
+			p.errorf(k("memory"), "%d bytes is below the 4MiB minimum, e.g. memory = 512MiB", n)
+		}
+		pr.Memory = n
+	}
+	pr.MaxPids = p.intIn(k("max-pids"), o, 0, 1, 1<<22)
 	if v, ok := o["health"]; ok {
 		pr.Health = p.health(k("health"), v, pr.Ports)
+	}
+	if v, ok := o["reschedule"]; ok {
+		pr.Reschedule = p.reschedule(k("reschedule"), v)
 	}
 	if v, ok := o["user"]; ok {
 		s, _ := v.(string)
@@ -303,6 +317,39 @@ func (p *manifestParser) health(key string, v any, ports []int) *cluster.Health 
 	h.Grace = p.duration(key+".grace", o)
 	h.Failures = p.intIn(key+".failures", o, 0, 1, 1000)
 	return h
+}
+
+// reschedule reads a reschedule { } block; keys it leaves out take
+// cluster.DefaultReschedule's values.
+func (p *manifestParser) reschedule(key string, v any) *cluster.Reschedule {
+	o, ok := v.(map[string]any)
+	if !ok {
+		p.errorf(key, `must be an object, e.g. reschedule { attempts = 3, interval = 1h, delay = 5s, delay-function = "exponential", max-delay = 1m }, got %s`, describe(v))
+		return nil
+	}
+	p.unknownKeys(key, o, rescheduleKeys)
+	r := cluster.DefaultReschedule
+	r.Attempts = p.intIn(key+".attempts", o, r.Attempts, 0, 1000)
+	for name, d := range map[string]*time.Duration{"interval": &r.Interval, "delay": &r.Delay, "max-delay": &r.MaxDelay} {
+		if _, set := o[name]; set {
+			*d = p.duration(key+"."+name, o)
+		}
+	}
+	if v, set := o["delay-function"]; set {
+		s, _ := v.(string)
+		if s != cluster.DelayExponential && s != cluster.DelayConstant {
+			p.errorf(key+".delay-function", `must be "exponential" or "constant", got %s`, describe(v))
+		}
+		r.DelayFunction = s
+	}
+	if r.MaxDelay > 0 && r.MaxDelay < r.Delay {
+		if _, set := o["max-delay"]; set {
+			p.errorf(key+".max-delay", "%v is shorter than delay %v: raise max-delay or lower delay", r.MaxDelay, r.Delay)
+		} else {
+			r.MaxDelay = r.Delay
+		}
+	}
+	return &r
 }
 
 func (p *manifestParser) strings(key string, v any) ([]string, bool) {

@@ -57,6 +57,25 @@ process's command.`,
 			Flags: appSubmit,
 		},
 		{
+			Name: "app update", Args: "ID BUNDLE", NArgs: 2, Rest: true, Group: groupApps, Global: ClusterFlags,
+			Synopsis: "roll an application to a new bundle version, one executor at a time",
+			Help: `Each executor moves to the new version once every executor of the app is
+ready. A version whose new instances fail (FAILED, or crashing again and
+again) is rolled back automatically; gear app history shows why. The new
+bundle keeps the app's process groups; their instance counts stay.`,
+			Flags: appUpdate,
+		},
+		{
+			Name: "app history", Args: "ID", NArgs: 1, Group: groupApps, Global: ClusterFlags, JSON: true,
+			Synopsis: "list an application's bundle versions with their digests and times",
+			Flags:    appHistory,
+		},
+		{
+			Name: "app rollback", Args: "ID [VERSION]", NArgs: -1, Group: groupApps, Global: ClusterFlags, JSON: true,
+			Synopsis: "roll an application back to VERSION (default: the one before the current)",
+			Flags:    appRollback,
+		},
+		{
 			Name: "app list", NArgs: 0, Group: groupApps, Global: ClusterFlags, JSON: true,
 			Synopsis: "list the applications and how many of their executors run",
 			Run:      show(listApps, appTable),
@@ -172,6 +191,25 @@ the group already has applications.`,
 			Help: `Refused while the worker heartbeated within the failover timeout, unless
 -force. The leader also forgets workers silent for gear.worker.forget-after.`,
 			Flags: workersRemove,
+		},
+		{
+			Name: "workers drain", Args: "ID", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "move a worker's executors elsewhere and place nothing new on it",
+			Help: `Each executor's replacement starts on another worker, and the old one is
+stopped once the replacement is ready, so an app keeps its ready executors
+where there is room elsewhere. What is still on the worker after -deadline
+is stopped (and placed again where room appears). The worker's /ecv says
+it is draining. gear workers eligible ID ends the drain.`,
+			Flags: workersDrain,
+		},
+		{
+			Name: "workers eligible", Args: "ID", NArgs: 1, Group: groupCluster, Global: ClusterFlags, JSON: true,
+			Synopsis: "end a worker's drain: executors may be placed on it again",
+			Run: show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.DrainResult, error) {
+				return cl.EligibleWorker(ctx, c.Args[0])
+			}, func(w io.Writer, res cluster.DrainResult) {
+				fmt.Fprintf(w, "worker %s is eligible again\n", res.ID)
+			}),
 		},
 		{
 			Name: "events", NArgs: 0, Group: groupCluster, Global: ClusterFlags, JSON: true,
@@ -343,72 +381,142 @@ func appSubmit(fs *flag.FlagSet) Action {
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	return func(ctx context.Context, c *Call) error {
 		path := c.Args[0]
-		cfg, err := c.LoadConfig(nil)
+		cl, req, err := uploadBundle(ctx, c, path, *name, *executors, *mainClass, *quiet)
 		if err != nil {
 			return err
 		}
-		// The workers refuse what breaks these limits or holds unsafe
-		// entries: refuse it here, before the upload.
-		man, kind, err := bundle.InspectLimits(path, *mainClass, c.Rest, BundleLimits(cfg))
-		if err != nil {
-			return err
-		}
-		procs := man.Processes
-		if *executors > 0 {
-			for i := range procs {
-				procs[i].Instances = *executors
-			}
-		}
-		// The masters run the same check on submit: refuse here what they
-		// would refuse, before the upload.
-		if err := cluster.ValidateProcesses(procs); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		appName := *name
-		if appName == "" {
-			appName = man.Name
-		}
-		if appName == "" {
-			appName = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), ".tar")
-		}
-		st, err := os.Stat(path)
-		if err != nil {
-			return err
-		}
-		cl, err := c.Client()
-		if err != nil {
-			return err
-		}
-		showBar := !*quiet && isTerminal(c.Stderr)
-		open := func() (io.ReadCloser, error) {
-			f, err := os.Open(path)
-			if err != nil {
-				return nil, err
-			}
-			if !showBar {
-				return f, nil
-			}
-			bar := progressbar.DefaultBytes(st.Size(), "uploading "+filepath.Base(path))
-			r := progressbar.NewReader(f, bar)
-			return readCloser{Reader: &r, Closer: f}, nil
-		}
-		b, err := cl.UploadBundle(ctx, filepath.Base(path), st.Size(), open)
-		if err != nil {
-			return fmt.Errorf("upload %s: %w", path, err)
-		}
-		if showBar {
-			fmt.Fprintln(c.Stderr)
-		}
-		b.Kind = kind.BundleKind()
-		// The arguments are already part of each process's command (bundle.Inspect);
-		// they are recorded with the app for `app info`.
-		id, err := cl.Submit(ctx, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: c.Rest})
+		id, err := cl.Submit(ctx, req)
 		if err != nil {
 			return fmt.Errorf("submit %s: %w", path, err)
 		}
 		fmt.Fprintln(c.Stdout, id)
 		return nil
 	}
+}
+
+// uploadBundle checks the bundle at path as the masters will, uploads it,
+// and returns the request that submits it (or updates an app to it).
+func uploadBundle(ctx context.Context, c *Call, path, name string, executors int, mainClass string, quiet bool) (*cluster.Client, cluster.SubmitRequest, error) {
+	var req cluster.SubmitRequest
+	cfg, err := c.LoadConfig(nil)
+	if err != nil {
+		return nil, req, err
+	}
+	// The workers refuse what breaks these limits or holds unsafe
+	// entries: refuse it here, before the upload.
+	man, kind, err := bundle.InspectLimits(path, mainClass, c.Rest, BundleLimits(cfg))
+	if err != nil {
+		return nil, req, err
+	}
+	procs := man.Processes
+	if executors > 0 {
+		for i := range procs {
+			procs[i].Instances = executors
+		}
+	}
+	// The masters run the same check on submit: refuse here what they
+	// would refuse, before the upload.
+	if err := cluster.ValidateProcesses(procs); err != nil {
+		return nil, req, fmt.Errorf("%s: %w", path, err)
+	}
+	appName := name
+	if appName == "" {
+		appName = man.Name
+	}
+	if appName == "" {
+		appName = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), ".tar")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, req, err
+	}
+	cl, err := c.Client()
+	if err != nil {
+		return nil, req, err
+	}
+	showBar := !quiet && isTerminal(c.Stderr)
+	open := func() (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		if !showBar {
+			return f, nil
+		}
+		bar := progressbar.DefaultBytes(st.Size(), "uploading "+filepath.Base(path))
+		r := progressbar.NewReader(f, bar)
+		return readCloser{Reader: &r, Closer: f}, nil
+	}
+	b, err := cl.UploadBundle(ctx, filepath.Base(path), st.Size(), open)
+	if err != nil {
+		return nil, req, fmt.Errorf("upload %s: %w", path, err)
+	}
+	if showBar {
+		fmt.Fprintln(c.Stderr)
+	}
+	b.Kind = kind.BundleKind()
+	// The arguments are already part of each process's command (bundle.Inspect);
+	// they are recorded with the app for `app info`.
+	return cl, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: c.Rest}, nil
+}
+
+func appUpdate(fs *flag.FlagSet) Action {
+	mainClass := fs.String("main", "", "main `class` of a .jar (default: its manifest's Main-Class)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	return func(ctx context.Context, c *Call) error {
+		id, path := c.Args[0], c.Args[1]
+		cl, req, err := uploadBundle(ctx, c, path, "", 0, *mainClass, *quiet)
+		if err != nil {
+			return err
+		}
+		a, err := cl.Update(ctx, id, req)
+		if err != nil {
+			return fmt.Errorf("update app %s to %s: %w", id, path, err)
+		}
+		fmt.Fprintf(c.Stdout, "app %s rolls to version %d (bundle %s), one executor at a time; see gear app history %s\n", a.ID, a.Version, a.Bundle.Digest, a.ID)
+		return nil
+	}
+}
+
+func appRollback(fs *flag.FlagSet) Action {
+	return show(func(ctx context.Context, cl *cluster.Client, c *Call) (*cluster.App, error) {
+		if len(c.Args) < 1 || len(c.Args) > 2 {
+			return nil, fmt.Errorf("usage: gear app rollback ID [VERSION]")
+		}
+		v := 0
+		if len(c.Args) > 1 {
+			n, err := strconv.Atoi(c.Args[1])
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("VERSION %q is not a version number (see gear app history %s)", c.Args[1], c.Args[0])
+			}
+			v = n
+		}
+		return cl.Rollback(ctx, c.Args[0], v)
+	}, func(w io.Writer, a *cluster.App) {
+		fmt.Fprintf(w, "app %s rolls back to version %d (bundle %s), one executor at a time\n", a.ID, a.Version, a.Bundle.Digest)
+	})
+}
+
+func appHistory(fs *flag.FlagSet) Action {
+	return show(func(ctx context.Context, cl *cluster.Client, c *Call) ([]cluster.AppVersion, error) {
+		a, err := cl.App(ctx, c.Args[0])
+		if err != nil {
+			return nil, err
+		}
+		if len(a.Versions) == 0 {
+			return []cluster.AppVersion{{Version: 1, Bundle: a.Bundle, Processes: a.Processes, Created: a.Submitted}}, nil
+		}
+		return a.Versions, nil
+	}, func(w io.Writer, vs []cluster.AppVersion) {
+		fmt.Fprintln(w, "VERSION\tCREATED\tBUNDLE\tDIGEST\tSTATUS")
+		for _, v := range vs {
+			status := ""
+			if !v.RolledBack.IsZero() {
+				status = "rolled back " + v.RolledBack.Local().Format(time.DateTime) + ": " + v.Reason
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", v.Version, v.Created.Local().Format(time.DateTime), v.Bundle.Name, v.Bundle.Digest, status)
+		}
+	})
 }
 
 type readCloser struct {
@@ -444,6 +552,15 @@ func appInfoTable(w io.Writer, app *cluster.App) {
 		disabled = ", disabled: out of rotation"
 	}
 	fmt.Fprintf(w, "app %s %q: %s (bundle %s, %d bytes%s)\n", app.ID, app.Name, app.State, app.Bundle.Digest, app.Bundle.Size, disabled)
+	if app.Version > 0 {
+		moved := 0
+		for _, e := range app.Executors {
+			if e.Version == app.Version {
+				moved++
+			}
+		}
+		fmt.Fprintf(w, "version %d (%d of %d executors on it; gear app history %s)\n", app.Version, moved, len(app.Executors), app.ID)
+	}
 	fmt.Fprintln(w, "EXECUTOR\tSTATE\tHEALTH\tWORKER\tPID\tCPUS\tRESTARTS\tLAST EXIT / ERROR")
 	for _, e := range app.Executors {
 		last := e.LastExit
@@ -455,6 +572,15 @@ func appInfoTable(w io.Writer, app *cluster.App) {
 			health = cluster.HealthUnknown
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, health, e.Worker, e.PID, cluster.FormatInts(e.CPUs), e.Restarts, last)
+	}
+	for _, e := range app.Executors {
+		if r := e.Replacement; r != nil {
+			fmt.Fprintf(w, "replacing %s: its worker drains; the copy on worker %s is %s\n", e.ID, r.Worker, r.State)
+		}
+		for i, r := range e.Reschedules {
+			fmt.Fprintf(w, "rescheduled %s: attempt %d at %s, off worker %s (%s); started again after %s\n", e.ID, i+1,
+				r.Time.Local().Format(time.DateTime), r.From, r.Reason, r.NotBefore.Local().Format(time.TimeOnly))
+		}
 	}
 }
 
@@ -599,7 +725,11 @@ func mastersTable(w io.Writer, ms []cluster.Master) {
 func workersTable(w io.Writer, ws []cluster.Worker) {
 	fmt.Fprintln(w, "WORKER\tADDR\tALIVE\tGOSSIP\tCPUS\tFREE\tEXECUTORS")
 	for _, x := range ws {
-		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", x.ID, x.Addr, x.Alive, gossipState(x.Gossip, x.GossipSince), cluster.FormatInts(x.CPUs), cluster.FormatInts(x.FreeCPUs), len(x.Executors))
+		id := x.ID
+		if x.Draining {
+			id += " (draining)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\t%d\n", id, x.Addr, x.Alive, gossipState(x.Gossip, x.GossipSince), cluster.FormatInts(x.CPUs), cluster.FormatInts(x.FreeCPUs), len(x.Executors))
 	}
 }
 
@@ -621,6 +751,18 @@ func workersRemove(fs *flag.FlagSet) Action {
 	}, func(w io.Writer, res cluster.RemoveWorkerResult) {
 		fmt.Fprintf(w, "removed worker %s; %d executor(s) are placed elsewhere\n", res.ID, len(res.Unplaced))
 		for _, e := range res.Unplaced {
+			fmt.Fprintln(w, "  "+e)
+		}
+	})
+}
+
+func workersDrain(fs *flag.FlagSet) Action {
+	deadline := fs.Duration("deadline", 5*time.Minute, "how long executors may take to move; what remains then is stopped")
+	return show(func(ctx context.Context, cl *cluster.Client, c *Call) (cluster.DrainResult, error) {
+		return cl.DrainWorker(ctx, c.Args[0], *deadline)
+	}, func(w io.Writer, res cluster.DrainResult) {
+		fmt.Fprintf(w, "worker %s draining until %s: %d executor(s) move elsewhere\n", res.ID, res.DrainDeadline.Local().Format(time.DateTime), len(res.Executors))
+		for _, e := range res.Executors {
 			fmt.Fprintln(w, "  "+e)
 		}
 	})

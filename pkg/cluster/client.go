@@ -375,6 +375,21 @@ func (c *Client) Submit(ctx context.Context, req SubmitRequest) (string, error) 
 	return out.ID, err
 }
 
+// Update rolls application id to a new bundle version (gear app update).
+func (c *Client) Update(ctx context.Context, id string, req UpdateRequest) (*App, error) {
+	var out App
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/update", JSON: req}, &out)
+	return &out, err
+}
+
+// Rollback rolls application id back to version (0: the one before the
+// current).
+func (c *Client) Rollback(ctx context.Context, id string, version int) (*App, error) {
+	var out App
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/rollback", JSON: RollbackRequest{Version: version}}, &out)
+	return &out, err
+}
+
 // Kill stops an application.
 func (c *Client) Kill(ctx context.Context, id string) error {
 	return c.Do(ctx, Request{Method: "POST", Path: "/api/v1/apps/" + url.PathEscape(id) + "/kill"}, nil)
@@ -417,6 +432,21 @@ func (c *Client) RemoveWorker(ctx context.Context, id string, force bool) (Remov
 		q.Set("force", "true")
 	}
 	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/" + url.PathEscape(id) + "/remove", Query: q}, &out)
+	return out, err
+}
+
+// DrainWorker marks a worker draining: its executors move elsewhere,
+// what remains after deadline is stopped.
+func (c *Client) DrainWorker(ctx context.Context, id string, deadline time.Duration) (DrainResult, error) {
+	var out DrainResult
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/" + url.PathEscape(id) + "/drain", JSON: DrainRequest{Deadline: deadline}}, &out)
+	return out, err
+}
+
+// EligibleWorker ends a worker's drain.
+func (c *Client) EligibleWorker(ctx context.Context, id string) (DrainResult, error) {
+	var out DrainResult
+	err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/" + url.PathEscape(id) + "/eligible"}, &out)
 	return out, err
 }
 

@@ -190,6 +190,10 @@ func (p Process) Validate() error {
 		return bad("max-restarts must not be negative, got %d", p.MaxRestarts)
 	case p.MaxRSS < 0:
 		return bad("max-rss must not be negative, got %d", p.MaxRSS)
+	case p.Memory < 0 || p.Memory > 0 && p.Memory < 4<<20:
+		return bad("memory must be at least 4MiB (or unset: no limit), got %d bytes", p.Memory)
+	case p.MaxPids < 0:
+		return bad("max-pids must not be negative, got %d", p.MaxPids)
 	case p.StopTimeout < 0 || p.MaxAge < 0 || p.MinUptime < 0 || p.RestartWindow < 0:
 		return bad("stop-timeout, max-age, min-uptime and restart-window must not be negative")
 	case len(p.PreStop) > 0 && p.PreStop[0] == "":
@@ -197,6 +201,11 @@ func (p Process) Validate() error {
 	}
 	if err := p.Restart.Check(); err != nil {
 		return bad("restart: %v", err)
+	}
+	if p.Reschedule != nil {
+		if err := p.Reschedule.Check(); err != nil {
+			return bad("reschedule: %v", err)
+		}
 	}
 	for name := range p.Env {
 		if !ValidEnvName(name) {

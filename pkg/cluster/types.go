@@ -96,6 +96,15 @@ type Process struct {
 	// on it by socket activation (LISTEN_FDS, fd 3 onwards, in this order);
 	// the socket outlives the instances' restarts.
 	Listen []int `json:"listen,omitempty"`
+	// Memory (bytes, gear-app.conf's memory = 512MiB) and MaxPids
+	// (max-pids) limit each instance by cgroup; an instance over its
+	// memory is killed and restarted by its policy ("out of memory").
+	// Placement counts Memory against the workers' memory. 0: no limit.
+	Memory  int64 `json:"memory,omitempty"`
+	MaxPids int   `json:"max_pids,omitempty"`
+	// Reschedule moves an executor that gave up on one worker to another
+	// (nil: DefaultReschedule; see Reschedule).
+	Reschedule *Reschedule `json:"reschedule,omitempty"`
 }
 
 // Bundle names an uploaded artifact in the jar store.
@@ -121,10 +130,36 @@ type App struct {
 	Generation int               `json:"generation"`
 	RestartEnv map[string]string `json:"restart_env,omitempty"`
 	Args       []string          `json:"args,omitempty"`
+	// Version is the bundle version the app runs or rolls to (1 = as
+	// submitted; 0 for apps submitted before versions), Versions every
+	// version it had, oldest first (gear app update, history, rollback).
+	Version  int          `json:"version,omitempty"`
+	Versions []AppVersion `json:"versions,omitempty"`
 	// Disabled: out of rotation (`gear app disable`): the executors keep
 	// running and their /ecv/{executor} pages on the workers say
 	// UNAVAILABLE, so load balancers stop sending them traffic.
 	Disabled bool `json:"disabled,omitempty"`
+}
+
+// AppVersion is one bundle version of an app.
+type AppVersion struct {
+	Version   int       `json:"version"`
+	Bundle    Bundle    `json:"bundle"`
+	Processes []Process `json:"processes"`
+	Created   time.Time `json:"created"`
+	// RolledBack is when the version was rolled back automatically
+	// because its new instances failed, with Reason; zero otherwise.
+	RolledBack time.Time `json:"rolled_back,omitzero"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+// UpdateRequest is the body of POST /api/v1/apps/{id}/update: the new
+// bundle and its process groups, as a submit sends them.
+type UpdateRequest = SubmitRequest
+
+// RollbackRequest is the body of POST /api/v1/apps/{id}/rollback.
+type RollbackRequest struct {
+	Version int `json:"version,omitempty"` // 0: the version before the current one
 }
 
 // Executor is one instance of one process group, and where it runs.
@@ -148,9 +183,33 @@ type Executor struct {
 	// Observed is the generation the worker last reported running.
 	Observed  int       `json:"observed_generation"`
 	StartedAt time.Time `json:"started_at,omitzero"`
+	// Reschedules lists the times this executor was moved to another
+	// worker after it gave up (its process group's reschedule policy),
+	// oldest first.
+	Reschedules []RescheduleAttempt `json:"reschedules,omitempty"`
+	// Version is the app version (App.Versions) the executor runs, or
+	// is moved to.
+	Version int `json:"version,omitempty"`
+	// Replacement is this executor's copy being started on another worker
+	// while its own worker drains: it takes the executor's place once it is
+	// ready, and the old one is stopped then (nil when none).
+	Replacement *Executor `json:"replacement,omitempty"`
+	// RescheduleDue is set while the executor is FAILED on its worker
+	// and its reschedule policy has an attempt left: the leader moves it
+	// to another worker, and its app is not FAILED meanwhile.
+	RescheduleDue bool `json:"reschedule_due,omitempty"`
 	// Health is passing, failing or unknown (no check, in its start grace,
 	// or not checked yet), as the worker last reported.
 	Health HealthStatus `json:"health,omitempty"`
+}
+
+// RescheduleAttempt is one move of a failed executor to another worker.
+type RescheduleAttempt struct {
+	Time   time.Time `json:"time"`   // when the leader decided it
+	From   string    `json:"from"`   // the worker it failed on
+	Reason string    `json:"reason"` // why it failed there
+	// NotBefore is when it may start again: Time plus the policy's delay.
+	NotBefore time.Time `json:"not_before"`
 }
 
 // Worker is a worker as the masters know it.
@@ -161,6 +220,14 @@ type Worker struct {
 	Alive    bool      `json:"alive"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	BootID   string    `json:"boot_id"`
+	// Memory is the memory (bytes) the worker hands out to executors
+	// with a memory limit; 0: not counted.
+	Memory int64 `json:"memory,omitempty"`
+	// Draining is set by `gear workers drain`: nothing new is placed on
+	// the worker, its executors move elsewhere, and what remains at
+	// DrainDeadline is stopped. `gear workers eligible` clears it.
+	Draining      bool      `json:"draining,omitempty"`
+	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
 	// Executors, FreeCPUs and Gossip are filled in by the API, not
 	// replicated.
 	Executors []string `json:"executors"`
@@ -276,6 +343,26 @@ type HeartbeatReply struct {
 	// other masters may answer until its lease runs out, while a new
 	// leader already times the workers from its election.
 	QuorumAgeMS int64 `json:"quorum_age_ms,omitempty"`
+	// Draining says the worker is being drained (gear workers drain): its
+	// /ecv takes it out of rotation.
+	Draining bool `json:"draining,omitempty"`
+}
+
+// DrainRequest is the body of POST /api/v1/workers/{id}/drain.
+type DrainRequest struct {
+	// Deadline is how long executors may take to move; what is still on
+	// the worker then is stopped. 0: the master's default.
+	Deadline time.Duration `json:"deadline,omitempty"`
+}
+
+// DrainResult is the answer of POST /api/v1/workers/{id}/drain and
+// /eligible.
+type DrainResult struct {
+	ID            string    `json:"id"`
+	Draining      bool      `json:"draining"`
+	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
+	// Executors lists the executors on the worker when it was asked.
+	Executors []string `json:"executors"`
 }
 
 // SubmitRequest is the body of POST /api/v1/apps.
@@ -315,6 +402,9 @@ func (a *App) DeriveState() AppState {
 	for _, e := range a.Executors {
 		switch e.State {
 		case Failed:
+			if e.RescheduleDue {
+				continue // moved to another worker next: not given up yet
+			}
 			return AppFailed
 		case Running:
 			running++
@@ -340,7 +430,7 @@ type Event struct {
 	Index      uint64    `json:"index"` // raft log index
 	Seq        int       `json:"seq"`   // position among the events of that index
 	Time       time.Time `json:"time"`  // the leader's stamp (replicated) or this master's clock (local)
-	Type       string    `json:"type"`  // submit, kill, scale, restart, executor, worker, leader, member, gap
+	Type       string    `json:"type"`  // submit, kill, scale, restart, update, rollback, executor, worker, leader, member, gap
 	Replicated bool      `json:"replicated"`
 	Master     string    `json:"master,omitempty"` // the master that saw a local event
 	App        string    `json:"app,omitempty"`

@@ -163,8 +163,10 @@ func (p *Process) pollAlive() {
 // attach gives an adopted process the spec it was started with.
 func (p *Process) attach(spec Spec) {
 	spec = spec.withDefaults()
+	cg := openCgroup(spec) // limits: the cgroup the earlier run made
 	p.mu.Lock()
 	p.spec = spec
+	p.cg = cg
 	p.mu.Unlock()
 	p.startRotation()
 }

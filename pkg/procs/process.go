@@ -32,6 +32,10 @@ type ExitStatus struct {
 	Code int
 	// Signal is the signal that killed the process, or 0.
 	Signal syscall.Signal
+	// OOM: the kernel killed it at its memory limit (MemoryLimit bytes,
+	// Spec.Memory).
+	OOM         bool
+	MemoryLimit int64
 }
 
 // Success reports a known exit with code 0.
@@ -41,6 +45,10 @@ func (e ExitStatus) String() string {
 	switch {
 	case !e.Known:
 		return "exited (status unknown: not a child of this worker)"
+	case e.OOM && e.Signal == 0:
+		return fmt.Sprintf("out of memory: killed by the kernel at its memory limit of %d bytes", e.MemoryLimit)
+	case e.OOM:
+		return fmt.Sprintf("out of memory: killed by signal %d (%s) at its memory limit of %d bytes", int(e.Signal), unix.SignalName(e.Signal), e.MemoryLimit)
 	case e.Signal != 0:
 		return fmt.Sprintf("killed by signal %d (%s)", int(e.Signal), unix.SignalName(e.Signal))
 	default:
@@ -79,6 +87,8 @@ type Process struct {
 	spec     Spec
 	stopping bool
 	rotating bool // a log rotation loop runs
+	// cg is the process's cgroup when it has limits (cgroup.go).
+	cg *cgroup
 }
 
 // Start launches spec.Command in its own process group, pinned to spec.CPUs,
@@ -116,7 +126,19 @@ func Start(spec Spec) (*Process, error) {
 	cmd.Stdout = out
 	cmd.Stderr = out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: spec.Credential}
-	if err := startPinned(cmd, spec.CPUs); err != nil {
+	var cg *cgroup
+	if spec.Memory > 0 || spec.MaxPids > 0 {
+		if cg, err = newCgroup(spec); err != nil {
+			return nil, fmt.Errorf("start %s: memory/max-pids limits: %w", spec.ID, err)
+		}
+		err = startInCgroup(cmd, cg, spec.CPUs)
+	} else {
+		err = startPinned(cmd, spec.CPUs)
+	}
+	if err != nil {
+		if cg != nil {
+			cg.remove()
+		}
 		if ee := execError(spec.Command[0], spec.Dir, err); ee != nil {
 			return nil, ee
 		}
@@ -128,6 +150,7 @@ func Start(spec Spec) (*Process, error) {
 		startedAt: time.Now(),
 		done:      make(chan struct{}),
 		spec:      spec,
+		cg:        cg,
 	}
 	// The child cannot have exited and been reaped yet: only cmd.Wait reaps it.
 	if st, err := readStat(p.pid); err == nil {
@@ -212,7 +235,15 @@ func execError(command, dir string, err error) error {
 // instruction: it forks from a locked OS thread whose mask is set to cpus for
 // the duration of the fork.
 func startPinned(cmd *exec.Cmd, cpus []int) error {
-	if len(cpus) == 0 {
+	return startPinnedHook(cmd, cpus, nil, nil)
+}
+
+// startPinnedHook is startPinned with enter run on the locked thread
+// before the fork and leave after it (a v1 cgroup, see cgroup.go). A
+// thread that cannot be restored stays locked: it is destroyed when its
+// goroutine returns, so no other goroutine ever runs in its state.
+func startPinnedHook(cmd *exec.Cmd, cpus []int, enter, leave func() error) error {
+	if len(cpus) == 0 && enter == nil {
 		return cmd.Start()
 	}
 	var set unix.CPUSet
@@ -223,22 +254,36 @@ func startPinned(cmd *exec.Cmd, cpus []int) error {
 	go func() {
 		runtime.LockOSThread()
 		var old unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &old); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("read cpu affinity: %w", err)
-			return
+		if len(cpus) > 0 {
+			if err := unix.SchedGetaffinity(0, &old); err != nil {
+				runtime.UnlockOSThread()
+				errc <- fmt.Errorf("read cpu affinity: %w", err)
+				return
+			}
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				runtime.UnlockOSThread()
+				errc <- fmt.Errorf("pin to cpus %s: %w", FormatCPUList(cpus), err)
+				return
+			}
 		}
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("pin to cpus %s: %w", FormatCPUList(cpus), err)
-			return
+		if enter != nil {
+			if err := enter(); err != nil {
+				errc <- err // stays locked: it may be half in the cgroup
+				return
+			}
 		}
 		err := cmd.Start()
-		if rerr := unix.SchedSetaffinity(0, &old); rerr != nil {
-			// Keep the thread locked: it is destroyed when this goroutine
-			// returns, so no other goroutine ever runs with the narrowed mask.
-			errc <- err
-			return
+		if enter != nil {
+			if lerr := leave(); lerr != nil {
+				errc <- err
+				return
+			}
+		}
+		if len(cpus) > 0 {
+			if rerr := unix.SchedSetaffinity(0, &old); rerr != nil {
+				errc <- err
+				return
+			}
 		}
 		runtime.UnlockOSThread()
 		errc <- err
@@ -257,6 +302,7 @@ func (p *Process) finish(st ExitStatus) {
 	p.mu.Lock()
 	stopping := p.stopping
 	pidFile := p.spec.PidFile()
+	cg, limit := p.cg, p.spec.Memory
 	p.mu.Unlock()
 	if !stopping {
 		// The leader died on its own: take the rest of its group with it so
@@ -266,6 +312,14 @@ func (p *Process) finish(st ExitStatus) {
 	}
 	if pidFile != "" {
 		removePidFileIf(pidFile, p.pid, p.startTicks)
+	}
+	if cg != nil {
+		// An adopted process's signal is unknown: the cgroup's count says.
+		st.OOM = (st.Signal == syscall.SIGKILL || !st.Known) && limit > 0 && cg.oomKilled()
+		if st.OOM {
+			st.MemoryLimit = limit
+		}
+		cg.remove()
 	}
 	p.status = st
 	close(p.done)

@@ -75,6 +75,13 @@ type Spec struct {
 	// LogMaxFiles is how many rotated files are kept (0: DefaultLogMaxFiles).
 	LogMaxFiles int
 
+	// Memory (bytes) and MaxPids limit the process and its children by
+	// cgroup (cgroup.go), in <the worker's cgroup>/CgroupParent/ID; 0: no
+	// limit. CgroupParent "" is "gear".
+	Memory       int64
+	MaxPids      int
+	CgroupParent string
+
 	// Ports must be free before the start; a busy one fails Start with an
 	// error naming it.
 	Ports []int
