@@ -152,10 +152,11 @@ func (s *State) applyRollback(c *command) result {
 	return result{ID: app.ID}
 }
 
-// failing reports whether an executor's instance failed: gave up, or
-// crashed twice in a row. Failing health checks plug in here.
+// failing reports whether an executor's instance failed: gave up, crashed
+// twice in a row, or fails its health check (the worker reports failing
+// only after the check's failures in a row, past its start grace).
 func failing(e cluster.Executor) bool {
-	return e.State == cluster.Failed || e.State == cluster.Backoff && e.Crashes >= 2
+	return e.State == cluster.Failed || e.State == cluster.Backoff && e.Crashes >= 2 || e.Health == cluster.HealthFailing
 }
 
 // rollbacks lists the automatic rollbacks due: an app rolling to a
