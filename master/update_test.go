@@ -88,3 +88,24 @@ func TestScheduleUpdateRollsBackAFailingVersion(t *testing.T) {
 		t.Fatalf("an update with other groups: %v", r.Err)
 	}
 }
+
+// An instance of the new version counts as failing when it gave up, crash
+// loops, or fails its health check; a running or merely unchecked one
+// does not.
+func TestFailing(t *testing.T) {
+	for _, tc := range []struct {
+		e    cluster.Executor
+		want bool
+	}{
+		{cluster.Executor{State: cluster.Running, Health: cluster.HealthPassing}, false},
+		{cluster.Executor{State: cluster.Running, Health: cluster.HealthUnknown}, false},
+		{cluster.Executor{State: cluster.Running, Health: cluster.HealthFailing}, true},
+		{cluster.Executor{State: cluster.Failed}, true},
+		{cluster.Executor{State: cluster.Backoff, Crashes: 1}, false},
+		{cluster.Executor{State: cluster.Backoff, Crashes: 2}, true},
+	} {
+		if got := failing(tc.e); got != tc.want {
+			t.Errorf("failing(%s, health %q, crashes %d) = %v, want %v", tc.e.State, tc.e.Health, tc.e.Crashes, got, tc.want)
+		}
+	}
+}
