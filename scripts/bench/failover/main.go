@@ -24,6 +24,8 @@
 package main
 
 import (
+	"github.com/gear-run/gear/scripts/bench/internal/procstat"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -172,7 +174,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, out io.Writer) error
 	if err == nil && cfg.netRounds > 0 && !cfg.coldOnly {
 		err = measureNet(ctx, cfg, tmp, gearBin, etcdBin, res, log)
 	}
-	res.env = append(res.env, "load average at the end: "+loadavg())
+	res.env = append(res.env, "load average at the end: "+procstat.LoadAvg())
 	res.write(out, cfg)
 	if cfg.jsonOut != "" {
 		if jerr := res.writeJSON(cfg.jsonOut); jerr != nil {
@@ -461,18 +463,6 @@ func environment(ctx context.Context, etcdBin string) []string {
 	}
 	return []string{
 		fmt.Sprintf("%s/%s, %d CPUs, %s; gear failover timeout 6s (default); %s, default timing (heartbeat 100ms, election 1000ms)", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), ev),
-		"load average at the start: " + loadavg(),
+		"load average at the start: " + procstat.LoadAvg(),
 	}
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -22,6 +22,8 @@
 package main
 
 import (
+	"github.com/gear-run/gear/scripts/bench/internal/procstat"
+
 	"encoding/json"
 	"errors"
 	"flag"
@@ -81,7 +83,7 @@ func main() {
 	fmt.Printf("\n## Gossip pool at scale (in-process memberlist members on 127.0.0.1)\n\n")
 	fmt.Printf("- timing: %s (failover timeout %s): probe interval %s, probe timeout %s, suspicion mult %d (suspicion timeout = mult x log10(N) x probe interval, up to %dx that until confirmed), gossip interval %s, gossip nodes %d\n",
 		how, *timeout, cfg.ProbeInterval, cfg.ProbeTimeout, cfg.SuspicionMult, cfg.SuspicionMaxTimeoutMult, cfg.GossipInterval, cfg.GossipNodes)
-	fmt.Printf("- load average at the start: %s\n\n", loadavg())
+	fmt.Printf("- load average at the start: %s\n\n", procstat.LoadAvg())
 	var results []result
 	fmt.Println("| members | join: all see all | spread a change: all (median) | dead: first detects (median) | dead: all know (median) | suspicion timeout (min) | CPU per member, idle |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
@@ -113,7 +115,7 @@ func main() {
 			fmt.Printf("\n| target | measured | result |\n| --- | --- | --- |\n| dead member detected <= %s at 200 | %s (first), %s (all) | %s |\n", secs(target), secs(median(r.DeadFirst)), secs(median(r.DeadAll)), v)
 		}
 	}
-	fmt.Printf("\n- load average at the end: %s\n", loadavg())
+	fmt.Printf("\n- load average at the end: %s\n", procstat.LoadAvg())
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(results, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
@@ -371,15 +373,3 @@ func median(ds []time.Duration) time.Duration {
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}

@@ -21,6 +21,8 @@
 package main
 
 import (
+	"github.com/gear-run/gear/scripts/bench/internal/procstat"
+
 	"archive/tar"
 	"bufio"
 	"compress/gzip"
@@ -186,7 +188,7 @@ func run(ctx context.Context, payload int64, dir string, reps int, gearBin strin
 	var appID, digest string
 	for i := range reps {
 		before := countMatches(mlog, storedRe)
-		mcpu0 := procCPU(mp.Process.Pid)
+		mcpu0 := procstat.CPU(mp.Process.Pid)
 		start := time.Now()
 		cmd := exec.CommandContext(ctx, b.gear, "app", "submit", b.bundle, "-executors", "0", "-quiet")
 		cmd.Env = b.env
@@ -202,7 +204,7 @@ func run(ctx context.Context, payload int64, dir string, reps int, gearBin strin
 		if err != nil {
 			return err
 		}
-		storeS = append(storeS, sample{took, procCPU(mp.Process.Pid) - mcpu0})
+		storeS = append(storeS, sample{took, procstat.CPU(mp.Process.Pid) - mcpu0})
 		id := strings.TrimSpace(string(out))
 		if i == 0 {
 			appID = id
@@ -215,18 +217,18 @@ func run(ctx context.Context, payload int64, dir string, reps int, gearBin strin
 		return err
 	}
 	digest = app.Bundle.Digest
-	masterRSSUpload := vmHWM(mp.Process.Pid)
+	masterRSSUpload := procstat.PeakRSS(mp.Process.Pid)
 
 	// (c1) direct GET streamed to a file with hashing, as the worker does
 	var getS, serveS series
 	for range reps {
-		mcpu0 := procCPU(mp.Process.Pid)
+		mcpu0 := procstat.CPU(mp.Process.Pid)
 		s, err := fetchDirect(ctx, client, digest, filepath.Join(work, "get.bin"))
 		if err != nil {
 			return err
 		}
 		getS = append(getS, s)
-		serveS = append(serveS, sample{s.wall, procCPU(mp.Process.Pid) - mcpu0})
+		serveS = append(serveS, sample{s.wall, procstat.CPU(mp.Process.Pid) - mcpu0})
 	}
 
 	// (c2) a real worker: from scale-up to the verified cached file
@@ -246,7 +248,7 @@ func run(ctx context.Context, payload int64, dir string, reps int, gearBin strin
 			return fmt.Errorf("%w (log: %s)", err, wlog)
 		}
 		cached := filepath.Join(wdir, "bundles", hexd+".bundle")
-		wcpu0 := procCPU(wp.Process.Pid)
+		wcpu0 := procstat.CPU(wp.Process.Pid)
 		start := time.Now()
 		if err := client.Scale(ctx, appID, cluster.ScaleRequest{Instances: 1}); err != nil {
 			return err
@@ -267,11 +269,11 @@ func run(ctx context.Context, payload int64, dir string, reps int, gearBin strin
 			return fmt.Errorf("%w (log: %s)", err, wlog)
 		}
 		end := time.Now()
-		wrkS = append(wrkS, sample{end.Sub(start), procCPU(wp.Process.Pid) - wcpu0})
+		wrkS = append(wrkS, sample{end.Sub(start), procstat.CPU(wp.Process.Pid) - wcpu0})
 		if !fetchStart.IsZero() {
 			fetchS = append(fetchS, sample{wall: end.Sub(fetchStart)})
 		}
-		workerRSS = max(workerRSS, vmHWM(wp.Process.Pid))
+		workerRSS = max(workerRSS, procstat.PeakRSS(wp.Process.Pid))
 		if err := client.Scale(ctx, appID, cluster.ScaleRequest{Instances: 0}); err != nil {
 			return err
 		}
@@ -284,7 +286,7 @@ func run(ctx context.Context, payload int64, dir string, reps int, gearBin strin
 		stop(wp)
 		_ = os.RemoveAll(wdir)
 	}
-	masterRSS := vmHWM(mp.Process.Pid)
+	masterRSS := procstat.PeakRSS(mp.Process.Pid)
 
 	// (d) Blobs.Put in-process
 	var putS series
@@ -564,43 +566,6 @@ func freePort() (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no free port")
-}
-
-// vmHWM returns a process's peak resident set (bytes) from /proc.
-func vmHWM(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return -1
-}
-
-// procCPU returns a process's user+system CPU time from /proc (clock
-// ticks of 10 ms).
-func procCPU(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line.
-	rest := string(data)
-	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
-		rest = rest[i+1:]
-	}
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * 10 * time.Millisecond
 }
 
 func selfCPU() time.Duration {

@@ -15,6 +15,8 @@
 package main
 
 import (
+	"github.com/gear-run/gear/scripts/bench/internal/procstat"
+
 	"archive/tar"
 	"compress/gzip"
 	"context"
@@ -121,7 +123,7 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 	}
 	fmt.Printf("\n## Submit -> running at scale (scripts/bench/scale)\n\n")
 	fmt.Printf("- 1 master, %d workers (real processes on 127.0.0.1-%d), unpinned executors of `/bin/sleep 1000`; bare: a Go loop of exec.Cmd.Start of `sleep 1000`\n", workers, workers)
-	fmt.Printf("- load average at the start: %s\n\n", loadavg())
+	fmt.Printf("- load average at the start: %s\n\n", procstat.LoadAvg())
 	fmt.Println("| executors | gear: submit -> all RUNNING | bare fork/exec | gear / bare | gear - bare | leader CPU (steady) | leader RSS | target | result |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, n := range ns {
@@ -133,10 +135,10 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 		if err != nil {
 			return fmt.Errorf("gear %d: %w (logs in %s)", n, err, work)
 		}
-		c0, t0 := procCPU(mp.Process.Pid), time.Now()
+		c0, t0 := procstat.CPU(mp.Process.Pid), time.Now()
 		time.Sleep(steady) // a measurement window, not a wait for a condition
-		cpu := float64(procCPU(mp.Process.Pid)-c0) / float64(time.Since(t0))
-		rss := vmRSS(mp.Process.Pid)
+		cpu := float64(procstat.CPU(mp.Process.Pid)-c0) / float64(time.Since(t0))
+		rss := procstat.RSS(mp.Process.Pid)
 		if err := client.Kill(ctx, id); err != nil {
 			return err
 		}
@@ -159,7 +161,7 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 		}
 		fmt.Printf("| %d | %s | %s | %.2fx | %s | %.0f %% | %.1f MiB | %s | %s |\n", n, secs(took), secs(bare), took.Seconds()/bare.Seconds(), secs(took-bare), cpu*100, float64(rss)/(1<<20), target, verdict)
 	}
-	fmt.Printf("\n- load average at the end: %s\n", loadavg())
+	fmt.Printf("\n- load average at the end: %s\n", procstat.LoadAvg())
 	return nil
 }
 
@@ -326,49 +328,4 @@ func freePort(ip string) (int, error) {
 	return 0, errors.New("no free port")
 }
 
-// procCPU is a process's user+system CPU time (clock ticks of 10 ms).
-func procCPU(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	rest := string(data)
-	if i := strings.LastIndexByte(rest, ')'); i >= 0 {
-		rest = rest[i+1:]
-	}
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	s, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+s) * 10 * time.Millisecond
-}
-
-func vmRSS(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return -1
-}
-
 func secs(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
