@@ -207,7 +207,12 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	}
 	if dir := fileRootDir(opts.JarRoot); dir != "" {
 		// Opened on first use, once its marker matches (storeid.go).
-		m.store = &markedStore{root: opts.JarRoot, dir: dir, expect: m.storeID, log: m.log}
+		m.store = &markedStore{root: opts.JarRoot, dir: dir, expect: m.storeID, init: func() error {
+			if !m.isLeader() {
+				return errors.New("only the leader sets it")
+			}
+			return m.initStoreID(dir)
+		}, log: m.log}
 	} else {
 		store, err := jarstore.Open(ctx, opts.JarRoot, filepath.Join(opts.DataDir, "jars"), m.log)
 		if err != nil {

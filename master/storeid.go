@@ -103,7 +103,10 @@ type markedStore struct {
 	root   string // gear.jarstore.rootpath
 	dir    string
 	expect func() string // the replicated store id; "" = not set yet
-	log    *slog.Logger
+	// init sets the store id now (the leader's initStoreID), so that the
+	// first upload does not race storeIDLoop; it fails on followers.
+	init func() error
+	log  *slog.Logger
 
 	mu       sync.Mutex
 	inner    jarstore.Store
@@ -122,6 +125,17 @@ func (s *markedStore) store(ctx context.Context) (jarstore.Store, error) {
 		return nil, jarstore.ErrClosed
 	}
 	want := s.expect()
+	if want == "" && s.init != nil {
+		s.mu.Unlock()
+		err := s.init()
+		s.mu.Lock()
+		if s.closed {
+			return nil, jarstore.ErrClosed
+		}
+		if err == nil {
+			want = s.expect()
+		}
+	}
 	if want == "" {
 		return nil, fmt.Errorf("%w: the jar store %s is not initialised yet (the leader writes its store-id marker on first use); retry in a moment", ErrStoreMarker, s.root)
 	}
