@@ -269,6 +269,7 @@ func (r *faultRun) run(t *testing.T) {
 	t.Logf("seed %d, schedule:\n%s", r.seed, r.scheduleText())
 	r.out = t.TempDir()
 	t.Cleanup(func() { sweepExecutors(t, r.out) })
+	t.Cleanup(func() { r.keepLogs(t) }) // after the daemons stopped
 	r.nc = newNetCluster(t, "", 3, 4, 5)
 	nc := r.nc
 	r.nodeMu = make([]sync.Mutex, faultMasters+faultWorkers)
@@ -323,6 +324,23 @@ func (r *faultRun) run(t *testing.T) {
 	r.ops = wl.ops
 	r.check(t, wl, sampler)
 	r.failed = t.Failed()
+}
+
+// keepLogs copies the daemons' logs and the heartbeats of a failed run to
+// $TMPDIR/gear-faults-<seed>, since the test's own directories go away.
+func (r *faultRun) keepLogs(t *testing.T) {
+	if !t.Failed() || r.nc == nil {
+		return
+	}
+	dst := filepath.Join(os.TempDir(), fmt.Sprintf("gear-faults-%d", r.seed))
+	_ = os.MkdirAll(dst, 0o755)
+	logs, _ := filepath.Glob(filepath.Join(r.nc.dir, "*.log"))
+	for _, src := range append(logs, filepath.Join(r.out, "hb")) {
+		if b, err := os.ReadFile(src); err == nil {
+			_ = os.WriteFile(filepath.Join(dst, filepath.Base(src)), b, 0o644)
+		}
+	}
+	t.Logf("daemon logs and heartbeats kept in %s", dst)
 }
 
 // proc returns the daemon on node n.
