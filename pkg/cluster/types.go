@@ -117,6 +117,8 @@ type App struct {
 	Generation int               `json:"generation"`
 	RestartEnv map[string]string `json:"restart_env,omitempty"`
 	Args       []string          `json:"args,omitempty"`
+	// RequestID is the submit's SubmitRequest.RequestID ("" if none).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Executor is one instance of one process group, and where it runs.
@@ -264,6 +266,11 @@ type HeartbeatReply struct {
 
 // SubmitRequest is the body of POST /api/v1/apps.
 type SubmitRequest struct {
+	// RequestID makes a submit idempotent: a retry of a call whose answer
+	// was lost (the leader applied it, then the connection or the
+	// leadership went) carries the same id and gets the app the first
+	// attempt created instead of a second one. Client.Submit sets it.
+	RequestID string    `json:"request_id,omitempty"`
 	Name      string    `json:"name"`
 	Bundle    Bundle    `json:"bundle"`
 	Processes []Process `json:"processes"`
