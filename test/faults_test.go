@@ -26,6 +26,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -66,6 +67,7 @@ const (
 	fFlap        faultKind = "flap"           // bridge port blocked/forwarding every 0.5 s
 	fSlowLink    faultKind = "slow-link"      // tbf 1mbit on the node's link
 	fFullRestart faultKind = "full-restart"   // every daemon killed -9 and restarted
+	fDiskFull    faultKind = "disk-full"      // master0's data dir (a small tmpfs) filled for dur
 )
 
 // fault is one scheduled fault.
@@ -153,6 +155,11 @@ func faultSchedule(seed int64) []fault {
 	// One schedule in four restarts the whole cluster once.
 	if rng.Intn(4) == 0 {
 		out = append(out, fault{At: dur(0, faultWindow-3*time.Second), Kind: fFullRestart, Node: -1, To: -1, Via: -1, Dur: dur(200*time.Millisecond, 2*time.Second)})
+	}
+	// One in three fills master0's disk (drawn last, so that adding it
+	// left the earlier draws of every seed as they were).
+	if rng.Intn(3) == 0 {
+		out = append(out, fault{At: dur(0, faultWindow-3*time.Second), Kind: fDiskFull, Node: 0, To: -1, Via: -1, Dur: dur(time.Second, 6*time.Second)})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At < out[j].At })
 	return out
@@ -270,7 +277,19 @@ func (r *faultRun) run(t *testing.T) {
 	r.out = t.TempDir()
 	t.Cleanup(func() { sweepExecutors(t, r.out) })
 	t.Cleanup(func() { r.keepLogs(t) }) // after the daemons stopped
-	r.nc = newNetCluster(t, "", 3, 4, 5)
+	var disk string
+	mounted := false
+	t.Cleanup(func() { // after the daemons stopped
+		if mounted {
+			if out, err := exec.Command("umount", disk).CombinedOutput(); err != nil {
+				t.Logf("umount %s: %v: %s; unmounting lazily", disk, err, out)
+				_ = exec.Command("umount", "-l", disk).Run()
+			}
+		}
+	})
+	// Small raft segments: a small disk holds several, and segments are
+	// sealed often (a crash while sealing is one of the faults' targets).
+	r.nc = newNetCluster(t, "gear.raft.segment-size = 256KiB\n", 3, 4, 5)
 	nc := r.nc
 	r.nodeMu = make([]sync.Mutex, faultMasters+faultWorkers)
 	r.down = map[int][][2]time.Time{}
@@ -279,6 +298,19 @@ func (r *faultRun) run(t *testing.T) {
 		"gear-app.conf": fmt.Sprintf("name = \"fault\"\nprocesses {\n  main {\n    command = [\"./hb.sh\"]\n    instances = 1\n    cpus = 0\n    restart = \"always\"\n    env { GEAR_TEST_OUT = %q }\n  }\n}\n", r.out),
 		"hb.sh":         faultScript,
 	})
+	nc.stable()
+	// master0's data dir moves onto a 24 MB tmpfs (same path) that the
+	// disk-full fault fills.
+	disk = filepath.Join(nc.dir, "master0")
+	r.killNode(0)
+	keep := disk + ".copy"
+	for _, c := range [][]string{{"cp", "-a", disk, keep}, {"mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", disk}, {"cp", "-a", keep + "/.", disk}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(c, " "), err, out)
+		}
+		mounted = mounted || c[0] == "mount"
+	}
+	r.restart(t, 0)
 	nc.stable()
 	waitFor(t, 60*time.Second, "3 workers alive", func() bool { return r.aliveWorkers() == faultWorkers })
 
@@ -478,6 +510,16 @@ func (r *faultRun) inject(t *testing.T, f fault) {
 		r.sh(t, "ip", "netns", "exec", lab.nodes[f.Node], "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "32kbit", "latency", "400ms")
 		time.Sleep(f.Dur)
 		r.sh(t, "ip", "netns", "exec", lab.nodes[f.Node], "tc", "qdisc", "del", "dev", "eth0", "root")
+	case fDiskFull:
+		defer r.lock(f.Node)()
+		fill := filepath.Join(r.nc.dir, "master0", "fill")
+		if err := fillUp(fill); err != nil {
+			r.mu.Lock()
+			r.errs = append(r.errs, err.Error())
+			r.mu.Unlock()
+		}
+		time.Sleep(f.Dur)
+		_ = os.Remove(fill)
 	case fFullRestart:
 		defer r.lock(allNodes()...)()
 		from := time.Now()
@@ -490,6 +532,24 @@ func (r *faultRun) inject(t *testing.T, f fault) {
 		}
 		for _, n := range allNodes() {
 			r.markDown(n, from, time.Now())
+		}
+	}
+}
+
+// fillUp writes path until its file system is full.
+func fillUp(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return nil
+			}
+			return fmt.Errorf("fill %s: %w", path, err)
 		}
 	}
 }
@@ -535,4 +595,24 @@ func (r *faultRun) aliveWorkers() int {
 		return 0
 	}
 	return strings.Count(out, `"alive": true`)
+}
+
+// A seed always draws the same schedule: replay depends on it.
+func TestFaultScheduleReplays(t *testing.T) {
+	kinds := map[faultKind]int{}
+	for seed := int64(1); seed <= 20; seed++ {
+		a, b := faultSchedule(seed), faultSchedule(seed)
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("seed %d drew two schedules:\n%v\n%v", seed, a, b)
+		}
+		for _, f := range a {
+			kinds[f.Kind]++
+			if f.Kind == fDiskFull && testing.Verbose() {
+				t.Logf("seed %d fills the disk", seed)
+			}
+		}
+	}
+	if len(kinds) < 12 {
+		t.Fatalf("20 seeds drew only %d kinds of fault: %v", len(kinds), kinds)
+	}
 }
