@@ -458,6 +458,7 @@ func (r *faultRun) check(t *testing.T, wl *faultWorkload, s *leaderSampler) {
 
 // incarnation is one process of one executor, as its heartbeats show it.
 type incarnation struct {
+	app         string
 	worker      string
 	pid         string
 	first, last time.Time
@@ -465,8 +466,12 @@ type incarnation struct {
 
 func (r *faultRun) checkHeartbeats(t *testing.T, wl *faultWorkload) {
 	digests := map[string]string{} // app id -> digest
+	killed := map[string]time.Time{} // app id -> when it was killed
 	for _, a := range wl.final {
 		digests[a.ID] = strings.TrimPrefix(a.Bundle.Digest, "sha256:")
+		if !a.Killed.IsZero() {
+			killed[a.ID] = a.Killed
+		}
 	}
 	nodeOf := map[string]int{} // worker id -> node
 	for i := 0; i < faultWorkers; i++ {
@@ -510,6 +515,24 @@ func (r *faultRun) checkHeartbeats(t *testing.T, wl *faultWorkload) {
 			incs[exec][k] = in
 		}
 		in.first, in.last = minTime(in.first, at), maxTime(in.last, at)
+		in.app = app
+	}
+	// A killed app's executors stop: its workers learn of the kill with
+	// their next heartbeat, or fence themselves within
+	// stop-after-disconnect; allow that plus the time they were frozen or
+	// dead, plus a few seconds to stop.
+	for exec, m := range incs {
+		for _, in := range m {
+			k, ok := killed[in.app]
+			if !ok {
+				continue
+			}
+			allowed := stopAfterDisconnect + r.downWithin(nodeOf[in.worker], k, in.last) + 5*time.Second
+			if in.last.Sub(k) > allowed {
+				r.anomaly(t, "executor %s (worker %s pid %s) still ran %v after its app %s was killed at %s (bound %v): an orphaned executor",
+					exec, in.worker, in.pid, in.last.Sub(k).Round(time.Millisecond), in.app, k.Format("15:04:05.000"), allowed)
+			}
+		}
 	}
 	overlaps := 0
 	for exec, m := range incs {

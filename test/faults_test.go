@@ -275,8 +275,8 @@ done
 func (r *faultRun) run(t *testing.T) {
 	t.Logf("seed %d, schedule:\n%s", r.seed, r.scheduleText())
 	r.out = t.TempDir()
+	t.Cleanup(func() { r.keepLogs(t) }) // last: after the sweep, which may fail the test
 	t.Cleanup(func() { sweepExecutors(t, r.out) })
-	t.Cleanup(func() { r.keepLogs(t) }) // after the daemons stopped
 	var disk string
 	mounted := false
 	t.Cleanup(func() { // after the daemons stopped
