@@ -465,7 +465,7 @@ type incarnation struct {
 }
 
 func (r *faultRun) checkHeartbeats(t *testing.T, wl *faultWorkload) {
-	digests := map[string]string{} // app id -> digest
+	digests := map[string]string{}   // app id -> digest
 	killed := map[string]time.Time{} // app id -> when it was killed
 	for _, a := range wl.final {
 		digests[a.ID] = strings.TrimPrefix(a.Bundle.Digest, "sha256:")
