@@ -387,8 +387,22 @@ func (r *faultRun) convergedNow() string {
 func (r *faultRun) check(t *testing.T, wl *faultWorkload, s *leaderSampler) {
 	// 1. The registry's history is linearizable.
 	end := time.Now().Add(time.Hour)
+	// An unknown outcome the final state settles is dropped (it keeps the
+	// search small): apps are never deleted and kills never undone, so a
+	// submit whose name the final read lacks, or a kill of an app the final
+	// read shows alive, did not take effect.
+	final := map[string]appObs{}
+	if r.converged >= 0 && len(wl.ops) > 0 {
+		final = wl.ops[len(wl.ops)-1].Apps
+	}
 	var hist []porcupine.Operation
 	for _, op := range wl.ops {
+		if !op.OK && r.converged >= 0 {
+			a, ok := final[op.Name]
+			if (op.Kind == "submit" && !ok) || (op.Kind == "kill" && ok && !a.Killed) {
+				continue
+			}
+		}
 		ret := op.Return
 		if !op.OK {
 			ret = end // unknown: it may take effect at any time after its call
@@ -619,6 +633,17 @@ const faultsFixed = `- **Stale reads from a cut-off leader.** A leader cut off f
   cluster.TestSubmitRetryKeepsRequestID.
 `
 
+// faultsOpen lists anomalies seen but not yet reproduced or fixed.
+const faultsOpen = `- **An executor outlived its worker** (seed 6, once in about 20 runs;
+  not reproduced on replay): after the cluster stopped, one hb.sh process
+  of an app was still running, and the run had one overlapping incarnation
+  of an executor (within the fencing bound). The schedule had no worker
+  kill, only bridges, a partition, flaps and a slow link on the workers'
+  links: a worker seems to lose track of a process it started. The suite
+  now also fails when a killed app's executor keeps running past the
+  fencing bound, which names the executor, worker and pid.
+`
+
 // faultReport is the summary `make faults` writes to docs/FAULTS.md.
 func faultReport(runs []*faultRun) string {
 	var b strings.Builder
@@ -663,6 +688,7 @@ func faultReport(runs []*faultRun) string {
 			conv[len(conv)/2].Round(10*time.Millisecond), conv[len(conv)-1].Round(10*time.Millisecond))
 	}
 	b.WriteString("\n## Anomalies found and fixed\n\n" + faultsFixed)
+	b.WriteString("\n## Seen, not yet explained\n\n" + faultsOpen)
 	fmt.Fprintf(&b, "\n## Anomalies in this run (%d)\n\n", total)
 	for _, r := range runs {
 		for _, a := range r.anoms {
