@@ -641,7 +641,11 @@ const faultsOpen = `- **An executor outlived its worker** (seed 6, once in about
   kill, only bridges, a partition, flaps and a slow link on the workers'
   links: a worker seems to lose track of a process it started. The suite
   now also fails when a killed app's executor keeps running past the
-  fencing bound, which names the executor, worker and pid.
+  fencing bound, which names the executor, worker and pid. Suspected
+  cause, fixed in worker/executor.go: an executor stopped while it was
+  still preparing (bundle download) started its process anyway, and the
+  supervisor left it running untracked. No deterministic regression test
+  yet.
 `
 
 // faultReport is the summary `make faults` writes to docs/FAULTS.md.
