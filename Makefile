@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO ?= go
 export GOFLAGS ?= -mod=mod
 
-.PHONY: build examples test unit race integ fuzz lint run bench deps clean
+.PHONY: build examples test unit race integ fuzz lint run bench deps clean faults
 
 build:
 	$(GO) build -o .build/gear .
@@ -34,6 +34,13 @@ integ: examples build
 
 fuzz:
 	./scripts/fuzz.sh
+
+# The fault suite (test/faults_test.go, needs root for network namespaces):
+# `make faults SEED=7` replays the schedule a failed run printed;
+# `make faults N=100` runs seeds 1..N and writes docs/FAULTS.md.
+faults: examples
+	GEAR_FAULTS_SEED=$(SEED) GEAR_FAULTS_N=$(N) GEAR_FAULTS_REPORT=$(if $(N),$(CURDIR)/docs/FAULTS.md) \
+	  $(GO) test -count=1 -timeout 0 -v -run 'TestFaults$$' ./test/
 
 lint:
 	$(GO) vet ./...

@@ -60,8 +60,8 @@ func (m *Master) routeTable() []route {
 		// Answered by the leader; other masters forward (with the
 		// caller's Authorization header). Bodies over their limit are
 		// refused before anything is forwarded.
-		{"GET /api/v1/apps", needToken, m.lead(m.handleApps)},
-		{"GET /api/v1/apps/{id}", needToken, m.lead(m.handleApp)},
+		{"GET /api/v1/apps", needToken, m.lead(m.confirmed(m.handleApps))},
+		{"GET /api/v1/apps/{id}", needToken, m.lead(m.confirmed(m.handleApp))},
 		{"POST /api/v1/apps", needToken, js.wrap(m.lead(m.handleSubmit))},
 		{"POST /api/v1/apps/{id}/kill", needToken, js.wrap(m.lead(m.handleKill))},
 		{"POST /api/v1/apps/{id}/restart", needToken, js.wrap(m.lead(m.handleRestart))},
@@ -71,7 +71,7 @@ func (m *Master) routeTable() []route {
 		{"POST /api/v1/apps/{id}/update", needToken, js.wrap(m.lead(m.handleUpdate))},
 		{"POST /api/v1/apps/{id}/rollback", needToken, js.wrap(m.lead(m.handleRollback))},
 		{"GET /api/v1/apps/{id}/logs", needToken, m.lead(m.handleLogs)},
-		{"GET /api/v1/workers", needToken, m.lead(m.handleWorkers)},
+		{"GET /api/v1/workers", needToken, m.lead(m.confirmed(m.handleWorkers))},
 		{"POST /api/v1/workers/heartbeat", needToken, js.wrap(m.nodeOnly(m.lead(m.countHeartbeat(m.handleHeartbeat))))},
 		{"POST /api/v1/workers/{id}/remove", needToken, js.wrap(m.lead(m.handleRemoveWorker))},
 		{"POST /api/v1/workers/{id}/drain", needToken, js.wrap(m.lead(m.handleDrain))},

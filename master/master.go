@@ -120,7 +120,10 @@ type Master struct {
 	stalledSince time.Time
 	// quorumAt is when this leader last confirmed its quorum (see
 	// confirmLoop); zero when not leading.
-	quorumAt  time.Time
+	quorumAt time.Time
+	// readTerm is the term in which this leader last pushed a barrier
+	// through its log, so that reads may use VerifyLeader (quorum.go).
+	readTerm  uint64
 	inspected inspections // bundles read at submit (inspect.go)
 
 	fwdTr          *http.Transport      // forwards to the leader (tls.go)

@@ -2,6 +2,8 @@ package master
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/gear-run/gear/pkg/periodic"
@@ -69,4 +71,72 @@ func (m *Master) quorumAge() time.Duration {
 		return confirmEvery
 	}
 	return max(time.Since(at), 0)
+}
+
+// Reads that confirm leadership.
+//
+// A leader cut off from the other masters still believes it leads until
+// its lease runs out (LeaderLeaseTimeout, a quarter of the failover
+// timeout), and the host-loss detector elects a new leader well before
+// that: a read it answered from its own state in that window could miss a
+// write the new leader had already acknowledged (found by the fault suite,
+// test/faults_test.go). So a read of the registry is a ReadIndex read:
+// note the commit index, confirm with a heartbeat round that a quorum
+// still follows this leader (VerifyLeader), and wait until the state
+// machine has applied that index. A leader that has not yet committed an
+// entry of its own term may not know the true commit index, so its first
+// read in a term goes through the log (a barrier) instead.
+
+// readConfirmTimeout bounds how long a read waits for the confirmation.
+const readConfirmTimeout = 5 * time.Second
+
+// confirmed runs h only after this leader has confirmed it still leads
+// and its state includes every write committed before the request came;
+// otherwise the request fails with ErrNoLeader (the client retries).
+func (m *Master) confirmed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := m.readIndex(r.Context()); err != nil {
+			writeError(w, err)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// readIndex makes a linearizable read possible on this master (see above).
+func (m *Master) readIndex(ctx context.Context) error {
+	rf := m.raft.raft
+	term := rf.CurrentTerm()
+	m.mu.Lock()
+	ready := m.readTerm == term
+	m.mu.Unlock()
+	if !ready {
+		// The barrier is an entry of this term: once it is applied, so
+		// is everything committed before it.
+		if err := rf.Barrier(readConfirmTimeout).Error(); err != nil {
+			return fmt.Errorf("%w: this master could not confirm it still leads (%v); retry in a moment", ErrNoLeader, err)
+		}
+		m.mu.Lock()
+		m.readTerm = term
+		m.mu.Unlock()
+	}
+	index := rf.CommitIndex()
+	if err := rf.VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("%w: this master could not confirm it still leads (%v); retry in a moment", ErrNoLeader, err)
+	}
+	if rf.CurrentTerm() != term {
+		return fmt.Errorf("%w: leadership changed during the read; retry in a moment", ErrNoLeader)
+	}
+	deadline := time.Now().Add(readConfirmTimeout)
+	for rf.AppliedIndex() < index {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: this master's state lags its commit index %d; retry in a moment", ErrNoLeader, index)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }

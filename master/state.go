@@ -130,6 +130,14 @@ type result struct {
 func (s *State) apply(c *command) result {
 	switch c.Op {
 	case opSubmit:
+		if rid := c.Submit.RequestID; rid != "" {
+			// A retry of a submit already applied: the app it made.
+			for id, a := range s.Apps {
+				if a.RequestID == rid {
+					return result{ID: id}
+				}
+			}
+		}
 		if c.Limits != nil {
 			if err := c.Limits.checkApp(c.Submit.Name, c.Submit.Processes); err != nil {
 				return result{Err: err}
@@ -143,7 +151,7 @@ func (s *State) apply(c *command) result {
 		app := &cluster.App{
 			ID: id, Name: c.Submit.Name, State: cluster.AppPending, Bundle: c.Submit.Bundle,
 			Processes: c.Submit.Processes, Submitted: c.Now, Args: c.Submit.Args,
-			Executors: []cluster.Executor{},
+			Executors: []cluster.Executor{}, RequestID: c.Submit.RequestID,
 		}
 		for _, p := range app.Processes {
 			for i := 0; i < p.Instances; i++ {

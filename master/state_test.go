@@ -143,3 +143,29 @@ func TestCloneIsNotChangedByLaterApplies(t *testing.T) {
 		t.Fatalf("the clone changed with the state: %+v %+v", a, c.Workers["w1"])
 	}
 }
+
+// A submit retried after its answer was lost (the leader applied it, then
+// the forwarding connection or the leadership went, and the client asked
+// another master) creates one app, not two: the retry carries the first
+// attempt's request id and gets its app. Found by the fault suite (seed 8:
+// a read listed one submitted name twice).
+func TestSubmitRetryAppliedOnce(t *testing.T) {
+	s := newState()
+	p := cluster.Process{Name: "web", Command: []string{"x"}, Instances: 1}
+	first := submitCmd("web", p)
+	first.Submit.RequestID = "req-1"
+	retry := submitCmd("web", p)
+	retry.Submit.RequestID = "req-1"
+	r1, r2 := s.apply(first), s.apply(retry)
+	if r1.Err != nil || r2.Err != nil || r1.ID != r2.ID {
+		t.Fatalf("submit and its retry: %+v, %+v; want one app", r1, r2)
+	}
+	if len(s.Apps) != 1 {
+		t.Fatalf("a retried submit made %d apps", len(s.Apps))
+	}
+	other := submitCmd("web", p)
+	other.Submit.RequestID = "req-2"
+	if r := s.apply(other); r.ID == r1.ID || len(s.Apps) != 2 {
+		t.Fatalf("a new request id must make a new app: %+v, %d apps", r, len(s.Apps))
+	}
+}

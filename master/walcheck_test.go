@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -180,5 +181,43 @@ func TestTornLogTailIsTruncatedAndTheMasterStarts(t *testing.T) {
 	}
 	if got := node.raft.LastIndex(); got != last-1 {
 		t.Fatalf("last index %d after recovery, want %d (the torn batch dropped)", got, last-1)
+	}
+}
+
+// A follower that clears a suffix of its log (raft's "clearing log suffix"
+// after a leader change) and is then killed must start again: raft-wal
+// v0.4.0 marked the truncated tail segment sealed without writing its
+// index block, so the restarted master found its log "corrupt" (sealed
+// segment has no index block) and refused to start. Found by the fault
+// suite (seed 4: a partition, then kill -9 of the master); fixed upstream
+// in raft-wal v0.4.1 (hashicorp/raft-wal#31, #33), which gear now uses.
+func TestLogSurvivesTailTruncation(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *raftwal.WAL {
+		w, err := raftwal.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	w := open()
+	var logs []*raft.Log
+	for i := uint64(1); i <= 10; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte("x")})
+	}
+	if err := w.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.DeleteRange(9, 10); err != nil { // clearing log suffix
+		t.Fatal(err)
+	}
+	if err := w.StoreLogs([]*raft.Log{{Index: 9, Term: 2, Type: raft.LogCommand, Data: []byte("y")}}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // or killed: the sealed segment is already in the meta store
+	w = open()
+	defer w.Close()
+	if err := checkLog(w, dir); err != nil {
+		t.Fatalf("the log after a tail truncation does not read back: %v", err)
 	}
 }

@@ -95,15 +95,19 @@ func TestMasterDiskFullRecovers(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		leave int64 // bytes left free after filling the disk
+		// reopen: the master must reopen its log to recover. raft-wal
+		// v0.4.1 rolls a failed seal write back itself, so that log
+		// keeps working without a reopen.
+		reopen bool
 	}{
 		{name: "seal write fails", leave: 0},
-		{name: "next segment cannot be created", leave: 32 << 10},
+		{name: "next segment cannot be created", leave: 32 << 10, reopen: true},
 	} {
-		t.Run(tc.name, func(t *testing.T) { testDiskFull(t, tc.leave) })
+		t.Run(tc.name, func(t *testing.T) { testDiskFull(t, tc.leave, tc.reopen) })
 	}
 }
 
-func testDiskFull(t *testing.T, leave int64) {
+func testDiskFull(t *testing.T, leave int64, reopen bool) {
 	disk := mountTmpfs(t, "8m")
 	c := newCluster(t, clusterOpts{masters: 1, masterDirs: []string{disk},
 		// Small log segments, so that a few hundred writes fill one and the
@@ -169,7 +173,7 @@ func testDiskFull(t *testing.T, leave int64) {
 		return s == http.StatusOK
 	})
 	c.mustGear("app", "kill", id)
-	if !strings.Contains(readFile(t, c.procs["master0"].log), "reopened the raft log") {
+	if reopen && !strings.Contains(readFile(t, c.procs["master0"].log), "reopened the raft log") {
 		t.Errorf("the master's log does not say it reopened the raft log")
 	}
 }

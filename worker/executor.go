@@ -147,6 +147,21 @@ func (e *executor) run() {
 	pol := policyFor(e.w.opts.Policy, a.Process)
 	sup := procs.NewSupervisor(spec, pol, e.supervisorOptions(a, adopted))
 	e.mu.Lock()
+	if e.stopping || ctx.Err() != nil {
+		// Stopped (or detached) while preparing: stopCtx found no
+		// supervisor to stop and only cancelled ctx, and a supervisor
+		// started now would leave its process running when it sees ctx
+		// done, with nobody tracking it (an orphan the fault suite saw
+		// outlive its worker). Start nothing.
+		stopping := e.stopping
+		e.mu.Unlock()
+		if adopted != nil && stopping {
+			sctx, scancel := context.WithTimeout(context.Background(), e.w.stopTimeout()+time.Second)
+			stopWithin(sctx, adopted)
+			scancel()
+		}
+		return
+	}
 	e.sup = sup
 	e.mu.Unlock()
 	if adopted != nil {

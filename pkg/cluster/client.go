@@ -3,8 +3,10 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -366,8 +368,17 @@ func (c *Client) App(ctx context.Context, id string) (*App, error) {
 	return &app, nil
 }
 
-// Submit creates an application and returns its id.
+// Submit creates an application and returns its id. Retries (Do moves on
+// to another master when one fails) carry one RequestID, so a submit is
+// applied at most once.
 func (c *Client) Submit(ctx context.Context, req SubmitRequest) (string, error) {
+	if req.RequestID == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("submit: request id: %w", err)
+		}
+		req.RequestID = hex.EncodeToString(b[:])
+	}
 	var out struct {
 		ID string `json:"id"`
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -206,5 +207,38 @@ func TestRetryable(t *testing.T) {
 		if got := Retryable(tc.err); got != tc.want {
 			t.Errorf("Retryable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// Client.Submit gives every submit a request id, and a retry on another
+// master carries the same one (so the master applies it once).
+func TestSubmitRetryKeepsRequestID(t *testing.T) {
+	var mu sync.Mutex
+	var ids []string
+	h := func(fail bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var req SubmitRequest
+			_ = json.NewDecoder(r.Body).Decode(&req)
+			mu.Lock()
+			ids = append(ids, req.RequestID)
+			mu.Unlock()
+			if fail {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(`{"error":"no leader: the leader did not answer"}`))
+				return
+			}
+			_, _ = w.Write([]byte(`{"id":"1"}`))
+		}
+	}
+	a, b := httptest.NewServer(h(true)), httptest.NewServer(h(false))
+	defer a.Close()
+	defer b.Close()
+	c := NewClient([]string{strings.TrimPrefix(a.URL, "http://"), strings.TrimPrefix(b.URL, "http://")}, "")
+	id, err := c.Submit(context.Background(), SubmitRequest{Name: "web"})
+	if err != nil || id != "1" {
+		t.Fatalf("submit: %q, %v", id, err)
+	}
+	if len(ids) != 2 || ids[0] == "" || ids[0] != ids[1] {
+		t.Fatalf("request ids seen by the two masters: %q, want one non-empty id twice", ids)
 	}
 }

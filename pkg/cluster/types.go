@@ -139,6 +139,8 @@ type App struct {
 	// running and their /ecv/{executor} pages on the workers say
 	// UNAVAILABLE, so load balancers stop sending them traffic.
 	Disabled bool `json:"disabled,omitempty"`
+	// RequestID is the submit's SubmitRequest.RequestID ("" if none).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // AppVersion is one bundle version of an app.
@@ -367,6 +369,11 @@ type DrainResult struct {
 
 // SubmitRequest is the body of POST /api/v1/apps.
 type SubmitRequest struct {
+	// RequestID makes a submit idempotent: a retry of a call whose answer
+	// was lost (the leader applied it, then the connection or the
+	// leadership went) carries the same id and gets the app the first
+	// attempt created instead of a second one. Client.Submit sets it.
+	RequestID string    `json:"request_id,omitempty"`
 	Name      string    `json:"name"`
 	Bundle    Bundle    `json:"bundle"`
 	Processes []Process `json:"processes"`
