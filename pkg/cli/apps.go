@@ -1,0 +1,303 @@
+// The application commands: submit, update, rollback, history, list,
+// info, restart, scale and logs.
+
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sys/unix"
+
+	"github.com/gear-run/gear/pkg/bundle"
+	"github.com/gear-run/gear/pkg/cluster"
+)
+
+func appSubmit(fs *flag.FlagSet) Action {
+	name := fs.String("name", "", "application `name` (default: the manifest's name or the file name)")
+	executors := fs.Int("executors", 0, "instances of every process group (default: the manifest's)")
+	mainClass := fs.String("main", "", "main `class` of a .jar (default: its manifest's Main-Class)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	return func(ctx context.Context, c *Call) error {
+		path := c.Args[0]
+		cl, req, err := uploadBundle(ctx, c, path, *name, *executors, *mainClass, *quiet)
+		if err != nil {
+			return err
+		}
+		id, err := cl.Submit(ctx, req)
+		if err != nil {
+			return fmt.Errorf("submit %s: %w", path, err)
+		}
+		fmt.Fprintln(c.Stdout, id)
+		return nil
+	}
+}
+
+// uploadBundle checks the bundle at path as the masters will, uploads it,
+// and returns the request that submits it (or updates an app to it).
+func uploadBundle(ctx context.Context, c *Call, path, name string, executors int, mainClass string, quiet bool) (*cluster.Client, cluster.SubmitRequest, error) {
+	var req cluster.SubmitRequest
+	cfg, err := c.LoadConfig(nil)
+	if err != nil {
+		return nil, req, err
+	}
+	// The workers refuse what breaks these limits or holds unsafe
+	// entries: refuse it here, before the upload.
+	man, kind, err := bundle.InspectLimits(path, mainClass, c.Rest, BundleLimits(cfg))
+	if err != nil {
+		return nil, req, err
+	}
+	procs := man.Processes
+	if executors > 0 {
+		for i := range procs {
+			procs[i].Instances = executors
+		}
+	}
+	// The masters run the same check on submit: refuse here what they
+	// would refuse, before the upload.
+	if err := cluster.ValidateProcesses(procs); err != nil {
+		return nil, req, fmt.Errorf("%s: %w", path, err)
+	}
+	appName := name
+	if appName == "" {
+		appName = man.Name
+	}
+	if appName == "" {
+		appName = strings.TrimSuffix(strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), ".tar")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, req, err
+	}
+	cl, err := c.Client()
+	if err != nil {
+		return nil, req, err
+	}
+	showBar := !quiet && isTerminal(c.Stderr)
+	open := func() (io.ReadCloser, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		if !showBar {
+			return f, nil
+		}
+		bar := progressbar.DefaultBytes(st.Size(), "uploading "+filepath.Base(path))
+		r := progressbar.NewReader(f, bar)
+		return readCloser{Reader: &r, Closer: f}, nil
+	}
+	b, err := cl.UploadBundle(ctx, filepath.Base(path), st.Size(), open)
+	if err != nil {
+		return nil, req, fmt.Errorf("upload %s: %w", path, err)
+	}
+	if showBar {
+		fmt.Fprintln(c.Stderr)
+	}
+	b.Kind = kind.BundleKind()
+	// The arguments are already part of each process's command (bundle.Inspect);
+	// they are recorded with the app for `app info`.
+	return cl, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: c.Rest}, nil
+}
+
+func appUpdate(fs *flag.FlagSet) Action {
+	mainClass := fs.String("main", "", "main `class` of a .jar (default: its manifest's Main-Class)")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	return func(ctx context.Context, c *Call) error {
+		id, path := c.Args[0], c.Args[1]
+		cl, req, err := uploadBundle(ctx, c, path, "", 0, *mainClass, *quiet)
+		if err != nil {
+			return err
+		}
+		a, err := cl.Update(ctx, id, req)
+		if err != nil {
+			return fmt.Errorf("update app %s to %s: %w", id, path, err)
+		}
+		fmt.Fprintf(c.Stdout, "app %s rolls to version %d (bundle %s), one executor at a time; see gear app history %s\n", a.ID, a.Version, a.Bundle.Digest, a.ID)
+		return nil
+	}
+}
+
+func appRollback(fs *flag.FlagSet) Action {
+	return show(func(ctx context.Context, cl *cluster.Client, c *Call) (*cluster.App, error) {
+		if len(c.Args) < 1 || len(c.Args) > 2 {
+			return nil, fmt.Errorf("usage: gear app rollback ID [VERSION]")
+		}
+		v := 0
+		if len(c.Args) > 1 {
+			n, err := strconv.Atoi(c.Args[1])
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("VERSION %q is not a version number (see gear app history %s)", c.Args[1], c.Args[0])
+			}
+			v = n
+		}
+		return cl.Rollback(ctx, c.Args[0], v)
+	}, func(w io.Writer, a *cluster.App) {
+		fmt.Fprintf(w, "app %s rolls back to version %d (bundle %s), one executor at a time\n", a.ID, a.Version, a.Bundle.Digest)
+	})
+}
+
+func appHistory(fs *flag.FlagSet) Action {
+	return show(func(ctx context.Context, cl *cluster.Client, c *Call) ([]cluster.AppVersion, error) {
+		a, err := cl.App(ctx, c.Args[0])
+		if err != nil {
+			return nil, err
+		}
+		if len(a.Versions) == 0 {
+			return []cluster.AppVersion{{Version: 1, Bundle: a.Bundle, Processes: a.Processes, Created: a.Submitted}}, nil
+		}
+		return a.Versions, nil
+	}, func(w io.Writer, vs []cluster.AppVersion) {
+		fmt.Fprintln(w, "VERSION\tCREATED\tBUNDLE\tDIGEST\tSTATUS")
+		for _, v := range vs {
+			status := ""
+			if !v.RolledBack.IsZero() {
+				status = "rolled back " + v.RolledBack.Local().Format(time.DateTime) + ": " + v.Reason
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", v.Version, v.Created.Local().Format(time.DateTime), v.Bundle.Name, v.Bundle.Digest, status)
+		}
+	})
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func appTable(w io.Writer, apps []cluster.App) {
+	fmt.Fprintln(w, "ID\tNAME\tSTATE\tEXECUTORS\tSUBMITTED")
+	for _, a := range apps {
+		running := 0
+		for _, e := range a.Executors {
+			if e.State == cluster.Running {
+				running++
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d running\t%s\n", a.ID, a.Name, a.State, running, len(a.Executors), a.Submitted.Local().Format(time.DateTime))
+	}
+}
+
+func appInfoTable(w io.Writer, app *cluster.App) {
+	disabled := ""
+	if app.Disabled {
+		disabled = ", disabled: out of rotation"
+	}
+	fmt.Fprintf(w, "app %s %q: %s (bundle %s, %d bytes%s)\n", app.ID, app.Name, app.State, app.Bundle.Digest, app.Bundle.Size, disabled)
+	if app.Version > 0 {
+		moved := 0
+		for _, e := range app.Executors {
+			if e.Version == app.Version {
+				moved++
+			}
+		}
+		fmt.Fprintf(w, "version %d (%d of %d executors on it; gear app history %s)\n", app.Version, moved, len(app.Executors), app.ID)
+	}
+	fmt.Fprintln(w, "EXECUTOR\tSTATE\tHEALTH\tWORKER\tPID\tCPUS\tRESTARTS\tLAST EXIT / ERROR")
+	for _, e := range app.Executors {
+		last := e.LastExit
+		if e.LastError != "" {
+			last = e.LastError
+		}
+		health := e.Health
+		if health == "" {
+			health = cluster.HealthUnknown
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.State, health, e.Worker, e.PID, cluster.FormatInts(e.CPUs), e.Restarts, last)
+	}
+	for _, e := range app.Executors {
+		if r := e.Replacement; r != nil {
+			fmt.Fprintf(w, "replacing %s: its worker drains; the copy on worker %s is %s\n", e.ID, r.Worker, r.State)
+		}
+		for i, r := range e.Reschedules {
+			fmt.Fprintf(w, "rescheduled %s: attempt %d at %s, off worker %s (%s); started again after %s\n", e.ID, i+1,
+				r.Time.Local().Format(time.DateTime), r.From, r.Reason, r.NotBefore.Local().Format(time.TimeOnly))
+		}
+	}
+}
+
+type envFlags map[string]string
+
+func (e envFlags) String() string { return "" }
+
+func (e envFlags) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", s)
+	}
+	e[k] = v
+	return nil
+}
+
+func appRestart(fs *flag.FlagSet) Action {
+	vars := envFlags{}
+	fs.Var(vars, "env", "`KEY=VALUE` for the new executors (repeatable)")
+	return request(func(ctx context.Context, cl *cluster.Client, c *Call) (string, error) {
+		return "app " + c.Args[0] + ": rolling restart started (one executor at a time)", cl.Restart(ctx, c.Args[0], vars)
+	})
+}
+
+func appScale(fs *flag.FlagSet) Action {
+	process := fs.String("process", "", "process group to scale (needed when the app has several)")
+	return func(ctx context.Context, c *Call) error {
+		n, err := strconv.Atoi(c.Args[1])
+		if err != nil || n < 0 {
+			return Usagef("app scale: N must be a count >= 0, got %q", c.Args[1])
+		}
+		return request(func(ctx context.Context, cl *cluster.Client, c *Call) (string, error) {
+			return fmt.Sprintf("app %s: scaled to %d", c.Args[0], n), cl.Scale(ctx, c.Args[0], cluster.ScaleRequest{Process: *process, Instances: n})
+		})(ctx, c)
+	}
+}
+
+func listApps(ctx context.Context, cl *cluster.Client, _ *Call) ([]cluster.App, error) {
+	return cl.Apps(ctx)
+}
+
+func logs(fs *flag.FlagSet) Action {
+	exec := fs.String("executor", "", "show executor `EXEC`, e.g. 3.web.0 (default: the app's first placed executor)")
+	follow := fs.Bool("f", false, "follow the log")
+	lines := fs.Int("lines", 100, "lines of history to show")
+	return func(ctx context.Context, c *Call) error {
+		id := c.Args[0]
+		if parts := strings.Split(id, "."); len(parts) == 3 && *exec == "" {
+			id, *exec = parts[0], c.Args[0]
+		}
+		cl, err := c.Client()
+		if err != nil {
+			return err
+		}
+		q := map[string][]string{"lines": {fmt.Sprint(*lines)}}
+		if *exec != "" {
+			q["executor"] = []string{*exec}
+		}
+		if *follow {
+			q["follow"] = []string{"1"}
+		}
+		resp, err := cl.Stream(ctx, cluster.Request{Method: "GET", Path: "/api/v1/apps/" + id + "/logs", Query: q})
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(c.Stdout, resp.Body)
+		if ctx.Err() != nil {
+			return context.Cause(ctx) // interrupted: Main exits 128+signal
+		}
+		return err
+	}
+}
