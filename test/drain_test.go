@@ -16,7 +16,7 @@ import (
 // gear workers drain moves the worker's executor to the other worker:
 // its replacement starts there and the old process is stopped only once
 // the replacement runs, so the app never has fewer than its two executors
-// running. The drained worker's /ecv says DRAINING; gear workers eligible
+// running. The drained worker's /ecv says it drains (reason=draining); gear workers eligible
 // ends it and new executors land on it again.
 func TestDrainWorker(t *testing.T) {
 	out := t.TempDir()
@@ -74,8 +74,9 @@ func TestDrainWorker(t *testing.T) {
 		i := slices.IndexFunc(a.Executors, func(e cluster.Executor) bool { return e.ID == moving.ID })
 		return a.Executors[i].Worker == ws[1].ID && a.Executors[i].Replacement == nil && !alive(moving.PID)
 	})
-	waitFor(t, 10*time.Second, "the drained worker's /ecv to say DRAINING", func() bool {
-		return strings.Contains(ecv(ws[0].Addr), "status=DRAINING")
+	waitFor(t, 10*time.Second, "the drained worker's /ecv to say it drains (UNAVAILABLE, reason=draining)", func() bool {
+		e := ecv(ws[0].Addr)
+		return strings.Contains(e, "ServeTraffic=false") && strings.Contains(e, "reason=draining")
 	})
 	if s := c.mustGear("workers"); !strings.Contains(s, ws[0].ID+" (draining)") {
 		t.Errorf("workers does not show the drain:\n%s", s)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,18 +32,30 @@ func TestRescheduleToAnotherWorker(t *testing.T) {
 		}
 		return len(ids) == 2
 	})
-	slices.Sort(ids)
-	// Placement puts the one unpinned executor on the first worker by id:
-	// the bad one. The good one has the marker.
-	bad, good := ids[0], ids[1]
-	if err := os.WriteFile(filepath.Join(out, "ok-"+good), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// The executor crash loops on whichever worker it is placed on first
+	// (the bad one); the other gets the marker it needs to run (the good
+	// one) as soon as that placement is known, so the reschedule finds it.
 	id := c.submit(testBundle(t, out, "picky",
 		`command = ["/bin/sh", "-c", "[ -e \"$GEAR_TEST_OUT/ok-$GEAR_WORKER_ID\" ] || exec ./crash.sh; exec ./server.sh"]`,
 		`restart = "always"`, "min-uptime = 1s", "max-restarts = 1",
 		`reschedule { attempts = 1, delay = 1s, delay-function = "constant" }`))
 	start := time.Now()
+	var bad, good string
+	waitFor(t, 20*time.Second, "the first placement", func() bool {
+		a := c.appInfo(id)
+		if a == nil || len(a.Executors) != 1 || a.Executors[0].Worker == "" {
+			return false
+		}
+		bad = a.Executors[0].Worker
+		return true
+	})
+	good = ids[0]
+	if good == bad {
+		good = ids[1]
+	}
+	if err := os.WriteFile(filepath.Join(out, "ok-"+good), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var a *cluster.App
 	sawFailed := false
 	waitFor(t, 60*time.Second, "app "+id+" RUNNING on worker "+good, func() bool {

@@ -666,10 +666,21 @@ func TestRollingRestart(t *testing.T) {
 
 	// Each executor's down time: from its old process's SIGTERM to its new
 	// process's start. No two may overlap.
-	evs := readEvents(t, out)
+	// A new process writes its start line after its exec, which on a
+	// loaded machine may trail the PID the worker reported: wait for them.
+	after := c.appInfo(id)
+	var evs []event
+	waitFor(t, 10*time.Second, "the new processes' start lines", func() bool {
+		evs = readEvents(t, out)
+		for _, e := range after.Executors {
+			if _, ok := findEvent(evs, "start", e.ID, e.PID); !ok {
+				return false
+			}
+		}
+		return true
+	})
 	type span struct{ from, to time.Time }
 	var downs []span
-	after := c.appInfo(id)
 	for _, e := range after.Executors {
 		term, ok := findEvent(evs, "term", e.ID, old[e.ID])
 		if !ok {

@@ -252,6 +252,8 @@ func Retryable(err error) bool {
 	}
 	var dnsErr *net.DNSError
 	switch {
+	case tlsFinal(err):
+		return false // a wrong CA or name does not fix itself
 	case errors.As(err, &dnsErr),
 		errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.EHOSTUNREACH),
@@ -281,6 +283,8 @@ func describe(err error) string {
 		return "host unreachable"
 	case errors.As(err, &nerr) && nerr.Timeout():
 		return "timed out"
+	case tlsFinal(err):
+		return err.Error() // with tlsHint's advice
 	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
@@ -335,6 +339,20 @@ func (c *Client) try(ctx context.Context, addr string, req Request, body []byte)
 		return nil, &APIError{Status: resp.StatusCode, Message: msg, Master: addr}
 	}
 	return resp, nil
+}
+
+// tlsFinal reports whether err is a TLS error that retrying cannot fix: a
+// certificate the client does not trust or that names another host, or a
+// master that does not speak TLS.
+func tlsFinal(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	var header tls.RecordHeaderError
+	return errors.As(err, &unknown) || errors.As(err, &hostErr) || errors.As(err, &invalid) ||
+		errors.As(err, &verify) || errors.As(err, &header) ||
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // tlsHint adds what to do to the TLS errors an operator meets first.
