@@ -29,7 +29,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -266,40 +265,10 @@ func followerMuteRound(ctx context.Context, g *netGroup, observe time.Duration) 
 		return pauseResult{}, err
 	}
 	follower := (leader + 1) % size
-	var (
-		mu      sync.Mutex
-		maxTerm = st.Term
-		moved   bool
-	)
-	wctx, stopWatch := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(watchEvery)
-		defer tick.Stop()
-		for {
-			sts, errs := g.statuses(wctx, statusTimeout)
-			mu.Lock()
-			for i := range size {
-				if errs[i] != nil {
-					continue
-				}
-				maxTerm = max(maxTerm, sts[i].Term)
-				if sts[i].Leader != "" && sts[i].Leader != st.ID {
-					moved = true
-				}
-			}
-			mu.Unlock()
-			select {
-			case <-wctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	})
+	w := watchTerms(ctx, g.group, st)
 	undo, err := g.lab.blackhole(g.nodes[follower], g.nodes[leader])
 	if err != nil {
-		stopWatch()
-		wg.Wait()
+		w.stop()
 		return pauseResult{}, err
 	}
 	t := time.NewTimer(observe)
@@ -309,14 +278,10 @@ func followerMuteRound(ctx context.Context, g *netGroup, observe time.Duration) 
 	}
 	t.Stop()
 	uerr := undo()
-	stopWatch()
-	wg.Wait()
+	res := w.stop()
 	if err := errors.Join(ctx.Err(), uerr); err != nil {
 		return pauseResult{}, err
 	}
-	mu.Lock()
-	res := pauseResult{TermBumps: maxTerm - st.Term, LeaderMoved: moved}
-	mu.Unlock()
 	if _, _, err := g.waitHealthy(ctx, healthyLimit); err != nil {
 		return res, fmt.Errorf("after the follower's route came back: %w", err)
 	}

@@ -141,6 +141,54 @@ type pauseResult struct {
 	LeaderMoved bool   // some member named another leader meanwhile
 }
 
+// termWatch samples every member's status until stopped, for rounds that
+// must cause no election: the highest term seen, and whether any member
+// named a leader other than the one at the start.
+type termWatch struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	res    pauseResult
+}
+
+func watchTerms(ctx context.Context, g *group, leader memberStatus) *termWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &termWatch{cancel: cancel}
+	w.wg.Go(func() {
+		tick := time.NewTicker(watchEvery)
+		defer tick.Stop()
+		for {
+			sts, errs := g.statuses(ctx, statusTimeout)
+			w.mu.Lock()
+			for i := range size {
+				if errs[i] != nil {
+					continue
+				}
+				w.res.TermBumps = max(w.res.TermBumps, sts[i].Term-min(sts[i].Term, leader.Term))
+				if sts[i].Leader != "" && sts[i].Leader != leader.ID {
+					w.res.LeaderMoved = true
+				}
+			}
+			w.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	return w
+}
+
+// stop ends the watch (again, harmlessly) and returns what it saw.
+func (w *termWatch) stop() pauseResult {
+	w.cancel()
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.res
+}
+
 // disrupted reports whether the pause caused any election.
 func (p pauseResult) disrupted() bool { return p.TermBumps > 0 || p.LeaderMoved }
 
@@ -152,40 +200,8 @@ func pauseRound(ctx context.Context, g *group, pause, observe time.Duration) (pa
 	if err != nil {
 		return pauseResult{}, err
 	}
-	var (
-		mu      sync.Mutex
-		maxTerm = st.Term
-		moved   bool
-	)
-	wctx, stopWatch := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(watchEvery)
-		defer tick.Stop()
-		for {
-			sts, errs := g.statuses(wctx, statusTimeout)
-			mu.Lock()
-			for i := range size {
-				if errs[i] != nil {
-					continue
-				}
-				maxTerm = max(maxTerm, sts[i].Term)
-				if sts[i].Leader != "" && sts[i].Leader != st.ID {
-					moved = true
-				}
-			}
-			mu.Unlock()
-			select {
-			case <-wctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	})
-	defer func() {
-		stopWatch()
-		wg.Wait()
-	}()
+	w := watchTerms(ctx, g, st)
+	defer w.stop()
 	if err := g.signal(leader, syscall.SIGSTOP); err != nil {
 		return pauseResult{}, err
 	}
@@ -208,11 +224,7 @@ func pauseRound(ctx context.Context, g *group, pause, observe time.Duration) (pa
 		t.Stop()
 		return pauseResult{}, ctx.Err()
 	}
-	stopWatch()
-	wg.Wait()
-	mu.Lock()
-	res := pauseResult{TermBumps: maxTerm - st.Term, LeaderMoved: moved}
-	mu.Unlock()
+	res := w.stop()
 	if _, _, err := g.waitHealthy(ctx, healthyLimit); err != nil {
 		return res, fmt.Errorf("after the pause: %w", err)
 	}
