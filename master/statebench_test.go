@@ -32,7 +32,10 @@ func BenchmarkStateScale(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		data := []byte(snap.(snapshot))
+		data, err := snap.(*snapshot).encode()
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.Run(fmt.Sprintf("apps=%d/snapshot", n), func(b *testing.B) {
 			for b.Loop() {
 				s, err := f.Snapshot()

@@ -118,7 +118,11 @@ func snapshotBytes(t *testing.T, f *fsm) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []byte(s.(snapshot))
+	b, err := s.(*snapshot).encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestSnapshotFormats(t *testing.T) {
