@@ -134,12 +134,9 @@ func (l Limits) checkApp(name string, procs []cluster.Process) error {
 // checkCluster checks that the live applications other than except, plus
 // n more executors, stay within the cluster-wide limit.
 func (l Limits) checkCluster(s *State, except string, n int) error {
-	total := n
-	for id, a := range s.Apps {
-		if id == except || a.State == cluster.AppKilled {
-			continue
-		}
-		total += desiredExecutors(a.Processes)
+	total := n + s.liveDesired()
+	if a := s.Apps[except]; a != nil && a.State != cluster.AppKilled {
+		total -= desiredExecutors(a.Processes)
 	}
 	if total > l.Executors {
 		return fmt.Errorf("%w: the cluster would have %d executors across its live apps: over gear.limits.executors = %d (kill apps you no longer need, or raise it in gear.conf)",

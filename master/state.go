@@ -46,6 +46,12 @@ type State struct {
 	// like index: built on the first lookup, then kept by submit, so that
 	// a submit does not scan every app (10 000 submits: 50 million looks).
 	requests map[string]string
+	// desired is the executors the live apps want (limits' checkCluster),
+	// valid while desiredOK: kept by submit, recounted after other ops
+	// that may change it (see apply), so that a submit does not walk
+	// every app.
+	desired   int
+	desiredOK bool
 }
 
 func newState() *State {
@@ -134,6 +140,14 @@ type result struct {
 // apply mutates the state; it must be deterministic.
 func (s *State) apply(c *command) result {
 	switch c.Op {
+	case opSubmit, opStatus, opAssign:
+		// These keep the live apps' process groups as they are (a submit
+		// adds its own to the total itself); the rest may change them,
+		// after a limit check counted them.
+	default:
+		defer func() { s.desiredOK = false }()
+	}
+	switch c.Op {
 	case opSubmit:
 		if rid := c.Submit.RequestID; rid != "" {
 			// A retry of a submit already applied: the app it made.
@@ -163,6 +177,7 @@ func (s *State) apply(c *command) result {
 		}
 		ensureVersions(app)
 		s.Apps[id] = app
+		s.desired += desiredExecutors(app.Processes)
 		delete(s.index, id)
 		if s.requests != nil && app.RequestID != "" {
 			s.requests[app.RequestID] = id
@@ -460,6 +475,20 @@ func scaleApp(s *State, app *cluster.App, req *cluster.ScaleRequest, lim *Limits
 	})
 	app.Executors = kept
 	return nil
+}
+
+// liveDesired is the executors the live (not killed) apps want.
+func (s *State) liveDesired() int {
+	if !s.desiredOK {
+		s.desired = 0
+		for _, a := range s.Apps {
+			if a.State != cluster.AppKilled {
+				s.desired += desiredExecutors(a.Processes)
+			}
+		}
+		s.desiredOK = true
+	}
+	return s.desired
 }
 
 // appOfRequest is the app a submit with request id rid made.

@@ -22,7 +22,8 @@ var stateSizes = []int{1000, 2500, 5000, 10000}
 // applications (each one process group with two running executors, on
 // 10 workers): a raft snapshot (encode and persist), its restore on a
 // master that rejoins, and `app list` / `app info` answered by the
-// leader. Each must grow no worse than linearly with the apps. Run:
+// leader; also how long a snapshot holds applies back (snapshotlock) and
+// what one more submit costs (submit). Each must grow no worse than linearly with the apps. Run:
 //
 //	go test -run=NONE -bench=StateScale -benchtime=5x ./master
 func BenchmarkStateScale(b *testing.B) {
@@ -47,6 +48,36 @@ func BenchmarkStateScale(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(len(data)), "snapshot-bytes")
+		})
+		// What holds applies back: raft calls Snapshot between applies,
+		// and Persist (the encoding) runs beside them.
+		b.Run(fmt.Sprintf("apps=%d/snapshotlock", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := f.Snapshot(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// One more submit (with a request id and the limits, as the API
+		// sends it) applied to the state of n apps, then taken out again.
+		b.Run(fmt.Sprintf("apps=%d/submit", n), func(b *testing.B) {
+			lim := Limits{}.withDefaults()
+			lim.Executors = 1 << 30
+			i := 0
+			for b.Loop() {
+				i++
+				res := f.state.apply(&command{Op: opSubmit, Now: time.Unix(0, 0), Limits: &lim, Submit: &cluster.SubmitRequest{
+					Name: "extra", RequestID: fmt.Sprintf("bench-%d", i), Bundle: cluster.Bundle{Digest: "sha256:x", Kind: cluster.KindTarGz},
+					Processes: []cluster.Process{{Name: "web", Command: []string{"x"}, Instances: 2}},
+				}})
+				if res.Err != nil {
+					b.Fatal(res.Err)
+				}
+				delete(f.state.Apps, res.ID)
+				delete(f.state.requests, fmt.Sprintf("bench-%d", i))
+				f.state.desired -= 2
+				f.state.NextAppID--
+			}
 		})
 		b.Run(fmt.Sprintf("apps=%d/restore", n), func(b *testing.B) {
 			for b.Loop() {

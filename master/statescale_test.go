@@ -167,3 +167,55 @@ func TestSubmitRetryAfterRestore(t *testing.T) {
 		t.Fatalf("retry of a request submitted after the restore: %+v, %d apps", r, len(g.state.Apps))
 	}
 }
+
+// The cluster-wide executor total that submit checks against
+// gear.limits.executors is kept as apps come and go: after every kind of
+// change it equals a count over the apps, and the limit still bites.
+func TestLiveDesiredFollowsTheApps(t *testing.T) {
+	s := newState()
+	count := func() int {
+		n := 0
+		for _, a := range s.Apps {
+			if a.State != cluster.AppKilled {
+				n += desiredExecutors(a.Processes)
+			}
+		}
+		return n
+	}
+	p := func(n int) cluster.Process { return cluster.Process{Name: "web", Command: []string{"x"}, Instances: n} }
+	lim := Limits{}.withDefaults()
+	lim.Executors = 10
+	steps := []struct {
+		name string
+		c    *command
+	}{
+		{"submit 3", submitCmd("a", p(3))},
+		{"submit 2", submitCmd("b", p(2))},
+		{"scale", &command{Op: opScale, App: "1", Scale: &cluster.ScaleRequest{Instances: 5}}},
+		{"update", &command{Op: opUpdate, App: "2", Submit: &cluster.SubmitRequest{Bundle: cluster.Bundle{Digest: "sha256:y"}, Processes: []cluster.Process{p(2)}}}},
+		{"rollback", &command{Op: opRollback, App: "2", Rollback: &rollbackCmd{Version: 1}}},
+		{"kill", &command{Op: opKill, App: "1"}},
+		{"submit 4", submitCmd("c", p(4))},
+	}
+	for _, st := range steps {
+		if st.c.Op == opSubmit || st.c.Op == opScale {
+			st.c.Limits = &lim // the limit check counts before the change
+		}
+		if r := s.apply(st.c); r.Err != nil {
+			t.Fatalf("%s: %v", st.name, r.Err)
+		}
+		if got, want := s.liveDesired(), count(); got != want {
+			t.Fatalf("after %s: live total %d, want %d", st.name, got, want)
+		}
+	}
+	over := submitCmd("d", p(5)) // 2 + 4 live, + 5 > 10
+	over.Limits = &lim
+	if r := s.apply(over); r.Err == nil || !strings.Contains(r.Err.Error(), "gear.limits.executors") {
+		t.Fatalf("a submit over the cluster limit: %v", r.Err)
+	}
+	fits := submitCmd("e", p(4))
+	fits.Limits = &lim
+	if r := s.apply(fits); r.Err != nil {
+		t.Fatalf("a submit within the cluster limit: %v", r.Err)
+	}
+}

@@ -5,7 +5,9 @@
 // handles a program that exits at once (when, if ever, it gives up) and one
 // that fails for 10 s and then works (who rides it out).
 //
-// Run from the repository root: go run ./scripts/bench/restart [-rounds 20].
+// Run from the repository root: go run ./scripts/bench/restart [-rounds 20]
+// [-json FILE]; -json writes every kill -9 -> served-again sample (seconds,
+// per system) for scripts/bench/plot (docs/bench-restart.png).
 // runit (runsv) and PM2 are used when installed (apt-get install -y runit;
 // npm i -g pm2), and skipped with a note otherwise.
 package main
@@ -13,6 +15,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -35,6 +38,7 @@ var (
 	uptime  = flag.Duration("uptime", 1200*time.Millisecond, "how long the server runs before each kill (above the supervisors' min uptime of 1s, so each restart follows a healthy run)")
 	observe = flag.Duration("observe", 40*time.Second, "how long the crash-loop scenarios are watched")
 	noLoop  = flag.Bool("no-crashloop", false, "skip the crash-loop scenarios")
+	jsonOut = flag.String("json", "", "also write the samples as JSON to this file (for scripts/bench/plot)")
 )
 
 func main() {
@@ -48,6 +52,7 @@ func main() {
 // system is one way of keeping the server running.
 type system struct {
 	name  string
+	key   string // in the -json output
 	start func(ctx context.Context, args []string) (stop func(), err error)
 }
 
@@ -69,19 +74,19 @@ func run() error {
 	core := cpus[len(cpus)-1]
 
 	systems := []system{
-		{"procs.Supervisor (cpu " + strconv.Itoa(core) + ")", func(ctx context.Context, args []string) (func(), error) {
+		{"procs.Supervisor (cpu " + strconv.Itoa(core) + ")", "gear", func(ctx context.Context, args []string) (func(), error) {
 			return startSupervisor(ctx, tmp, bin, args, core)
 		}},
 	}
 	if _, err := exec.LookPath("runsv"); err == nil {
-		systems = append(systems, system{"runit (runsv)", func(ctx context.Context, args []string) (func(), error) {
+		systems = append(systems, system{"runit (runsv)", "runit", func(ctx context.Context, args []string) (func(), error) {
 			return startRunit(tmp, bin, args)
 		}})
 	} else {
 		fmt.Println("note: runit not installed (apt-get install -y runit): skipped")
 	}
 	if _, err := exec.LookPath("pm2"); err == nil {
-		systems = append(systems, system{"PM2", func(ctx context.Context, args []string) (func(), error) {
+		systems = append(systems, system{"PM2", "pm2", func(ctx context.Context, args []string) (func(), error) {
 			return startPM2(tmp, bin, args)
 		}})
 	} else {
@@ -99,9 +104,46 @@ func run() error {
 	for i, s := range systems {
 		report(s.name, results[i+1], bare)
 	}
+	if *jsonOut != "" {
+		if err := writeSamples(*jsonOut, systems, results); err != nil {
+			return err
+		}
+	}
 	if !*noLoop {
 		crashLoops(systems, tmp, bin)
 	}
+	return nil
+}
+
+// samples is the -json output: kill -9 -> served again, in seconds, per
+// system ("bare" is fork/exec -> first accept), from the same rounds.
+type samples struct {
+	Rounds  int                  `json:"rounds"`
+	Uptime  float64              `json:"uptime_s"`
+	Seconds map[string][]float64 `json:"seconds"`
+	Names   map[string]string    `json:"names"`
+}
+
+func writeSamples(path string, systems []system, results [][]time.Duration) error {
+	out := samples{Rounds: *rounds, Uptime: uptime.Seconds(), Seconds: map[string][]float64{}, Names: map[string]string{"bare": "bare fork/exec -> accept"}}
+	add := func(key string, ds []time.Duration) {
+		for _, d := range ds {
+			out.Seconds[key] = append(out.Seconds[key], d.Seconds())
+		}
+	}
+	add("bare", results[0])
+	for i, s := range systems {
+		add(s.key, results[i+1])
+		out.Names[s.key] = s.name
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("-json: %w", err)
+	}
+	fmt.Println("samples written to", path)
 	return nil
 }
 
