@@ -100,12 +100,12 @@ func drawState(in, out string) error {
 	p.X.Label.Text = "applications (2 executors each)"
 	p.Y.Label.Text = "milliseconds per operation"
 	p.Legend.Top, p.Legend.Left = true, true
-	names := map[string]string{"snapshot": "raft snapshot (encode + persist)", "restore": "snapshot restore", "applist": "app list (leader)", "appinfo": "app info (leader)"}
+	names := map[string]string{"snapshot": "raft snapshot (encode + persist)", "snapshotlock": "raft snapshot: applies held back", "restore": "snapshot restore", "applist": "app list (leader)", "appinfo": "app info (leader)"}
 	var args []any
-	for _, k := range []string{"snapshot", "restore", "applist", "appinfo"} {
+	for _, k := range []string{"snapshot", "snapshotlock", "restore", "applist", "appinfo"} {
 		if xs, ok := series[k]; ok {
 			slices.SortFunc(xs, func(a, b plotter.XY) int { return int(a.X - b.X) })
-			args = append(args, names[k], xs)
+			args = append(args, names[k]+growth(xs), xs) // fit.go
 		}
 	}
 	if err := plotutil.AddLinePoints(p, args...); err != nil {
