@@ -13,8 +13,7 @@ import (
 )
 
 // drawRestart draws scripts/bench/restart -json: the distribution of kill
-// -9 -> served again per supervisor, next to bare fork/exec -> accept, on
-// a log scale (PM2 is two orders slower than the rest).
+// -9 -> served again per supervisor, next to bare fork/exec -> accept.
 func drawRestart(in, out string) error {
 	b, err := os.ReadFile(in)
 	if err != nil {
@@ -30,9 +29,7 @@ func drawRestart(in, out string) error {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Restart after kill -9 until the port is served again (scripts/bench/restart, %d rounds)", r.Rounds)
 	p.Title.TextStyle.Font.Size = vg.Points(11)
-	p.Y.Label.Text = "milliseconds (log scale)"
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Label.Text = "milliseconds"
 	fill := map[string]color.Color{
 		"bare":  color.RGBA{R: 160, G: 160, B: 160, A: 255},
 		"gear":  color.RGBA{R: 80, G: 140, B: 220, A: 255},
@@ -42,7 +39,7 @@ func drawRestart(in, out string) error {
 	labels := map[string]string{"bare": "bare fork/exec\n-> accept", "gear": "gear\n(procs.Supervisor)", "runit": "runit\n(runsv)", "pm2": "PM2"}
 	var names []string
 	x := 0.0
-	lo, hi := 0.0, 0.0
+	hi := 0.0
 	for _, k := range []string{"bare", "gear", "runit", "pm2"} {
 		vs := r.Seconds[k]
 		if len(vs) == 0 {
@@ -51,9 +48,6 @@ func drawRestart(in, out string) error {
 		ms := make(plotter.Values, len(vs))
 		for i, v := range vs {
 			ms[i] = v * 1000
-			if lo == 0 || ms[i] < lo {
-				lo = ms[i]
-			}
 			hi = max(hi, ms[i])
 		}
 		box, err := plotter.NewBoxPlot(vg.Points(30), x, ms)
@@ -69,6 +63,6 @@ func drawRestart(in, out string) error {
 		return errors.New("no samples in it")
 	}
 	p.NominalX(names...)
-	p.Y.Min, p.Y.Max = lo/1.5, hi*1.5
+	p.Y.Min, p.Y.Max = 0, hi*1.1
 	return p.Save(8*vg.Inch, 4.5*vg.Inch, out)
 }
