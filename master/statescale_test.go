@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/gear-run/gear/pkg/cluster"
 )
 
@@ -218,4 +220,47 @@ func TestLiveDesiredFollowsTheApps(t *testing.T) {
 	if r := s.apply(fits); r.Err != nil {
 		t.Fatalf("a submit within the cluster limit: %v", r.Err)
 	}
+}
+
+// Persist and the app list encode outside the lock while entries are
+// applied: under -race this finds anything the copies still share with the
+// live state that apply writes into.
+func TestEncodingBesideApplies(t *testing.T) {
+	f := &fsm{state: stateWithApps(20)}
+	m := &Master{fsm: f}
+	w0 := f.state.Apps["1"].Executors[0].Worker
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			entry := &command{Op: opStatus, Worker: &cluster.Worker{ID: w0}, Reports: []cluster.ExecutorReport{{
+				ID: "1.web.0", PID: 20000 + i, State: cluster.Running, CPUs: []int{i % 4}, LogTail: []string{"line"}, Generation: 1,
+			}}}
+			b, _ := json.Marshal(entry)
+			f.Apply(entry2(uint64(i+1), b))
+			if i == 100 {
+				b, _ = json.Marshal(&command{Op: opScale, App: "2", Scale: &cluster.ScaleRequest{Instances: 3}})
+				f.Apply(entry2(uint64(1000+i), b))
+			}
+		}
+	}()
+	for range 20 {
+		snap, err := f.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := snap.Persist(&bufSink{}); err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		m.handleApps(rec, httptest.NewRequest("GET", "/api/v1/apps", nil))
+		if rec.Code != 200 {
+			t.Fatalf("app list: %d", rec.Code)
+		}
+	}
+	<-done
+}
+
+func entry2(index uint64, data []byte) *raft.Log {
+	return &raft.Log{Index: index, Type: raft.LogCommand, Data: data}
 }
