@@ -486,8 +486,9 @@ func (b *bench) snapshotSize(i int) int64 {
 // waitSnapshots waits until every master has a snapshot holding all apps.
 func (b *bench) waitSnapshots(ctx context.Context) error {
 	t0 := time.Now()
+	ok := 0
 	for time.Since(t0) < *snapWait {
-		ok := 0
+		ok = 0
 		for i := range 3 {
 			// ~80 bytes per app at least: a snapshot from before the fill is smaller.
 			if b.snapshotSize(i) > int64(b.apps)*80 {
@@ -500,7 +501,7 @@ func (b *bench) waitSnapshots(ctx context.Context) error {
 		}
 		time.Sleep(time.Second)
 	}
-	return fmt.Errorf("not every master took a raft snapshot within %v; the last restarts replay the log", *snapWait)
+	return fmt.Errorf("%d of 3 masters took a raft snapshot of the %d apps within %v (the table says which restart had one)", ok, b.apps, *snapWait)
 }
 
 // restart kill -9s a follower (or the leader) and times its return.
