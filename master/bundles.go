@@ -55,7 +55,7 @@ func (m *Master) handleUpload(w http.ResponseWriter, r *http.Request) {
 	} else {
 		digest, size, err = m.blobs.Put(r.Context(), r.Body, max)
 	}
-	m.stored(name, digest, size, start, err)
+	m.stored(name, digest, size, start, "stream", err)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -63,17 +63,18 @@ func (m *Master) handleUpload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, cluster.Bundle{Digest: digest, Size: size, Kind: kind.BundleKind(), Name: name})
 }
 
-// stored logs and counts the end of an upload. The benchmark
+// stored logs and counts the end of an upload; via is "splice" or
+// "stream" (uploadSpliced or the HTTP body reader). The benchmark
 // (scripts/bench/jarstore) reads the "bundle stored ... took=" line.
-func (m *Master) stored(name, digest string, size int64, start time.Time, err error) {
+func (m *Master) stored(name, digest string, size int64, start time.Time, via string, err error) {
 	if m.metrics != nil {
 		m.metrics.jar("put", size, start, err)
 	}
 	if err != nil {
-		m.log.Warn("bundle upload failed", "name", name, "err", err)
+		m.log.Warn("bundle upload failed", "name", name, "via", via, "err", err)
 		return
 	}
-	m.log.Info("bundle stored", "name", name, "digest", digest, "size", size, "took", time.Since(start).Round(time.Millisecond))
+	m.log.Info("bundle stored", "name", name, "digest", digest, "size", size, "via", via, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // handleGetBundle serves a bundle by digest from this master's store (a

@@ -58,7 +58,7 @@ func (m *Master) uploadSpliced(w http.ResponseWriter, r *http.Request, name stri
 		src = tc // *net.TCPConn: (*os.File).ReadFrom splices from it
 	}
 	digest, n, err := m.blobs.PutSized(ctx, head, src, size, want)
-	m.stored(name, digest, n, start, err)
+	m.stored(name, digest, n, start, "splice", err)
 
 	resp := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
 	if err != nil {
