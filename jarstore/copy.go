@@ -34,7 +34,7 @@ func (b *Blobs) CopyTo(ctx context.Context, digest string, dst *os.File) (int64,
 	if err != nil {
 		return 0, err
 	}
-	ds, ok := b.store.(*dirStore)
+	ds, ok := b.dirStore(ctx)
 	if !ok {
 		rc, _, err := b.Open(ctx, digest)
 		if err != nil {
@@ -201,7 +201,7 @@ func (b *Blobs) OpenUnverified(ctx context.Context, digest string) (io.ReadClose
 	if err != nil {
 		return nil, 0, err
 	}
-	ds, ok := b.store.(*dirStore)
+	ds, ok := b.dirStore(ctx)
 	if !ok {
 		return b.Open(ctx, digest)
 	}

@@ -13,11 +13,40 @@ import (
 )
 
 // Direct reports whether the store keeps blobs as files on this machine
-// (the local fallback and file:// roots): PutSized then moves an upload
-// from a socket into the file in the kernel.
-func (b *Blobs) Direct() bool {
-	_, ok := b.store.(*dirStore)
+// (the local fallback and file:// roots, also behind a Wrapper): PutSized
+// then moves an upload from a socket into the file in the kernel.
+func (b *Blobs) Direct(ctx context.Context) bool {
+	_, ok := b.dirStore(ctx)
 	return ok
+}
+
+// Wrapper is a Store that puts checks in front of another one (the
+// master's file:// store-id marker). Blobs reaches through it to a
+// directory store for the zero-copy paths (PutSized, CopyTo,
+// OpenUnverified); Inner runs the wrapper's checks and fails as its other
+// methods would.
+type Wrapper interface {
+	Inner(ctx context.Context) (Store, error)
+}
+
+// dirStore returns the directory store under b, through Wrappers.
+func (b *Blobs) dirStore(ctx context.Context) (*dirStore, bool) {
+	s := b.store
+	for range 4 {
+		switch v := s.(type) {
+		case *dirStore:
+			return v, true
+		case Wrapper:
+			inner, err := v.Inner(ctx)
+			if err != nil {
+				return nil, false
+			}
+			s = inner
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
 }
 
 // PutSized stores an upload of exactly size bytes: head (bytes already
@@ -44,7 +73,7 @@ func (b *Blobs) PutSized(ctx context.Context, head []byte, src io.Reader, size i
 			return "", 0, err
 		}
 	}
-	ds, ok := b.store.(*dirStore)
+	ds, ok := b.dirStore(ctx)
 	if !ok {
 		r := &sizedReader{r: io.MultiReader(bytes.NewReader(head), io.LimitReader(src, size-int64(len(head)))), size: size}
 		if want != "" {

@@ -27,7 +27,7 @@ import (
 // declared length (not chunked), and a jar store of files on this machine.
 func (m *Master) spliceable(r *http.Request) bool {
 	return r.TLS == nil && r.ProtoMajor == 1 && r.ContentLength > 0 &&
-		len(r.TransferEncoding) == 0 && m.blobs.Direct()
+		len(r.TransferEncoding) == 0 && m.blobs.Direct(r.Context())
 }
 
 // uploadSpliced receives an upload on the hijacked connection and answers
