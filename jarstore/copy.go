@@ -219,3 +219,25 @@ func (b *Blobs) OpenUnverified(ctx context.Context, digest string) (io.ReadClose
 	}
 	return f, fi.Size(), nil
 }
+
+// FilePath returns the path of the blob's file when the store keeps blobs
+// as files on this machine (a directory store, also behind a Wrapper),
+// for a reader that needs a file and must not copy or hash a large blob
+// again (the master's inspection on submit). The file is the stored bytes
+// as they are, unverified, and it may be deleted by GC at any time after
+// its grace period; ok is false for other stores or a missing blob.
+func (b *Blobs) FilePath(ctx context.Context, digest string) (path string, ok bool) {
+	name, err := ObjectName(digest)
+	if err != nil {
+		return "", false
+	}
+	ds, ok := b.dirStore(ctx)
+	if !ok {
+		return "", false
+	}
+	p := ds.path(name)
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+		return "", false
+	}
+	return p, true
+}

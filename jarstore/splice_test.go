@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 
 	"github.com/gear-run/gear/jarstore"
@@ -71,6 +72,15 @@ func TestPutSized(t *testing.T) {
 		}
 		if got, err := readAll(t, b, d); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%s: stored blob differs (err %v)", name, err)
+		}
+		// FilePath gives the stored file of a directory store (for the
+		// master's inspection in place), nothing for other stores.
+		if p, ok := b.FilePath(ctx, d); ok != wantDirect {
+			t.Fatalf("%s: FilePath ok = %t, want %t", name, ok, wantDirect)
+		} else if ok {
+			if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s: FilePath %s does not hold the blob (err %v)", name, p, err)
+			}
 		}
 		if rest, _ := io.ReadAll(src); string(rest) != "next request" {
 			t.Fatalf("%s: PutSized read past the upload: %q left", name, rest)
