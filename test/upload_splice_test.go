@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +89,36 @@ func TestUploadSplicedThroughFollower(t *testing.T) {
 	waitFor(t, 20*time.Second, "the cut upload's leftovers to go", func() bool {
 		return fmt.Sprint(storedBlobs(t, root)) == fmt.Sprint(want)
 	})
+}
+
+// TestUploadSplicedDiskFull (issue 18): a spliced upload into a file://
+// store on a full file system is answered 507 "disk full" and leaves no
+// temporary file behind.
+func TestUploadSplicedDiskFull(t *testing.T) {
+	needRoot(t)
+	disk := mountTmpfs(t, "8m")
+	root := filepath.Join(disk, "jars")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, clusterOpts{masters: 1, conf: fmt.Sprintf("gear.jarstore.rootpath = %q\n", "file://"+root)})
+	waitFor(t, 20*time.Second, "the lone master to lead", func() bool { return c.leader() == c.masters[0] })
+	data := make([]byte, 16<<20)
+	_, _ = rand.Read(data)
+	resp, err := http.Post("http://"+c.masters[0]+"/api/v1/bundles?name=big.tar.gz", "application/octet-stream", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInsufficientStorage || !strings.Contains(string(msg), "disk full") {
+		t.Fatalf("upload of 16 MiB into an 8 MiB store: %s %s; want 507 disk full", resp.Status, msg)
+	}
+	if !strings.Contains(readFile(t, c.procs["master0"].log), "via=splice") {
+		t.Fatal("the upload did not take the spliced path")
+	}
+	waitFor(t, 10*time.Second, "the failed upload's temporary file to go", func() bool { return len(tempFiles(t, root)) == 0 })
+	if blobs := storedBlobs(t, root); len(blobs) != 0 {
+		t.Fatalf("the store holds %v after a failed upload", blobs)
+	}
 }
