@@ -34,7 +34,7 @@ func (b *Blobs) CopyTo(ctx context.Context, digest string, dst *os.File) (int64,
 	if err != nil {
 		return 0, err
 	}
-	ds, ok := b.store.(*dirStore)
+	ds, ok := b.dirStore(ctx)
 	if !ok {
 		rc, _, err := b.Open(ctx, digest)
 		if err != nil {
@@ -201,7 +201,7 @@ func (b *Blobs) OpenUnverified(ctx context.Context, digest string) (io.ReadClose
 	if err != nil {
 		return nil, 0, err
 	}
-	ds, ok := b.store.(*dirStore)
+	ds, ok := b.dirStore(ctx)
 	if !ok {
 		return b.Open(ctx, digest)
 	}
@@ -218,4 +218,26 @@ func (b *Blobs) OpenUnverified(ctx context.Context, digest string) (io.ReadClose
 		return nil, 0, fmt.Errorf("%w: blob %s: %q in %s is not a regular file", ErrNotFound, digest, name, ds.dir)
 	}
 	return f, fi.Size(), nil
+}
+
+// FilePath returns the path of the blob's file when the store keeps blobs
+// as files on this machine (a directory store, also behind a Wrapper),
+// for a reader that needs a file and must not copy or hash a large blob
+// again (the master's inspection on submit). The file is the stored bytes
+// as they are, unverified, and it may be deleted by GC at any time after
+// its grace period; ok is false for other stores or a missing blob.
+func (b *Blobs) FilePath(ctx context.Context, digest string) (path string, ok bool) {
+	name, err := ObjectName(digest)
+	if err != nil {
+		return "", false
+	}
+	ds, ok := b.dirStore(ctx)
+	if !ok {
+		return "", false
+	}
+	p := ds.path(name)
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+		return "", false
+	}
+	return p, true
 }

@@ -29,6 +29,9 @@ var (
 	// ErrDigestMismatch: an upload did not hash to the digest its uploader
 	// declared (Blobs.PutExpect). The upload was damaged in transit.
 	ErrDigestMismatch = errors.New("jarstore: upload does not match its declared digest")
+	// ErrShortUpload: an upload of a declared size ended before it
+	// (Blobs.PutSized): the uploader closed the connection early.
+	ErrShortUpload = errors.New("jarstore: upload cut short")
 	// ErrInvalidName: an object name is not a valid store name (see ValidName).
 	ErrInvalidName = errors.New("jarstore: invalid object name")
 	// ErrInvalidDigest: a digest is not of the form "sha256:<64 lowercase hex>".

@@ -109,7 +109,7 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusNotFound
 	case errors.Is(err, ErrTooLarge), errors.Is(err, jarstore.ErrTooLarge):
 		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrBadRequest), errors.Is(err, jarstore.ErrDigestMismatch), errors.Is(err, jarstore.ErrInvalidDigest):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, jarstore.ErrDigestMismatch), errors.Is(err, jarstore.ErrInvalidDigest), errors.Is(err, jarstore.ErrShortUpload):
 		status = http.StatusBadRequest
 	case errors.Is(err, ErrUnauthorized):
 		status = http.StatusUnauthorized

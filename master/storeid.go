@@ -164,6 +164,10 @@ func (s *markedStore) store(ctx context.Context) (jarstore.Store, error) {
 	return s.inner, nil
 }
 
+// Inner implements jarstore.Wrapper: the directory store once the marker
+// matches, for the zero-copy paths (spliced uploads, sendfile downloads).
+func (s *markedStore) Inner(ctx context.Context) (jarstore.Store, error) { return s.store(ctx) }
+
 func (s *markedStore) Put(ctx context.Context, name string, r io.Reader) (int64, error) {
 	st, err := s.store(ctx)
 	if err != nil {

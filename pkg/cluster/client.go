@@ -544,6 +544,12 @@ func (c *Client) UploadBundle(ctx context.Context, name string, size int64, open
 	return b, err
 }
 
+// DigestHeader carries a bundle's digest: on a download, the digest the
+// master serves; on an upload (optional), the digest the uploader
+// declares, which the master checks (a body that hashes to anything else
+// is refused with 400 and not stored).
+const DigestHeader = "X-Gear-Digest"
+
 // VerifyHeader, set to VerifyByClient on a bundle download, tells the
 // master that the client checks the digest of what it receives itself, so
 // the master may send the stored bytes unverified (by sendfile).

@@ -22,6 +22,7 @@ if [ "$quick" = 1 ]; then
   run go run ./scripts/bench/restart -rounds 5 -no-crashloop -json "$out/restart.json"
   run go run ./scripts/bench/reload -rounds 1
   run go run ./scripts/bench/jarstore -size 64MiB -reps 1
+  run go run ./scripts/bench/jarstore -size 64MiB -reps 1 -hdfs
   run go run ./scripts/bench/channel -members 2000 -pushes 200 -rounds 2
   run go run ./scripts/bench/gossip -sizes 20,50 -rounds 1 -cpu-window 1s -json "$out/gossip.json"
   run bash -c "go test -run=NONE -bench=StateScale -benchtime=1x ./master | tee '$out/state.txt'"
@@ -32,6 +33,7 @@ else
   run go run ./scripts/bench/restart -json "$out/restart.json"
   run go run ./scripts/bench/reload
   run go run ./scripts/bench/jarstore -size 1GiB -reps 3
+  run go run ./scripts/bench/jarstore -size 1GiB -reps 3 -hdfs
   run go run ./scripts/bench/channel
   run go run ./scripts/bench/gossip -sizes 50,100,200 -rounds 3 -json "$out/gossip.json"
   run bash -c "go test -run=NONE -bench=StateScale -benchtime=5x ./master | tee '$out/state.txt'"

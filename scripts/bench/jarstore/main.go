@@ -18,6 +18,7 @@
 // It is a benchmark, not a test: it asserts nothing.
 //
 //	go run ./scripts/bench/jarstore -size 1GiB -dir /var/tmp
+//	go run ./scripts/bench/jarstore -size 1GiB -dir /var/tmp -hdfs   # hdfs:// on test/hdfsd
 package main
 
 import (
@@ -44,6 +45,7 @@ import (
 
 	"github.com/gear-run/gear/jarstore"
 	"github.com/gear-run/gear/pkg/cluster"
+	"github.com/gear-run/gear/test/hdfsd"
 )
 
 func main() {
@@ -51,6 +53,7 @@ func main() {
 	dir := flag.String("dir", os.TempDir(), "directory (disk) to benchmark on: the bundle, cp copy, jar store and worker cache all live here")
 	reps := flag.Int("reps", 3, "repetitions of each measurement (medians are reported)")
 	gearBin := flag.String("gear", "", "gear binary (default: go build . into the work dir)")
+	hdfs := flag.Bool("hdfs", false, "use an hdfs:// jar store on the in-process HDFS test server (test/hdfsd, blocks kept as files in -dir) instead of file://")
 	flag.Parse()
 	n, err := parseSize(*size)
 	if err != nil {
@@ -59,7 +62,7 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	if err := run(ctx, n, *dir, max(*reps, 1), *gearBin); err != nil {
+	if err := run(ctx, n, *dir, max(*reps, 1), *gearBin, *hdfs); err != nil {
 		fmt.Fprintln(os.Stderr, "jarstore-bench:", err)
 		os.Exit(1)
 	}
@@ -117,7 +120,7 @@ type bench struct {
 	procs              []*exec.Cmd
 }
 
-func run(ctx context.Context, payload int64, dir string, reps int, gearBin string) error {
+func run(ctx context.Context, payload int64, dir string, reps int, gearBin string, hdfs bool) error {
 	work, err := os.MkdirTemp(dir, "jarstore-bench-")
 	if err != nil {
 		return err
@@ -164,8 +167,24 @@ func run(ctx context.Context, payload int64, dir string, reps int, gearBin strin
 	if err := os.Mkdir(store, 0o755); err != nil {
 		return err
 	}
+	root := "file://" + store
+	if hdfs {
+		// The HDFS test server in this process, its blocks as files
+		// on the same disk, 128 MiB blocks as HDFS has by default.
+		blocks := filepath.Join(work, "hdfs-blocks")
+		if err := os.Mkdir(blocks, 0o755); err != nil {
+			return err
+		}
+		hc, err := hdfsd.Start(hdfsd.Options{BlockSize: 128 << 20, Dir: blocks})
+		if err != nil {
+			return fmt.Errorf("start the HDFS test server: %w", err)
+		}
+		defer hc.Close()
+		root = "hdfs://" + hc.NameNodeAddr() + "/gear/jars"
+		fmt.Printf("jar store       %s (test/hdfsd, blocks in %s)\n", root, blocks)
+	}
 	conf := filepath.Join(work, "gear.conf")
-	confText := fmt.Sprintf("gear.cluster.masters = [%q]\ngear.jarstore.rootpath = %q\ngear.jarstore.max-bundle-size = 64GB\ngear.worker.cpus = [0]\n", master, "file://"+store)
+	confText := fmt.Sprintf("gear.cluster.masters = [%q]\ngear.jarstore.rootpath = %q\ngear.jarstore.max-bundle-size = 64GB\ngear.worker.cpus = [0]\n", master, root)
 	if err := os.WriteFile(conf, []byte(confText), 0o644); err != nil {
 		return err
 	}
@@ -290,8 +309,8 @@ func run(ctx context.Context, payload int64, dir string, reps int, gearBin strin
 
 	// (d) Blobs.Put in-process
 	var putS series
-	for range reps {
-		s, err := blobsPut(ctx, b.bundle, filepath.Join(work, "inproc-store"))
+	for i := range reps {
+		s, err := blobsPut(ctx, b.bundle, root, filepath.Join(work, "inproc-store"), i)
 		if err != nil {
 			return err
 		}
@@ -419,12 +438,17 @@ func fetchDirect(ctx context.Context, c *cluster.Client, digest, dst string) (sa
 	return sample{time.Since(start), selfCPU() - cpu0}, nil
 }
 
-func blobsPut(ctx context.Context, src, storeDir string) (sample, error) {
-	if err := os.MkdirAll(storeDir, 0o755); err != nil {
-		return sample{}, err
+func blobsPut(ctx context.Context, src, root, storeDir string, rep int) (sample, error) {
+	uri := "file://" + storeDir
+	if strings.HasPrefix(root, "hdfs://") {
+		uri = fmt.Sprintf("%s-inproc%d", root, rep) // a fresh directory: no blob to find
+	} else {
+		if err := os.MkdirAll(storeDir, 0o755); err != nil {
+			return sample{}, err
+		}
+		defer os.RemoveAll(storeDir)
 	}
-	defer os.RemoveAll(storeDir)
-	s, err := jarstore.Open(ctx, "file://"+storeDir, "", nil)
+	s, err := jarstore.Open(ctx, uri, "", nil)
 	if err != nil {
 		return sample{}, err
 	}

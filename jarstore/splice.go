@@ -1,0 +1,201 @@
+package jarstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+)
+
+// Direct reports whether the store keeps blobs as files on this machine
+// (the local fallback and file:// roots, also behind a Wrapper): PutSized
+// then moves an upload from a socket into the file in the kernel.
+func (b *Blobs) Direct(ctx context.Context) bool {
+	_, ok := b.dirStore(ctx)
+	return ok
+}
+
+// Wrapper is a Store that puts checks in front of another one (the
+// master's file:// store-id marker). Blobs reaches through it to a
+// directory store for the zero-copy paths (PutSized, CopyTo,
+// OpenUnverified); Inner runs the wrapper's checks and fails as its other
+// methods would.
+type Wrapper interface {
+	Inner(ctx context.Context) (Store, error)
+}
+
+// dirStore returns the directory store under b, through Wrappers.
+func (b *Blobs) dirStore(ctx context.Context) (*dirStore, bool) {
+	s := b.store
+	for range 4 {
+		switch v := s.(type) {
+		case *dirStore:
+			return v, true
+		case Wrapper:
+			inner, err := v.Inner(ctx)
+			if err != nil {
+				return nil, false
+			}
+			s = inner
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// PutSized stores an upload of exactly size bytes: head (bytes already
+// read off the connection, e.g. an HTTP server's read-ahead) and then the
+// rest from src. want, if not "", is the digest the uploader declared:
+// a mismatch fails with ErrDigestMismatch. An upload that ends early fails
+// with ErrShortUpload; src is never read past size. On any failure
+// (short, mismatch, ErrNoSpace, ctx) nothing is left behind.
+//
+// For a directory store the bytes go from src into the temporary file by
+// (*os.File).ReadFrom, which is a splice(2) when src is a *net.TCPConn (or
+// a copy_file_range from a file): the kernel moves them into the page
+// cache without a copy through user space. Another goroutine hashes the
+// file behind the writes through read-only mappings (as CopyTo does), so
+// nothing is hashed twice and what is hashed is what is stored. The file
+// is fsynced and renamed to its digest's name. Other stores stream
+// through Put.
+func (b *Blobs) PutSized(ctx context.Context, head []byte, src io.Reader, size int64, want string) (digest string, n int64, err error) {
+	if size < int64(len(head)) {
+		head = head[:size]
+	}
+	if want != "" {
+		if _, err := ParseDigest(want); err != nil {
+			return "", 0, err
+		}
+	}
+	ds, ok := b.dirStore(ctx)
+	if !ok {
+		r := &sizedReader{r: io.MultiReader(bytes.NewReader(head), io.LimitReader(src, size-int64(len(head)))), size: size}
+		if want != "" {
+			n, err := b.PutExpect(ctx, r, want, size)
+			return want, n, err
+		}
+		return b.Put(ctx, r, size)
+	}
+	if err := ds.check(); err != nil {
+		return "", 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", 0, err
+	}
+	base := tempPrefix + randomSuffix()
+	done := ds.inflight.add(base) // before it exists: SweepTemps never takes it
+	defer done()
+	tmp := ds.path(base)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", 0, ds.noSpace("create temporary file for", "an upload", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	n, digest, err = receiveHashed(ctx, f, head, src, size)
+	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return "", n, ds.noSpace("write", "an upload", err)
+		}
+		return "", n, fmt.Errorf("jarstore: upload into %s: %w", ds, err)
+	}
+	if want != "" && digest != want {
+		return "", n, fmt.Errorf("%w: the upload of %d bytes hashes to %s, not the declared %s", ErrDigestMismatch, n, digest, want)
+	}
+	if err := f.Sync(); err != nil {
+		return "", n, ds.noSpace("sync", "an upload", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", n, ds.noSpace("close", "an upload", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", n, err
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return "", n, ds.noSpace("chmod", "an upload", err)
+	}
+	name, _ := ObjectName(digest)
+	b.mu.Lock()
+	err = os.Rename(tmp, ds.path(name))
+	b.mu.Unlock()
+	if err != nil {
+		return "", n, ds.noSpace("rename into place", name, err)
+	}
+	syncDir(ds.dir)
+	b.log.Debug("blob stored", "digest", digest, "size", n, "spliced", true)
+	return digest, n, nil
+}
+
+// receiveHashed writes head and then size-len(head) bytes of src into f
+// (by f.ReadFrom: a splice from a socket), copyChunk at a time, while
+// another goroutine hashes f behind the writes through mappings. It
+// returns the bytes written and the digest of what f holds.
+func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, size int64) (int64, string, error) {
+	h := sha256.New()
+	progress := make(chan int64, 4)
+	hashed := make(chan error, 1)
+	go func() { hashed <- hashMapped(h, f, progress) }()
+	var off int64
+	var werr error
+	if len(head) > 0 {
+		k, err := f.Write(head)
+		off += int64(k)
+		werr = err
+		if k > 0 {
+			progress <- off
+		}
+	}
+	for werr == nil && off < size {
+		if werr = ctx.Err(); werr != nil {
+			break
+		}
+		want := min(copyChunk, size-off)
+		k, err := f.ReadFrom(io.LimitReader(src, want))
+		off += k
+		if k > 0 {
+			progress <- off
+		}
+		if err != nil {
+			werr = err
+			break
+		}
+		if k < want {
+			werr = fmt.Errorf("%w: the connection ended after %d of %d bytes", ErrShortUpload, off, size)
+		}
+	}
+	close(progress)
+	herr := <-hashed
+	if werr != nil {
+		return off, "", werr
+	}
+	if herr != nil {
+		return off, "", herr
+	}
+	return off, digestPrefix + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// sizedReader fails with ErrShortUpload when r ends before size bytes.
+type sizedReader struct {
+	r    io.Reader
+	size int64
+	n    int64
+}
+
+func (s *sizedReader) Read(p []byte) (int, error) {
+	k, err := s.r.Read(p)
+	s.n += int64(k)
+	if err == io.EOF && s.n < s.size {
+		err = fmt.Errorf("%w: the connection ended after %d of %d bytes", ErrShortUpload, s.n, s.size)
+	}
+	return k, err
+}

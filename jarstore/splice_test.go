@@ -1,0 +1,105 @@
+package jarstore_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+
+	"github.com/gear-run/gear/jarstore"
+)
+
+// wrapped is a store behind a check, as the master's file:// store-id
+// marker is: Blobs reaches the directory store through Inner.
+type wrapped struct{ jarstore.Store }
+
+func (w wrapped) Inner(context.Context) (jarstore.Store, error) { return w.Store, nil }
+
+// tcpSource returns the reading end of a loopback TCP connection whose
+// other end sends data and then closes: what PutSized splices from.
+func tcpSource(t *testing.T, data []byte) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return
+		}
+		_, _ = c.Write(data)
+		_ = c.Close()
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// PutSized stores exactly the declared bytes (read-ahead head first, then
+// the connection), on every backend and through a Wrapper; a connection
+// that ends early (ErrShortUpload) and a declared digest that does not
+// match (ErrDigestMismatch) leave nothing behind.
+func TestPutSized(t *testing.T) {
+	stores := backends(t)
+	stores["file behind a wrapper"] = wrapped{openT(t, "file://"+t.TempDir(), "")}
+	for name, s := range stores {
+		b := jarstore.NewBlobs(s, nil)
+		ctx := context.Background()
+		wantDirect := name != "mem"
+		if got := b.Direct(ctx); got != wantDirect {
+			t.Fatalf("%s: Direct = %t, want %t", name, got, wantDirect)
+		}
+		data := randBytes(7, 8<<20+4097)
+		sum := sha256.Sum256(data)
+		digest := "sha256:" + hex.EncodeToString(sum[:])
+		head := 1000
+		// The connection carries more than the upload: the rest is
+		// never read.
+		src := tcpSource(t, append(bytes.Clone(data[head:]), "next request"...))
+		d, n, err := b.PutSized(ctx, data[:head], src, int64(len(data)), digest)
+		if err != nil || d != digest || n != int64(len(data)) {
+			t.Fatalf("%s: PutSized = %s, %d, %v; want %s, %d", name, d, n, err, digest, len(data))
+		}
+		if got, err := readAll(t, b, d); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s: stored blob differs (err %v)", name, err)
+		}
+		// FilePath gives the stored file of a directory store (for the
+		// master's inspection in place), nothing for other stores.
+		if p, ok := b.FilePath(ctx, d); ok != wantDirect {
+			t.Fatalf("%s: FilePath ok = %t, want %t", name, ok, wantDirect)
+		} else if ok {
+			if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s: FilePath %s does not hold the blob (err %v)", name, p, err)
+			}
+		}
+		if rest, _ := io.ReadAll(src); string(rest) != "next request" {
+			t.Fatalf("%s: PutSized read past the upload: %q left", name, rest)
+		}
+
+		// Cut short: the connection ends before the declared size.
+		other := randBytes(8, 3<<20)
+		_, _, err = b.PutSized(ctx, nil, tcpSource(t, other[:1<<20]), int64(len(other)), "")
+		if !errors.Is(err, jarstore.ErrShortUpload) {
+			t.Fatalf("%s: short upload: %v, want ErrShortUpload", name, err)
+		}
+		// Damaged: the bytes do not hash to the declared digest.
+		_, _, err = b.PutSized(ctx, other[:10], tcpSource(t, other[10:]), int64(len(other)), digest)
+		if !errors.Is(err, jarstore.ErrDigestMismatch) {
+			t.Fatalf("%s: damaged upload: %v, want ErrDigestMismatch", name, err)
+		}
+		all, err := s.List(ctx)
+		if err != nil || len(all) != 1 {
+			t.Fatalf("%s: store holds %+v (err %v) after the failed uploads; want only the good blob", name, all, err)
+		}
+	}
+}
