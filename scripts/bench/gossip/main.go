@@ -28,10 +28,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"math"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ func main() {
 	quiet := flag.Duration("cpu-window", 5*time.Second, "idle window over which CPU per member is measured")
 	probe := flag.Duration("probe-interval", 0, "override gossip.Tune's probe interval (probe timeout = half of it), to try other timing")
 	mult := flag.Int("suspicion-mult", 0, "override gossip.Tune's suspicion multiplier, to try other timing")
+	probeTimeout := flag.Duration("probe-timeout", 0, "override the probe timeout (after -probe-interval)")
+	maxMult := flag.Int("suspicion-max-mult", 0, "override SuspicionMaxTimeoutMult (Lifeguard: the suspicion starts at this many times the minimum until confirmed)")
+	awareness := flag.Int("awareness-max", 0, "override AwarenessMaxMultiplier (Lifeguard: how far a member that misses acks slows its own probing)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file (for scripts/bench/plot)")
 	flag.Parse()
 	var ns []int
@@ -73,16 +78,37 @@ func main() {
 		if *mult > 0 {
 			cfg.SuspicionMult = *mult
 		}
+		if *probeTimeout > 0 {
+			cfg.ProbeTimeout = *probeTimeout
+		}
+		if *maxMult > 0 {
+			cfg.SuspicionMaxTimeoutMult = *maxMult
+		}
+		if *awareness > 0 {
+			cfg.AwarenessMaxMultiplier = *awareness
+		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gossip bench:", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "gossip bench:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	cfg := memberlist.DefaultLANConfig()
 	tune(cfg)
 	how := "gossip.Tune"
-	if *probe > 0 || *mult > 0 {
+	if *probe > 0 || *mult > 0 || *probeTimeout > 0 || *maxMult > 0 || *awareness > 0 {
 		how = "gossip.Tune with overrides"
 	}
 	fmt.Printf("\n## Gossip pool at scale (in-process memberlist members on 127.0.0.1)\n\n")
-	fmt.Printf("- timing: %s (failover timeout %s): probe interval %s, probe timeout %s, suspicion mult %d (suspicion timeout = mult x log10(N) x probe interval, up to %dx that until confirmed), gossip interval %s, gossip nodes %d\n",
-		how, *timeout, cfg.ProbeInterval, cfg.ProbeTimeout, cfg.SuspicionMult, cfg.SuspicionMaxTimeoutMult, cfg.GossipInterval, cfg.GossipNodes)
+	fmt.Printf("- timing: %s (failover timeout %s): probe interval %s, probe timeout %s, suspicion mult %d (suspicion timeout = mult x log10(N) x probe interval, up to %dx that until confirmed), awareness max %d, indirect checks %d, gossip interval %s, gossip nodes %d, GOMAXPROCS %d\n",
+		how, *timeout, cfg.ProbeInterval, cfg.ProbeTimeout, cfg.SuspicionMult, cfg.SuspicionMaxTimeoutMult, cfg.AwarenessMaxMultiplier, cfg.IndirectChecks, cfg.GossipInterval, cfg.GossipNodes, runtime.GOMAXPROCS(0))
 	fmt.Printf("- load average at the start: %s\n\n", procstat.LoadAvg())
 	var results []result
 	fmt.Println("| members | join: all see all | spread a change: all (median) | dead: first detects (median) | dead: all know (median) | suspicion timeout (min) | CPU per member, idle |")
@@ -104,6 +130,7 @@ func main() {
 		for _, note := range r.Notes {
 			fmt.Fprintf(os.Stderr, "%d members: %s\n", r.N, note)
 		}
+		fmt.Fprintf(os.Stderr, "%d members: join %s\n%d members: idle %s\n%d members: rounds %s\n", r.N, r.JoinDiag, r.N, r.IdleDiag, r.N, r.RoundsDiag)
 		fmt.Printf("| %d | %s | %s | %s | %s | %s | %.2f %% |\n", r.N, join, secs(median(r.Spread)), secs(median(r.DeadFirst)), secs(median(r.DeadAll)), secs(r.SuspicionMin), r.CPUPerMember*100)
 	}
 	for _, r := range results {
@@ -142,6 +169,9 @@ type result struct {
 	DeadAll      []time.Duration `json:"dead_all_ns"`
 	SuspicionMin time.Duration   `json:"suspicion_min_ns"`
 	CPUPerMember float64         `json:"cpu_per_member"` // fraction of one core
+	JoinDiag     diag            `json:"join_diag"`      // from the first member's start to all see all
+	IdleDiag     diag            `json:"idle_diag"`      // the idle window: any suspicion here is false
+	RoundsDiag   diag            `json:"rounds_diag"`    // the spread and dead rounds
 }
 
 // watch records what every member sees of the others.
@@ -209,7 +239,7 @@ type member struct {
 	down bool
 }
 
-func runSize(n, rounds int, quiet time.Duration) (result, error) {
+func runSize(n, rounds int, quiet time.Duration) (res result, err error) {
 	w := newWatch()
 	members := make([]*member, 0, n)
 	defer func() {
@@ -219,8 +249,9 @@ func runSize(n, rounds int, quiet time.Duration) (result, error) {
 			}
 		}
 	}()
-	res := result{N: n}
+	res = result{N: n}
 	start := time.Now()
+	s0 := takeSnap()
 	for i := range n {
 		name := fmt.Sprintf("node-%03d", i)
 		cfg := memberlist.DefaultLANConfig()
@@ -228,7 +259,7 @@ func runSize(n, rounds int, quiet time.Duration) (result, error) {
 		cfg.BindAddr, cfg.AdvertiseAddr = "127.0.0.1", "127.0.0.1"
 		cfg.BindPort, cfg.AdvertisePort = 0, 0
 		tune(cfg)
-		cfg.Logger = log.New(io.Discard, "", 0)
+		cfg.Logger = log.New(countLog{}, "", 0)
 		md := &meta{b: []byte("v0")}
 		cfg.Delegate = md
 		cfg.Events = &events{self: name, w: w}
@@ -273,10 +304,15 @@ func runSize(n, rounds int, quiet time.Duration) (result, error) {
 		res.Join = time.Since(start)
 	}
 
+	res.JoinDiag = diagSince(s0)
+
 	// CPU per member while nothing changes.
-	c0, t0 := cpuTime(), time.Now()
+	s1 := takeSnap()
 	time.Sleep(quiet) // a measurement window, not a wait for a condition
-	res.CPUPerMember = (cpuTime() - c0).Seconds() / time.Since(t0).Seconds() / float64(n)
+	res.IdleDiag = diagSince(s1)
+	res.CPUPerMember = res.IdleDiag.CPU / float64(n)
+	s2 := takeSnap()
+	defer func() { res.RoundsDiag = diagSince(s2) }()
 
 	pi := memberlist.DefaultLANConfig()
 	tune(pi)
