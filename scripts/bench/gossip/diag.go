@@ -40,7 +40,11 @@ func dur(s float64) string {
 // counters of memberlist log lines, over all members of this process.
 var logCount struct {
 	suspect, dead, refSuspect, refDead, drops, pushpull atomic.Int64
+	watched                                             atomic.Int64 // suspicions of watchName
 }
+
+// watchName is the member whose suspicions countLog counts in watched.
+var watchName atomic.Value
 
 // countLog is every member's memberlist logger: it counts the lines that
 // matter and discards them.
@@ -51,6 +55,9 @@ func (countLog) Write(b []byte) (int, error) {
 	switch {
 	case strings.Contains(s, "memberlist: Suspect "):
 		logCount.suspect.Add(1)
+		if name, _ := watchName.Load().(string); name != "" && strings.Contains(s, "Suspect "+name+" ") {
+			logCount.watched.Add(1)
+		}
 	case strings.Contains(s, "memberlist: Marking "):
 		logCount.dead.Add(1)
 	case strings.Contains(s, "Refuting a suspect"):
