@@ -314,6 +314,7 @@ func runSize(n, rounds int, quiet time.Duration) (res result, err error) {
 			}
 		}
 	}
+	progress(n, "all %d started and joined in %s; waiting for all to see all", n, time.Since(start).Round(time.Millisecond))
 	// Every member sees every member (itself included) alive.
 	seeAll := func() int {
 		w.mu.Lock()
@@ -336,6 +337,7 @@ func runSize(n, rounds int, quiet time.Duration) (res result, err error) {
 
 	res.JoinDiag = diagSince(s0)
 
+	progress(n, "converged (%s); idle window %s", res.Join, quiet)
 	// CPU per member while nothing changes.
 	s1 := takeSnap()
 	time.Sleep(quiet) // a measurement window, not a wait for a condition
@@ -349,6 +351,7 @@ func runSize(n, rounds int, quiet time.Duration) (res result, err error) {
 	res.SuspicionMin = suspicionMin(pi.SuspicionMult, n, pi.ProbeInterval)
 
 	for r := range rounds {
+		progress(n, "round %d: spread, then dead", r)
 		// Spread: member 1+r changes its metadata.
 		m := members[1+r]
 		val := fmt.Sprintf("v%d", r+1)
@@ -403,6 +406,7 @@ func runSize(n, rounds int, quiet time.Duration) (res result, err error) {
 		}
 	}
 	if pause > 0 {
+		progress(n, "pause round: %s", pause)
 		// Pause: a live member (none of the above) freezes, then is
 		// watched for 15 s; nobody should declare it dead.
 		p := members[n/2]
@@ -417,6 +421,11 @@ func runSize(n, rounds int, quiet time.Duration) (res result, err error) {
 		res.PauseSuspects = int(logCount.watched.Load() - s0)
 	}
 	return res, nil
+}
+
+// progress tells stderr where a long run is (a hang shows where).
+func progress(n int, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %d members: %s\n", time.Now().UTC().Format("15:04:05"), n, fmt.Sprintf(format, args...))
 }
 
 // afterT is the times in ts after t, sorted.
