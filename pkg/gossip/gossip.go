@@ -173,13 +173,35 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 
 // Tune sets memberlist's failure-detection and gossip timing from gear's
 // failover timeout t. Start uses it; scripts/bench/gossip measures it.
+//
+// At the default t = 6s: probe every 1 s, probe timeout 0.5 s, suspicion
+// multiplier 1, so a suspect member is declared dead after
+// 1 x log10(N) x 1 s unless it refutes (1.1 s at 13 members, 2.3 s at
+// 200); a dead member is declared dead within about 3.5 s at 200
+// (docs/BENCHMARKS.md, "Gossip pool at scale"). A member paused for 1 s
+// is not: its kernel still accepts the TCP fallback ping, it answers the
+// probes after the pause, and it refutes a suspicion well within the
+// suspicion timeout (measured: no dead declaration at 200).
 func Tune(cfg *memberlist.Config, t time.Duration) {
-	// Probe often enough that a dead node is suspected within about half
-	// the failover timeout; suspicion then lasts SuspicionMult probes
-	// (scaled by log10 of the pool size, as memberlist does).
+	// Probe often enough that a dead node is suspected within about a
+	// sixth of the failover timeout.
 	cfg.ProbeInterval = max(t/6, 200*time.Millisecond)
 	cfg.ProbeTimeout = max(t/12, 100*time.Millisecond)
-	cfg.SuspicionMult = 3
+	// Suspicion lasts SuspicionMult x log10(N) probe intervals. memberlist
+	// waits for k = SuspicionMult-2 confirmations from other members,
+	// starting at SuspicionMaxTimeoutMult times that (Lifeguard); any
+	// multiplier that asks for a confirmation (>= 3) is at least
+	// 3 x 2.3 = 6.9 probe intervals at 200 members, which is what made a
+	// dead member take 8 s to detect there. With 1 the suspicion is the
+	// minimum from the start: 2.3 probe intervals at 200.
+	cfg.SuspicionMult = 1
+	// memberlist LZW-compresses every packet by default: a fresh
+	// compressor (a 64 KiB table) per packet made it and the garbage it
+	// leaves about a third of the CPU of a 200-member pool, for packets
+	// that fit one UDP datagram either way (the batching of gossip is by
+	// uncompressed size). Receivers decode compressed packets whatever
+	// this says, so mixed versions still talk.
+	cfg.EnableCompression = false
 	cfg.GossipInterval = 100 * time.Millisecond
 	cfg.PushPullInterval = max(t*2, 5*time.Second)
 	cfg.TCPTimeout = max(t/2, time.Second)

@@ -1,8 +1,8 @@
 // Command gossip benchmarks gear's membership pool at scale: 50, 100 and
 // 200 memberlist members in one process over loopback, each with the
 // timing pkg/gossip uses (gossip.Tune with the default failover timeout,
-// 6 s: probe every 1 s, probe timeout 0.5 s, suspicion multiplier 3,
-// gossip every 100 ms). For each size it measures
+// 6 s: probe every 1 s, probe timeout 0.5 s, suspicion multiplier 1,
+// gossip every 100 ms, no compression). For each size it measures
 //
 //   - join: members join one after another, each through a member that
 //     already joined; the time until every member sees every other alive;
@@ -11,7 +11,12 @@
 //   - dead: one member stops without leaving (as a crash); the time until
 //     the first member declares it dead, and until all do;
 //   - CPU per member while idle (the process's CPU time over a quiet
-//     window, divided by the members).
+//     window, divided by the members);
+//   - pause: one member frozen for 1 s (-pause) must not be declared dead;
+//   - per phase, on stderr: probe failures, suspicion timeouts,
+//     refutations, memberlist's handler-queue drops, the kernel's UDP
+//     receive-buffer drops, the Go scheduler's latency and the CPU, which
+//     say why a pool is unstable when it is.
 //
 // It prints a Markdown table and, with -json, writes the results for
 // scripts/bench/plot. It is a benchmark: it asserts nothing, but it marks
