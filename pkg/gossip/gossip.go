@@ -491,8 +491,12 @@ func newTransport(ip string, port int, streams net.Listener) (*transport, error)
 
 func (t *transport) readPackets() {
 	defer t.wg.Done()
+	// One buffer for the largest datagram, and each packet copied out at
+	// its size: a fresh 64 KiB buffer per packet (memberlist's own
+	// transport does that) is cleared, kept by the packet, and collected,
+	// for packets of ~1.4 KB.
+	buf := make([]byte, 65536)
 	for {
-		buf := make([]byte, 65536)
 		n, from, err := t.udp.ReadFrom(buf)
 		ts := time.Now()
 		if err != nil {
@@ -502,7 +506,7 @@ func (t *transport) readPackets() {
 			continue
 		}
 		select {
-		case t.packetCh <- &memberlist.Packet{Buf: buf[:n], From: from, Timestamp: ts}:
+		case t.packetCh <- &memberlist.Packet{Buf: slices.Clone(buf[:n]), From: from, Timestamp: ts}:
 		case <-t.done:
 			return
 		}

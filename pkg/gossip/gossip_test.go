@@ -289,3 +289,49 @@ func TestTuneDetectsDeadAt200WithinFourSeconds(t *testing.T) {
 		t.Error("compression is on: a fresh LZW compressor per packet is a third of a large pool's CPU")
 	}
 }
+
+// The transport reads every datagram into one buffer: each packet it hands
+// to memberlist must be its own copy, at its own size, not overwritten by
+// the next one read.
+func TestTransportPacketsAreCopies(t *testing.T) {
+	var ln net.Listener
+	var tr *transport
+	for try := 0; tr == nil; try++ { // the port must also be free for UDP
+		var err error
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if tr, err = newTransport("127.0.0.1", ln.Addr().(*net.TCPAddr).Port, ln); err != nil {
+			ln.Close()
+			if try == 20 {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer tr.Shutdown()
+	c, err := net.Dial("udp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := []string{"first packet, the longer one", "second"}
+	for _, w := range want {
+		if _, err := c.Write([]byte(w)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []*memberlist.Packet
+	for range want {
+		select {
+		case p := <-tr.PacketCh():
+			got = append(got, p)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %d of %d packets", len(got), len(want))
+		}
+	}
+	for i, p := range got {
+		if string(p.Buf) != want[i] || cap(p.Buf) > 4096 {
+			t.Errorf("packet %d = %q (cap %d), want %q in a buffer of its size", i, p.Buf, cap(p.Buf), want[i])
+		}
+	}
+}
