@@ -318,6 +318,14 @@ func runSize(n, rounds int, quiet time.Duration) (res result, err error) {
 				return res, fmt.Errorf("member %d joins: %w", i, err)
 			}
 		}
+		if i%50 == 49 {
+			progress(n, "%d members joined in %s", i+1, time.Since(start).Round(time.Millisecond))
+		}
+		if d := time.Since(start); d > 3*time.Minute {
+			// An unstable pool makes each join wait out its push/pull
+			// timeouts; give up instead of running for an hour.
+			return res, fmt.Errorf("only %d of %d members joined in %s (the pool is unstable; see the join line on stderr): %s", i+1, n, d.Round(time.Second), diagSince(s0))
+		}
 	}
 	progress(n, "all %d started and joined in %s; waiting for all to see all", n, time.Since(start).Round(time.Millisecond))
 	// Every member sees every member (itself included) alive.
