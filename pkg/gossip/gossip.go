@@ -174,26 +174,32 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 // Tune sets memberlist's failure-detection and gossip timing from gear's
 // failover timeout t. Start uses it; scripts/bench/gossip measures it.
 //
-// At the default t = 6s: probe every 1 s, probe timeout 0.5 s, suspicion
-// multiplier 1, so a suspect member is declared dead after
-// 1 x log10(N) x 1 s unless it refutes (1.1 s at 13 members, 2.3 s at
-// 200); a dead member is declared dead within about 3.5 s at 200
-// (docs/BENCHMARKS.md, "Gossip pool at scale"). A member paused for 1 s
-// is not: its kernel still accepts the TCP fallback ping, it answers the
-// probes after the pause, and it refutes a suspicion well within the
-// suspicion timeout (measured: no dead declaration at 200).
+// At the default t = 6s: probe every 0.75 s, probe timeout 0.375 s,
+// suspicion multiplier 1, so a member that stays silent is suspected after
+// one failed probe round and declared dead 1 x log10(N) probe intervals
+// later unless it refutes (0.75 s below 10 members, 1.7 s at 200). A dead
+// member is declared dead in about 3.3 s at 200: on average one probe
+// interval until some member probes it, one probe round, then the
+// suspicion (docs/BENCHMARKS.md, "Gossip pool at scale"). A member paused
+// for 1 s is not: the earliest it can be declared dead is 1.5 s after the
+// probe that found it silent, and once it runs again it answers and
+// refutes within a few gossip rounds (measured: no dead declaration at
+// 50-200 members, nor in test/'s 3-master pause test).
 func Tune(cfg *memberlist.Config, t time.Duration) {
 	// Probe often enough that a dead node is suspected within about a
-	// sixth of the failover timeout.
-	cfg.ProbeInterval = max(t/6, 200*time.Millisecond)
-	cfg.ProbeTimeout = max(t/12, 100*time.Millisecond)
+	// quarter of the failover timeout (a wait to be probed, then a round).
+	cfg.ProbeInterval = max(t/8, 200*time.Millisecond)
+	cfg.ProbeTimeout = max(t/16, 100*time.Millisecond)
 	// Suspicion lasts SuspicionMult x log10(N) probe intervals. memberlist
 	// waits for k = SuspicionMult-2 confirmations from other members,
 	// starting at SuspicionMaxTimeoutMult times that (Lifeguard); any
 	// multiplier that asks for a confirmation (>= 3) is at least
 	// 3 x 2.3 = 6.9 probe intervals at 200 members, which is what made a
 	// dead member take 8 s to detect there. With 1 the suspicion is the
-	// minimum from the start: 2.3 probe intervals at 200.
+	// minimum from the start: 2.3 probe intervals at 200. (1 s probes with
+	// multiplier 1 measured 4.4 s at 200; 0.5 s probes with multiplier 2
+	// give the same suspicion as these 0.75 s ones with 1, for a third
+	// more probes and a probe timeout of 0.25 s.)
 	cfg.SuspicionMult = 1
 	// memberlist LZW-compresses every packet by default: a fresh
 	// compressor (a 64 KiB table) per packet made it and the garbage it

@@ -1,7 +1,7 @@
 // Command gossip benchmarks gear's membership pool at scale: 50, 100 and
 // 200 memberlist members in one process over loopback, each with the
 // timing pkg/gossip uses (gossip.Tune with the default failover timeout,
-// 6 s: probe every 1 s, probe timeout 0.5 s, suspicion multiplier 1,
+// 6 s: probe every 0.75 s, probe timeout 0.375 s, suspicion multiplier 1,
 // gossip every 100 ms, no compression). For each size it measures
 //
 //   - join: members join one after another, each through a member that
