@@ -118,6 +118,10 @@ func (p *pausable) DialAddressTimeout(a memberlist.Address, timeout time.Duratio
 }
 
 func (p *pausable) Shutdown() error {
+	// The transport first, while the forwarders still drain its
+	// channels: its reader goroutines may be blocked handing over a packet
+	// read before the close, and its Shutdown waits for them.
+	err := p.NetTransport.Shutdown()
 	p.once.Do(func() { close(p.done) })
-	return p.NetTransport.Shutdown()
+	return err
 }
