@@ -296,6 +296,14 @@ func TestNoElectionWithoutCause(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.noElection("leader paused 1s", 4*time.Second, leader, term)
+	// Nor does the gossip pool declare it dead: gossip.Tune's suspicion
+	// (1 probe interval x log10(N), the shortest at this size) leaves a
+	// member paused for 1 s the time to refute (memberlist's log line).
+	for j := range ms {
+		if j != li && nc.masterLogHas(j, "Marking master@"+leader+" as failed") {
+			t.Fatalf("master %s declared the leader %s dead in gossip after a 1 s pause", ms[j], leader)
+		}
+	}
 
 	// One follower alone loses its link to the leader.
 	f := (li + 1) % 3

@@ -173,13 +173,41 @@ func Start(ctx context.Context, opts Options) (*Pool, error) {
 
 // Tune sets memberlist's failure-detection and gossip timing from gear's
 // failover timeout t. Start uses it; scripts/bench/gossip measures it.
+//
+// At the default t = 6s: probe every 0.75 s, probe timeout 0.375 s,
+// suspicion multiplier 1, so a member that stays silent is suspected after
+// one failed probe round and declared dead 1 x log10(N) probe intervals
+// later unless it refutes (0.75 s below 10 members, 1.7 s at 200). A dead
+// member is declared dead in about 3.3 s at 200: on average one probe
+// interval until some member probes it, one probe round, then the
+// suspicion (docs/BENCHMARKS.md, "Gossip pool at scale"). A member paused
+// for 1 s is not: the earliest it can be declared dead is 1.5 s after the
+// probe that found it silent, and once it runs again it answers and
+// refutes within a few gossip rounds (measured: no dead declaration at
+// 50-200 members, nor in test/'s 3-master pause test).
 func Tune(cfg *memberlist.Config, t time.Duration) {
-	// Probe often enough that a dead node is suspected within about half
-	// the failover timeout; suspicion then lasts SuspicionMult probes
-	// (scaled by log10 of the pool size, as memberlist does).
-	cfg.ProbeInterval = max(t/6, 200*time.Millisecond)
-	cfg.ProbeTimeout = max(t/12, 100*time.Millisecond)
-	cfg.SuspicionMult = 3
+	// Probe often enough that a dead node is suspected within about a
+	// quarter of the failover timeout (a wait to be probed, then a round).
+	cfg.ProbeInterval = max(t/8, 200*time.Millisecond)
+	cfg.ProbeTimeout = max(t/16, 100*time.Millisecond)
+	// Suspicion lasts SuspicionMult x log10(N) probe intervals. memberlist
+	// waits for k = SuspicionMult-2 confirmations from other members,
+	// starting at SuspicionMaxTimeoutMult times that (Lifeguard); any
+	// multiplier that asks for a confirmation (>= 3) is at least
+	// 3 x 2.3 = 6.9 probe intervals at 200 members, which is what made a
+	// dead member take 8 s to detect there. With 1 the suspicion is the
+	// minimum from the start: 2.3 probe intervals at 200. (1 s probes with
+	// multiplier 1 measured 4.4 s at 200; 0.5 s probes with multiplier 2
+	// give the same suspicion as these 0.75 s ones with 1, for a third
+	// more probes and a probe timeout of 0.25 s.)
+	cfg.SuspicionMult = 1
+	// memberlist LZW-compresses every packet by default: a fresh
+	// compressor (a 64 KiB table) per packet made it and the garbage it
+	// leaves about a third of the CPU of a 200-member pool, for packets
+	// that fit one UDP datagram either way (the batching of gossip is by
+	// uncompressed size). Receivers decode compressed packets whatever
+	// this says, so mixed versions still talk.
+	cfg.EnableCompression = false
 	cfg.GossipInterval = 100 * time.Millisecond
 	cfg.PushPullInterval = max(t*2, 5*time.Second)
 	cfg.TCPTimeout = max(t/2, time.Second)
@@ -469,8 +497,12 @@ func newTransport(ip string, port int, streams net.Listener) (*transport, error)
 
 func (t *transport) readPackets() {
 	defer t.wg.Done()
+	// One buffer for the largest datagram, and each packet copied out at
+	// its size: a fresh 64 KiB buffer per packet (memberlist's own
+	// transport does that) is cleared, kept by the packet, and collected,
+	// for packets of ~1.4 KB.
+	buf := make([]byte, 65536)
 	for {
-		buf := make([]byte, 65536)
 		n, from, err := t.udp.ReadFrom(buf)
 		ts := time.Now()
 		if err != nil {
@@ -480,7 +512,7 @@ func (t *transport) readPackets() {
 			continue
 		}
 		select {
-		case t.packetCh <- &memberlist.Packet{Buf: buf[:n], From: from, Timestamp: ts}:
+		case t.packetCh <- &memberlist.Packet{Buf: slices.Clone(buf[:n]), From: from, Timestamp: ts}:
 		case <-t.done:
 			return
 		}
