@@ -78,7 +78,7 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	reply := m.assignments(hb.Worker.ID)
 	reply.Gossip = m.gossipStateOf(&hb.Worker)
 	reply.QuorumAgeMS = m.quorumAge().Milliseconds()
-	writeJSON(w, reply)
+	writeCompactJSON(w, reply)
 }
 
 // refuseHeartbeat answers a heartbeat whose secret does not match with 403,
