@@ -37,7 +37,7 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	hasSecret := false // workers registered before secrets existed have none
 	var reports []cluster.ExecutorReport
 	var gone []string
-	m.fsm.read(func(s *State) {
+	m.fsm.readWorker(hb.Worker.ID, func(s *State, refs []execRef) {
 		if refused = s.checkSecret(hb.Worker.ID, hash); refused != nil {
 			return
 		}
@@ -46,7 +46,7 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			c := *w
 			known = &c
 		}
-		reports, gone = reportChanges(s, hb.Worker.ID, hb.Executors)
+		reports, gone = reportChangesOf(refs, hb.Worker.ID, hb.Executors)
 	})
 	if refused != nil {
 		m.refuseHeartbeat(w, r, hb.Worker.ID, refused)
@@ -112,32 +112,38 @@ func secretHash(secret string) string {
 // executors not placed on it (nor their replacements) are stale and left
 // out. It reads st only.
 func reportChanges(st *State, id string, executors []cluster.ExecutorReport) (reports []cluster.ExecutorReport, gone []string) {
+	return reportChangesOf(workerRefs(st, id), id, executors)
+}
+
+// reportChangesOf is reportChanges from refs, the executors of worker id
+// (workerRefs, or the fsm's index of them).
+func reportChangesOf(refs []execRef, id string, executors []cluster.ExecutorReport) (reports []cluster.ExecutorReport, gone []string) {
 	reported := make(map[string]cluster.ExecutorReport, len(executors))
 	for _, rep := range executors {
 		reported[rep.ID] = rep
 	}
-	for _, app := range st.Apps {
-		for _, e := range app.Executors {
-			if e.Worker != id && e.Replacement != nil && e.Replacement.Worker == id {
-				// Its replacement, started here while e's worker drains.
-				if rep, ok := reported[e.ID]; ok && changed(*e.Replacement, rep) {
-					reports = append(reports, rep)
-				}
-				continue
-			}
-			if e.Worker != id {
-				continue
-			}
-			rep, ok := reported[e.ID]
-			if !ok {
-				if app.State == cluster.AppKilled {
-					gone = append(gone, e.ID)
-				}
-				continue
-			}
-			if changed(e, rep) {
+	for _, ref := range refs {
+		app := ref.app
+		e := app.Executors[ref.i]
+		if e.Worker != id && e.Replacement != nil && e.Replacement.Worker == id {
+			// Its replacement, started here while e's worker drains.
+			if rep, ok := reported[e.ID]; ok && changed(*e.Replacement, rep) {
 				reports = append(reports, rep)
 			}
+			continue
+		}
+		if e.Worker != id {
+			continue
+		}
+		rep, ok := reported[e.ID]
+		if !ok {
+			if app.State == cluster.AppKilled {
+				gone = append(gone, e.ID)
+			}
+			continue
+		}
+		if changed(e, rep) {
+			reports = append(reports, rep)
 		}
 	}
 	return reports, gone

@@ -1,8 +1,11 @@
 package master
 
 import (
+	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -69,4 +72,58 @@ func TestAssignmentsFor(t *testing.T) {
 	if got := assignmentsFor(s, "nobody"); got == nil || len(got) != 0 {
 		t.Fatalf("a worker with nothing to run gets %#v, want []", got)
 	}
+}
+
+// The heartbeat handler finds a worker's executors through the fsm's
+// per-worker index: it must give what a scan of every app gives, for
+// placed executors, killed apps' and replacements, and follow each
+// applied entry.
+func TestWorkerIndexMatchesTheScan(t *testing.T) {
+	s := placed(t)
+	f := &fsm{state: s}
+	check := func(when string) {
+		t.Helper()
+		reps := []cluster.ExecutorReport{{ID: "1.web.0", PID: 5, State: cluster.Running}, {ID: "1.web.1", PID: 6, State: cluster.Running}}
+		for _, id := range []string{"w1", "w2", "nobody"} {
+			f.readWorker(id, func(st *State, refs []execRef) {
+				if got, want := assignmentsOf(id, refs), assignmentsFor(st, id); !reflect.DeepEqual(got, want) {
+					t.Fatalf("%s: assignments of %s from the index %+v, from a scan %+v", when, id, got, want)
+				}
+				gr, gg := reportChangesOf(refs, id, reps)
+				wr, wg := reportChanges(st, id, reps)
+				if !reflect.DeepEqual(gr, wr) || !slices.Equal(gg, wg) {
+					t.Fatalf("%s: report changes of %s from the index %v %v, from a scan %v %v", when, id, gr, gg, wr, wg)
+				}
+			})
+		}
+	}
+	check("placed")
+	apply := func(c command) {
+		t.Helper()
+		b, err := encodeCommand(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, ok := f.Apply(&raft.Log{Index: f.stateVersion() + 1, Data: b}).(result); !ok || res.Err != nil {
+			t.Fatalf("apply %s: %+v", c.Op, res)
+		}
+	}
+	v := f.stateVersion()
+	apply(*submitCmd("more", cluster.Process{Name: "more", Command: []string{"./more"}, Instances: 1}))
+	apply(command{Op: opAssign, Assign: []assignment{{Executor: "3.more.0", Worker: "w2", WorkerAddr: "w2:1", CPUs: []int{}}}})
+	if f.stateVersion() != v+2 {
+		t.Fatalf("state version %d after two entries from %d", f.stateVersion(), v)
+	}
+	check("after a new placement on w2")
+	f.readWorker("w2", func(_ *State, refs []execRef) {
+		if len(refs) != 2 {
+			t.Fatalf("w2's executors after a new placement: %d, want 2 (the index was not rebuilt)", len(refs))
+		}
+	})
+	// A replacement on w2 for w1's executor: w2 lists it too.
+	f.mu.Lock()
+	s.executor("1.web.0").Replacement = &cluster.Executor{ID: "1.web.0", App: "1", Process: "web", Worker: "w2", State: cluster.Starting}
+	f.version++
+	f.mu.Unlock()
+	check("with a replacement on w2")
 }
