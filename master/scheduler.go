@@ -2,7 +2,6 @@ package master
 
 import (
 	"github.com/gear-run/gear/pkg/gossip"
-	"github.com/gear-run/gear/pkg/periodic"
 
 	"context"
 	"maps"
@@ -16,7 +15,7 @@ import (
 // and actual state and replicates what must change.
 func (m *Master) scheduleLoop(ctx context.Context) {
 	staleLogged := false
-	periodic.Every(ctx, 200*time.Millisecond, func(time.Time) {
+	round := func() {
 		if !m.isLeader() {
 			m.mu.Lock()
 			m.leading = false
@@ -53,7 +52,30 @@ func (m *Master) scheduleLoop(ctx context.Context) {
 		if err := m.forgetLongDead(time.Now()); err != nil {
 			m.log.Warn("forget long-dead workers", "err", err)
 		}
-	})
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-m.scheduleNow:
+		}
+		if ctx.Err() != nil { // both were ready: the end wins
+			return
+		}
+		round()
+	}
+}
+
+// kickSchedule asks for a reconcile round now rather than at the next
+// tick: a submitted app is placed at once.
+func (m *Master) kickSchedule() {
+	select {
+	case m.scheduleNow <- struct{}{}:
+	default:
+	}
 }
 
 // reconcile performs one round of scheduling: it builds the leader's view

@@ -173,6 +173,43 @@ func (w *Worker) heartbeat() cluster.Heartbeat {
 	return hb
 }
 
+// doorbellLoop keeps one request waiting on the leader's doorbell
+// (master/doorbell.go) and sends a heartbeat as soon as it rings: new
+// placements reach this worker at once instead of at its next heartbeat.
+// Heartbeats stay what they are; the doorbell only makes one come early.
+// A master without a doorbell (older) is asked again every minute.
+func (w *Worker) doorbellLoop(ctx context.Context) {
+	var epoch string
+	var seen uint64
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(ctx, 25*time.Second) // the leader answers within 20 s
+		bell, err := w.client.WaitAssignments(wctx, w.id, epoch, seen)
+		cancel()
+		var pause time.Duration
+		var apiErr *cluster.APIError
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusMethodNotAllowed):
+			pause = time.Minute // a master older than the doorbell
+		case err != nil:
+			pause = max(w.opts.HeartbeatInterval, time.Second)
+		default:
+			if bell.Epoch == epoch && bell.Rings != seen {
+				w.kickHeartbeat()
+			}
+			epoch, seen = bell.Epoch, bell.Rings
+		}
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+		}
+	}
+}
+
 func (w *Worker) kickHeartbeat() {
 	select {
 	case w.kick <- struct{}{}:

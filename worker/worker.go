@@ -305,6 +305,7 @@ func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(lifecycle.Serving(gctx, w.serveDone))
 	g.Go(func() error { w.heartbeatLoop(gctx); return nil })
+	g.Go(func() error { w.doorbellLoop(gctx); return nil })
 	g.Go(func() error { w.cacheLoop(gctx); return nil })
 	if sock := w.adminSocket(); sock != "" {
 		g.Go(func() error { return w.serveAdmin(gctx, sock) })

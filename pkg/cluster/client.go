@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -529,6 +530,16 @@ func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (*HeartbeatReply, 
 		return nil, err
 	}
 	return &out, nil
+}
+
+// WaitAssignments is a worker's doorbell: the leader answers when worker
+// id's assignments change after the ring count seen of leader epoch (or
+// after a while, or at once when epoch is not its own).
+func (c *Client) WaitAssignments(ctx context.Context, id, epoch string, seen uint64) (Doorbell, error) {
+	var out Doorbell
+	q := url.Values{"epoch": {epoch}, "seen": {strconv.FormatUint(seen, 10)}}
+	err := c.Do(ctx, Request{Method: "GET", Path: "/api/v1/workers/" + url.PathEscape(id) + "/assignments/wait", Query: q}, &out)
+	return out, err
 }
 
 // UploadBundle streams a bundle to the masters' jar store. open is called

@@ -330,6 +330,15 @@ type ExecutorReport struct {
 	Health HealthStatus `json:"health,omitempty"`
 }
 
+// Doorbell answers a worker's waiting GET /api/v1/workers/{id}/assignments/wait:
+// the leader's count of changes to that worker's assignments. When it
+// differs from the count the worker last saw, under the same Epoch (the
+// leader process), the worker sends a heartbeat at once for them.
+type Doorbell struct {
+	Epoch string `json:"epoch"`
+	Rings uint64 `json:"rings"`
+}
+
 // HeartbeatReply carries the worker's desired executors and the masters the
 // leader knows, so workers follow membership changes.
 type HeartbeatReply struct {
