@@ -1,23 +1,89 @@
 package master
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
 
 // assignments is the heartbeat reply for worker id: the leader, the
-// masters, and what the worker should run now.
-func (m *Master) assignments(id string) cluster.HeartbeatReply {
+// masters, and what the worker should run now. have is the digest of the
+// assignments the worker holds (cluster.AssignmentsDigestHeader; "" from
+// workers that do not send one): when they are still those, the reply
+// says so instead of listing them. The digest of each worker's
+// assignments is kept until the state changes, so a steady heartbeat
+// neither lists nor encodes them.
+func (m *Master) assignments(id, have string) cluster.HeartbeatReply {
 	reply := cluster.HeartbeatReply{Leader: m.self, Masters: m.raft.voters()}
+	m.fillAssignments(&reply, id, have)
+	return reply
+}
+
+// fillAssignments sets what assignments answers about the state.
+func (m *Master) fillAssignments(reply *cluster.HeartbeatReply, id, have string) {
 	m.fsm.readWorker(id, func(s *State, refs []execRef) {
-		reply.Assignments = assignmentsOf(id, refs)
 		if w := s.Workers[id]; w != nil {
 			reply.Draining = w.Draining
 		}
+		if have == "" {
+			reply.Assignments = assignmentsOf(id, refs)
+			return
+		}
+		version := m.fsm.version // read-locked by readWorker
+		digest, ok := m.digests.get(id, version)
+		if !ok {
+			reply.Assignments = assignmentsOf(id, refs)
+			digest = assignmentsDigest(reply.Assignments)
+			m.digests.put(id, version, digest)
+		}
+		reply.AssignmentsDigest = digest
+		if digest == have {
+			reply.Assignments, reply.AssignmentsUnchanged = nil, true
+		} else if reply.Assignments == nil {
+			reply.Assignments = assignmentsOf(id, refs)
+		}
 	})
-	return reply
+}
+
+// assignmentsDigest identifies a worker's assignments (SHA-256 of their
+// JSON encoding).
+func assignmentsDigest(as []cluster.Assignment) string {
+	h := sha256.New()
+	_ = json.NewEncoder(h).Encode(as)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// digestCache holds each worker's assignments digest at the state
+// version it was computed for.
+type digestCache struct {
+	mu sync.Mutex
+	m  map[string]versionedDigest
+}
+
+type versionedDigest struct {
+	version uint64
+	digest  string
+}
+
+func (c *digestCache) get(id string, version uint64) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.m[id]
+	return d.digest, ok && d.version == version
+}
+
+func (c *digestCache) put(id string, version uint64, digest string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]versionedDigest{}
+	}
+	c.m[id] = versionedDigest{version, digest}
 }
 
 // assignmentsFor is the read model of worker id: every executor of a live

@@ -75,7 +75,7 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	reply := m.assignments(hb.Worker.ID)
+	reply := m.assignments(hb.Worker.ID, r.Header.Get(cluster.AssignmentsDigestHeader))
 	reply.Gossip = m.gossipStateOf(&hb.Worker)
 	reply.QuorumAgeMS = m.quorumAge().Milliseconds()
 	writeCompactJSON(w, reply)

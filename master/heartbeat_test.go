@@ -127,3 +127,39 @@ func TestWorkerIndexMatchesTheScan(t *testing.T) {
 	f.mu.Unlock()
 	check("with a replacement on w2")
 }
+
+// A worker that sends the digest of the assignments it holds gets them
+// only when they changed; one that sends none always gets them.
+func TestHeartbeatAssignmentsDigest(t *testing.T) {
+	f := &fsm{state: placed(t)}
+	m := &Master{fsm: f}
+	reply := func(have string) cluster.HeartbeatReply {
+		var r cluster.HeartbeatReply
+		m.fillAssignments(&r, "w1", have)
+		return r
+	}
+	old := reply("")
+	if old.AssignmentsDigest != "" || old.AssignmentsUnchanged || len(old.Assignments) != 1 {
+		t.Fatalf("a worker without digests got %+v, want the list only", old)
+	}
+	first := reply("-")
+	if first.AssignmentsDigest == "" || first.AssignmentsUnchanged || len(first.Assignments) != 1 {
+		t.Fatalf("first heartbeat: %+v, want the list and its digest", first)
+	}
+	again := reply(first.AssignmentsDigest)
+	if !again.AssignmentsUnchanged || again.Assignments != nil || again.AssignmentsDigest != first.AssignmentsDigest {
+		t.Fatalf("unchanged assignments: %+v, want unchanged with the same digest and no list", again)
+	}
+	// A restart bumps the generation: the list comes again, with a new digest.
+	f.mu.Lock()
+	mustApply(f.state, &command{Op: opRestart, App: "1", Restart: &cluster.RestartRequest{Env: map[string]string{"A": "b"}}})
+	f.version++
+	f.mu.Unlock()
+	changed := reply(first.AssignmentsDigest)
+	if changed.AssignmentsUnchanged || len(changed.Assignments) != 1 || changed.AssignmentsDigest == first.AssignmentsDigest || changed.Assignments[0].Env["A"] != "b" {
+		t.Fatalf("after a restart: %+v, want the new list with a new digest", changed)
+	}
+	if r := reply(changed.AssignmentsDigest); !r.AssignmentsUnchanged {
+		t.Fatalf("the new digest is not recognised: %+v", r)
+	}
+}

@@ -102,6 +102,8 @@ type Master struct {
 
 	metrics *masterMetrics
 	events  *eventLog // recent events for GET /api/v1/events
+	// digests: each worker's assignments digest (assignments.go).
+	digests digestCache
 	// bells answer the workers' waiting doorbell requests (doorbell.go).
 	bells *doorbells
 	// scheduleNow asks the reconciler for a round before its next tick

@@ -44,7 +44,11 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		// all.
 		hctx, cancel := context.WithTimeout(ctx, min(w.heartbeatTimeout(), max(w.untilFence(), 20*time.Millisecond)))
 		sent := time.Now()
-		reply, err := w.client.Heartbeat(hctx, w.heartbeat())
+		digest := w.assignDigest
+		if digest == "" {
+			digest = "-" // none yet: ask for the digest with the assignments
+		}
+		reply, err := w.client.Heartbeat(hctx, w.heartbeat(), digest)
 		cancel()
 		w.metrics.heartbeat(sent, err)
 		if ctx.Err() != nil {
@@ -102,8 +106,27 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 			w.log.Info("drain mark changed by the leader", "draining", reply.Draining)
 		}
 		w.checkPooled(reply.Gossip)
-		w.reconcile(reply.Assignments)
+		if as, ok := w.assignmentsOf(reply); ok {
+			w.reconcile(as)
+		}
 	}
+}
+
+// assignmentsOf is what a heartbeat reply assigns: its list, or the one
+// this worker holds when the reply says that is unchanged. A reply that
+// says unchanged for another digest (not expected) assigns nothing known:
+// false, and the next heartbeat asks for the list.
+func (w *Worker) assignmentsOf(reply *cluster.HeartbeatReply) ([]cluster.Assignment, bool) {
+	if !reply.AssignmentsUnchanged {
+		w.assigned, w.assignDigest = reply.Assignments, reply.AssignmentsDigest
+		return reply.Assignments, true
+	}
+	if reply.AssignmentsDigest != "" && reply.AssignmentsDigest == w.assignDigest {
+		return w.assigned, true
+	}
+	w.log.Warn("the leader says the assignments are unchanged but names another digest; asking for them again", "have", w.assignDigest, "leader_digest", reply.AssignmentsDigest)
+	w.assigned, w.assignDigest = nil, ""
+	return nil, false
 }
 
 // checkPooled rejoins the masters' gossip pool when the leader has not seen

@@ -118,13 +118,18 @@ type Worker struct {
 	fenced      bool
 	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
 
-	quorumDownLogged bool           // heartbeat goroutine only
-	life             lifecycle.Life // Run, Close and the REPL's stop: close runs once
-	unpooledSince    time.Time      // heartbeat goroutine only: the leader has not seen us in the pool since
-	lastRejoin       time.Time      // heartbeat goroutine only
-	rejoining        atomic.Bool
-	rejoinLogged     time.Time      // owned by the rejoin goroutine (one at a time)
-	wg               sync.WaitGroup // executor goroutines
+	quorumDownLogged bool // heartbeat goroutine only
+	// assigned and assignDigest: the leader's last assignments and their
+	// digest (heartbeat goroutine only); a heartbeat reply that says they
+	// are unchanged does not list them again.
+	assigned      []cluster.Assignment
+	assignDigest  string
+	life          lifecycle.Life // Run, Close and the REPL's stop: close runs once
+	unpooledSince time.Time      // heartbeat goroutine only: the leader has not seen us in the pool since
+	lastRejoin    time.Time      // heartbeat goroutine only
+	rejoining     atomic.Bool
+	rejoinLogged  time.Time      // owned by the rejoin goroutine (one at a time)
+	wg            sync.WaitGroup // executor goroutines
 }
 
 // New binds the worker's port, locks its data dir and adopts executors a

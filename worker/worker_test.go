@@ -165,3 +165,21 @@ func TestLeaderContact(t *testing.T) {
 		}
 	}
 }
+
+// A heartbeat reply that says the assignments are unchanged assigns the
+// ones the worker holds; one that names another digest assigns nothing
+// (never an empty list, which would stop every executor) and makes the
+// next heartbeat ask for the list.
+func TestAssignmentsOfUnchangedReply(t *testing.T) {
+	w := &Worker{log: slog.New(slog.DiscardHandler)}
+	list := []cluster.Assignment{{Executor: cluster.Executor{ID: "1.web.0"}}}
+	if as, ok := w.assignmentsOf(&cluster.HeartbeatReply{Assignments: list, AssignmentsDigest: "d1"}); !ok || len(as) != 1 || w.assignDigest != "d1" {
+		t.Fatalf("a full reply: %v %v, digest %q", as, ok, w.assignDigest)
+	}
+	if as, ok := w.assignmentsOf(&cluster.HeartbeatReply{AssignmentsUnchanged: true, AssignmentsDigest: "d1"}); !ok || len(as) != 1 || as[0].Executor.ID != "1.web.0" {
+		t.Fatalf("an unchanged reply: %v %v, want the held list", as, ok)
+	}
+	if as, ok := w.assignmentsOf(&cluster.HeartbeatReply{AssignmentsUnchanged: true, AssignmentsDigest: "d2"}); ok || as != nil || w.assignDigest != "" {
+		t.Fatalf("unchanged for another digest: %v %v, digest %q; want nothing assigned and the digest dropped", as, ok, w.assignDigest)
+	}
+}

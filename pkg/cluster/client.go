@@ -523,10 +523,16 @@ func (c *Client) RestoreSnapshot(ctx context.Context, size int64, open func() (i
 	return out, err
 }
 
-// Heartbeat reports a worker's executors and returns its assignments.
-func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (*HeartbeatReply, error) {
+// Heartbeat reports a worker's executors and returns its assignments,
+// or only that they are still those of digest (see
+// AssignmentsDigestHeader; "" sends no digest: always the assignments).
+func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat, digest string) (*HeartbeatReply, error) {
 	var out HeartbeatReply
-	if err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/heartbeat", JSON: hb}, &out); err != nil {
+	var h http.Header
+	if digest != "" {
+		h = http.Header{AssignmentsDigestHeader: {digest}}
+	}
+	if err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/heartbeat", JSON: hb, Header: h}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -330,6 +330,12 @@ type ExecutorReport struct {
 	Health HealthStatus `json:"health,omitempty"`
 }
 
+// AssignmentsDigestHeader carries, on a heartbeat, the AssignmentsDigest of
+// the assignments the worker holds ("-" for none yet): the leader leaves
+// them out of its reply when they are unchanged. Masters that do not know
+// it ignore it and always send the assignments.
+const AssignmentsDigestHeader = "Gear-Assignments-Digest"
+
 // Doorbell answers a worker's waiting GET /api/v1/workers/{id}/assignments/wait:
 // the leader's count of changes to that worker's assignments. When it
 // differs from the count the worker last saw, under the same Epoch (the
@@ -357,6 +363,12 @@ type HeartbeatReply struct {
 	// Draining says the worker is being drained (gear workers drain): its
 	// /ecv takes it out of rotation.
 	Draining bool `json:"draining,omitempty"`
+	// AssignmentsDigest identifies Assignments, for a worker that sent
+	// the AssignmentsDigestHeader. AssignmentsUnchanged says they are the
+	// ones of the digest the worker sent, left out of this reply (steady
+	// heartbeats then carry no assignments).
+	AssignmentsDigest    string `json:"assignments_digest,omitempty"`
+	AssignmentsUnchanged bool   `json:"assignments_unchanged,omitempty"`
 }
 
 // DrainRequest is the body of POST /api/v1/workers/{id}/drain.
