@@ -4,6 +4,7 @@
 //	state.txt      go test -bench=StateScale ./master      -> bench-state.png
 //	gossip.json    scripts/bench/gossip -json               -> bench-gossip.png
 //	failover.json  scripts/bench/failover -json             -> bench-failover.png
+//	scale.json     scripts/bench/scale -json                -> bench-scale.png
 //
 // A missing input skips its plot (with a note); a malformed one is an
 // error. Run from the repository root:
@@ -44,6 +45,7 @@ func main() {
 		{"state.txt", "bench-state.png", drawState},
 		{"gossip.json", "bench-gossip.png", drawGossip},
 		{"failover.json", "bench-failover.png", drawFailover},
+		{"scale.json", "bench-scale.png", drawScale},
 	} {
 		src, dst := filepath.Join(*in, p.input), filepath.Join(*out, p.output)
 		err := p.draw(src, dst)
