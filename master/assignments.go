@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -37,7 +38,7 @@ func (m *Master) fillAssignments(reply *cluster.HeartbeatReply, id, have string)
 		version := m.fsm.version // read-locked by readWorker
 		digest, ok := m.digests.get(id, version)
 		if !ok {
-			reply.Assignments = assignmentsOf(id, refs)
+			reply.Assignments = slimAssignments(assignmentsOf(id, refs))
 			digest = assignmentsDigest(reply.Assignments)
 			m.digests.put(id, version, digest)
 		}
@@ -45,9 +46,25 @@ func (m *Master) fillAssignments(reply *cluster.HeartbeatReply, id, have string)
 		if digest == have {
 			reply.Assignments, reply.AssignmentsUnchanged = nil, true
 		} else if reply.Assignments == nil {
-			reply.Assignments = assignmentsOf(id, refs)
+			reply.Assignments = slimAssignments(assignmentsOf(id, refs))
 		}
 	})
+}
+
+// slimAssignments clears, for workers that send digests (and so are new
+// enough not to read them), the executors' fields that only say how the
+// worker itself last reported them (state, pid, start time, log tail,
+// health...): a status report then leaves the assignments, and their
+// digest, unchanged, and the replies during a start of many executors say
+// "unchanged" instead of listing every executor again.
+func slimAssignments(as []cluster.Assignment) []cluster.Assignment {
+	for i := range as {
+		e := &as[i].Executor
+		e.PID, e.State, e.LastExit, e.LastError, e.LogTail = 0, "", "", "", nil
+		e.Observed, e.StartedAt, e.Health = 0, time.Time{}, ""
+		e.Reschedules, e.Replacement, e.RescheduleDue = nil, nil, false
+	}
+	return as
 }
 
 // assignmentsDigest identifies a worker's assignments (SHA-256 of their

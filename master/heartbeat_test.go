@@ -163,3 +163,28 @@ func TestHeartbeatAssignmentsDigest(t *testing.T) {
 		t.Fatalf("the new digest is not recognised: %+v", r)
 	}
 }
+
+// A status report changes what the worker reported, not what it is
+// assigned: the digest stays, and the reply says unchanged.
+func TestAssignmentsDigestIgnoresReports(t *testing.T) {
+	f := &fsm{state: placed(t)}
+	m := &Master{fsm: f}
+	var first cluster.HeartbeatReply
+	m.fillAssignments(&first, "w1", "-")
+	if len(first.Assignments) != 1 || first.Assignments[0].Executor.PID != 0 || first.Assignments[0].Executor.State != "" {
+		t.Fatalf("slim assignments still carry the reported pid and state: %+v", first.Assignments)
+	}
+	f.mu.Lock()
+	mustApply(f.state, &command{Op: opStatus, Worker: &cluster.Worker{ID: "w1"}, Reports: []cluster.ExecutorReport{
+		{ID: "1.web.0", PID: 4242, State: cluster.Running, CPUs: []int{0}, LogTail: []string{"hello"}}}})
+	f.version++
+	f.mu.Unlock()
+	if e := f.state.executor("1.web.0"); e.PID != 4242 {
+		t.Fatalf("the report was not applied: %+v", e)
+	}
+	var again cluster.HeartbeatReply
+	m.fillAssignments(&again, "w1", first.AssignmentsDigest)
+	if !again.AssignmentsUnchanged {
+		t.Fatalf("a status report changed the assignments' digest: %+v", again)
+	}
+}
