@@ -106,6 +106,9 @@ type Worker struct {
 	metrics   *workerMetrics
 
 	kick chan struct{} // asks for an early heartbeat
+	// startSlots bounds the executors being prepared and started at once
+	// (executor.acquireStart); nil: unbounded.
+	startSlots chan struct{}
 
 	listeners listeners   // sockets of listen = [...] (listen.go)
 	health    healthState // /ecv's inputs (health.go)
@@ -196,7 +199,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{opts: opts, mux: mux, boot: datadir.RandomID(), kick: make(chan struct{}, 1),
+	w := &Worker{opts: opts, mux: mux, boot: datadir.RandomID(), kick: make(chan struct{}, 1), startSlots: make(chan struct{}, startConcurrency),
 		execs: map[string]*executor{}, adopted: map[string]*procs.Process{}, orphanStops: map[string]bool{}}
 	ok := false
 	defer func() {
