@@ -510,6 +510,32 @@ func (b *bench) stopAll() {
 		}
 		<-done
 	}
+	b.sweepExecutors()
+}
+
+// sweepExecutors kills the executors left running after the daemons
+// stopped (a worker that died leaves its executors, which run in process
+// groups of their own): the processes whose working directory is in the
+// benchmark's work dir. Thousands of leftover sleeps would starve the
+// machine of pids.
+func (b *bench) sweepExecutors() {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err == nil && strings.HasPrefix(cwd, b.work+string(filepath.Separator)) {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(os.Stderr, "scale bench: killed %d executors left running after the daemons stopped\n", n)
+	}
 }
 
 func writeBundle(path string) error {
