@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
@@ -30,6 +32,16 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: heartbeat of worker %s without a worker secret: the worker is older than this master; upgrade it", ErrBadRequest, hb.Worker.ID))
 		return
 	}
+	// The worker may leave out reports the leader acknowledged before
+	// (cluster.ReportsDigestHeader): they are the cached ones. A leader
+	// without them (a new one) reads no reports from this heartbeat and
+	// acknowledges none, so the worker lists them in its next.
+	reportsDigest, omitted := r.Header.Get(cluster.ReportsDigestHeader), false
+	if d, ok := strings.CutPrefix(reportsDigest, "same:"); ok {
+		reportsDigest = d
+		hb.Executors, omitted = m.reportCache.get(hb.Worker.ID, d)
+		omitted = !omitted
+	}
 	hash := secretHash(hb.Secret)
 	now := time.Now()
 	var known *cluster.Worker
@@ -46,7 +58,9 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			c := *w
 			known = &c
 		}
-		reports, gone = reportChangesOf(refs, hb.Worker.ID, hb.Executors)
+		if !omitted {
+			reports, gone = reportChangesOf(refs, hb.Worker.ID, hb.Executors)
+		}
 	})
 	if refused != nil {
 		m.refuseHeartbeat(w, r, hb.Worker.ID, refused)
@@ -76,6 +90,10 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	reply := m.assignments(hb.Worker.ID, r.Header.Get(cluster.AssignmentsDigestHeader))
+	if reportsDigest != "" && !omitted {
+		m.reportCache.put(hb.Worker.ID, reportsDigest, hb.Executors)
+		reply.ReportsDigest = reportsDigest
+	}
 	reply.Gossip = m.gossipStateOf(&hb.Worker)
 	reply.QuorumAgeMS = m.quorumAge().Milliseconds()
 	writeCompactJSON(w, reply)
@@ -155,4 +173,35 @@ func changed(e cluster.Executor, r cluster.ExecutorReport) bool {
 	return e.PID != r.PID || e.State != r.State || e.Restarts != r.Restarts || e.Crashes != r.Crashes || e.LastExit != r.LastExit ||
 		e.LastError != r.LastError || e.Observed != r.Generation || !e.StartedAt.Equal(r.StartedAt) || e.Health != r.Health ||
 		(len(r.CPUs) > 0 && !slices.Equal(e.CPUs, r.CPUs))
+}
+
+// reportCache holds each worker's last acknowledged executor reports by
+// digest (cluster.ReportsDigestHeader), on the leader.
+type reportCache struct {
+	mu sync.Mutex
+	m  map[string]cachedReports
+}
+
+type cachedReports struct {
+	digest  string
+	reports []cluster.ExecutorReport
+}
+
+func (c *reportCache) get(worker, digest string) ([]cluster.ExecutorReport, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[worker]
+	if !ok || r.digest != digest {
+		return nil, false
+	}
+	return r.reports, true
+}
+
+func (c *reportCache) put(worker, digest string, reports []cluster.ExecutorReport) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedReports{}
+	}
+	c.m[worker] = cachedReports{digest, reports}
 }

@@ -104,6 +104,8 @@ type Master struct {
 	events  *eventLog // recent events for GET /api/v1/events
 	// digests: each worker's assignments digest (assignments.go).
 	digests digestCache
+	// reports: each worker's last acknowledged reports (heartbeat.go).
+	reportCache reportCache
 	// bells answer the workers' waiting doorbell requests (doorbell.go).
 	bells *doorbells
 	// scheduleNow asks the reconciler for a round before its next tick

@@ -2,6 +2,10 @@ package test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -25,4 +29,49 @@ func TestPlacementReachesWorkerBeforeItsHeartbeat(t *testing.T) {
 		}
 		c.mustGear("app", "kill", id)
 	}
+}
+
+// Steady heartbeats neither repeat the assignments nor the executor
+// reports: with 20 executors running, a heartbeat and its reply stay far
+// below what listing them takes (about 3 KiB of reports and 15 KiB of
+// assignments), by the leader's gear_heartbeat_bytes_total.
+func TestSteadyHeartbeatsAreSmall(t *testing.T) {
+	c, out := workerCluster(t, "gear.metrics.open = true")
+	id := c.submit(testBundle(t, out, "steady", `command = ["/bin/sleep", "1000"]`, "instances = 20"))
+	c.waitRunning(id, 20, 60*time.Second)
+	read := func() (beats, in, outb float64) {
+		t.Helper()
+		resp, err := http.Get("http://" + c.masters[0] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(body), "\n") {
+			name, val, _ := strings.Cut(line, " ")
+			v, _ := strconv.ParseFloat(val, 64)
+			switch name {
+			case `gear_heartbeats_total{result="ok"}`:
+				beats = v
+			case `gear_heartbeat_bytes_total{direction="received"}`:
+				in = v
+			case `gear_heartbeat_bytes_total{direction="sent"}`:
+				outb = v
+			}
+		}
+		return
+	}
+	var b0, i0, o0 float64
+	waitFor(t, 30*time.Second, "a steady second of heartbeats (the start's reports all acknowledged)", func() bool {
+		b0, i0, o0 = read()
+		time.Sleep(time.Second) // a window to measure over, not a wait for a condition
+		b1, i1, o1 := read()
+		if b1-b0 < 2 {
+			return false
+		}
+		perIn, perOut := (i1-i0)/(b1-b0), (o1-o0)/(b1-b0)
+		t.Logf("%.0f heartbeats: %.0f bytes in, %.0f bytes out each", b1-b0, perIn, perOut)
+		return perIn < 1200 && perOut < 1200
+	})
+	c.mustGear("app", "kill", id)
 }

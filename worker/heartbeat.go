@@ -6,6 +6,9 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -48,7 +51,24 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		if digest == "" {
 			digest = "-" // none yet: ask for the digest with the assignments
 		}
-		reply, err := w.client.Heartbeat(hctx, w.heartbeat(), digest)
+		// Reports the leader acknowledged are left out while they stay
+		// the same (cluster.ReportsDigestHeader).
+		hb := w.heartbeat()
+		reports := reportsDigest(hb.Executors)
+		reportsHeader := reports
+		if reports == w.reportsAcked {
+			hb.Executors, reportsHeader = nil, "same:"+reports
+		}
+		reply, err := w.client.Heartbeat(hctx, hb, digest, reportsHeader)
+		if err == nil {
+			if reply.ReportsDigest == reports {
+				w.reportsAcked = reports
+			} else if w.reportsAcked != "" {
+				// Not held by this leader (a new one): list them at once.
+				w.reportsAcked = ""
+				w.kickHeartbeat()
+			}
+		}
 		cancel()
 		w.metrics.heartbeat(sent, err)
 		if ctx.Err() != nil {
@@ -182,6 +202,13 @@ func (w *Worker) heartbeatTimeout() time.Duration {
 		d = min(d, w.opts.StopAfterDisconnect/4)
 	}
 	return max(d, 2*w.opts.HeartbeatInterval)
+}
+
+// reportsDigest identifies a heartbeat's executor reports.
+func reportsDigest(reports []cluster.ExecutorReport) string {
+	h := sha256.New()
+	_ = json.NewEncoder(h).Encode(reports)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // heartbeat describes this worker and its executors.

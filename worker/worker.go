@@ -125,8 +125,11 @@ type Worker struct {
 	// assigned and assignDigest: the leader's last assignments and their
 	// digest (heartbeat goroutine only); a heartbeat reply that says they
 	// are unchanged does not list them again.
-	assigned      []cluster.Assignment
-	assignDigest  string
+	assigned     []cluster.Assignment
+	assignDigest string
+	// reportsAcked is the digest of the executor reports the leader
+	// acknowledged (heartbeat goroutine only): left out while unchanged.
+	reportsAcked  string
 	life          lifecycle.Life // Run, Close and the REPL's stop: close runs once
 	unpooledSince time.Time      // heartbeat goroutine only: the leader has not seen us in the pool since
 	lastRejoin    time.Time      // heartbeat goroutine only

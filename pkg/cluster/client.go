@@ -526,11 +526,15 @@ func (c *Client) RestoreSnapshot(ctx context.Context, size int64, open func() (i
 // Heartbeat reports a worker's executors and returns its assignments,
 // or only that they are still those of digest (see
 // AssignmentsDigestHeader; "" sends no digest: always the assignments).
-func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat, digest string) (*HeartbeatReply, error) {
+// reports, if not "", is the ReportsDigestHeader.
+func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat, digest, reports string) (*HeartbeatReply, error) {
 	var out HeartbeatReply
-	var h http.Header
+	h := http.Header{}
 	if digest != "" {
-		h = http.Header{AssignmentsDigestHeader: {digest}}
+		h.Set(AssignmentsDigestHeader, digest)
+	}
+	if reports != "" {
+		h.Set(ReportsDigestHeader, reports)
 	}
 	if err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/heartbeat", JSON: hb, Header: h}, &out); err != nil {
 		return nil, err

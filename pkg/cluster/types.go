@@ -336,6 +336,13 @@ type ExecutorReport struct {
 // it ignore it and always send the assignments.
 const AssignmentsDigestHeader = "Gear-Assignments-Digest"
 
+// ReportsDigestHeader carries, on a heartbeat, the digest of the worker's
+// executor reports: "<digest>" when the heartbeat lists them, and
+// "same:<digest>" when it leaves them out because the leader acknowledged
+// that digest (HeartbeatReply.ReportsDigest). Masters that do not know it
+// ignore it, and acknowledge nothing, so the worker always lists them.
+const ReportsDigestHeader = "Gear-Reports-Digest"
+
 // Doorbell answers a worker's waiting GET /api/v1/workers/{id}/assignments/wait:
 // the leader's count of changes to that worker's assignments. When it
 // differs from the count the worker last saw, under the same Epoch (the
@@ -369,6 +376,10 @@ type HeartbeatReply struct {
 	// heartbeats then carry no assignments).
 	AssignmentsDigest    string `json:"assignments_digest,omitempty"`
 	AssignmentsUnchanged bool   `json:"assignments_unchanged,omitempty"`
+	// ReportsDigest acknowledges the ReportsDigestHeader of the heartbeat:
+	// the leader holds the reports of that digest, and the worker may
+	// leave them out while they stay the same ("" when it does not).
+	ReportsDigest string `json:"reports_digest,omitempty"`
 }
 
 // DrainRequest is the body of POST /api/v1/workers/{id}/drain.
