@@ -44,6 +44,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -79,7 +80,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "scale bench: -pprof builds its own gear binary (with -tags gearpprof); leave out -gear")
 		os.Exit(2)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	// Interrupted (or timed out), it still stops what it started.
+	sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sctx, 30*time.Minute)
 	defer cancel()
 	results, err := run(ctx, ns, *workers, *gearBin, *steady, *pprofDir, *pprofWindow)
 	if err == nil && *jsonOut != "" {
