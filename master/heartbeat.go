@@ -39,8 +39,8 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	reportsDigest, omitted := r.Header.Get(cluster.ReportsDigestHeader), false
 	if d, ok := strings.CutPrefix(reportsDigest, "same:"); ok {
 		reportsDigest = d
-		hb.Executors, omitted = m.reportCache.get(hb.Worker.ID, d)
-		omitted = !omitted
+		cached, ok := m.reportCache.get(hb.Worker.ID, d)
+		hb.Executors, omitted = cached, !ok
 	}
 	hash := secretHash(hb.Secret)
 	now := time.Now()
