@@ -297,10 +297,14 @@ func (e *executor) prepare(ctx context.Context, a cluster.Assignment) (procs.Spe
 		e.lastErr = fmt.Sprintf("attempt %d: %v (retrying)", attempt, err)
 		e.mu.Unlock()
 		e.w.kickHeartbeat()
+		e.releaseStart() // others start while this one waits to retry
 		select {
 		case <-ctx.Done():
 			return procs.Spec{}, ctx.Err()
 		case <-time.After(delay):
+		}
+		if !e.acquireStart(ctx) {
+			return procs.Spec{}, ctx.Err()
 		}
 		delay = min(delay*2, 4*time.Second)
 	}
