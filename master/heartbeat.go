@@ -83,12 +83,20 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	m.seen(hb.Worker.ID, now)
-	if len(reports) > 0 || len(gone) > 0 {
-		if err := m.applyStatus(hb.Worker.ID, reports, gone); err != nil {
+	if (len(reports) > 0 || len(gone) > 0) && m.statusFlight.begin(hb.Worker.ID) {
+		err := m.applyStatus(hb.Worker.ID, reports, gone)
+		m.statusFlight.end(hb.Worker.ID)
+		if err != nil {
 			writeError(w, err)
 			return
 		}
 	}
+	// Else this worker's previous reports are still being replicated: the
+	// heartbeat is answered without queueing more behind them (they are
+	// compared with the state again at its next heartbeat). At 10 000
+	// executors, heartbeats that timed out and came again queued
+	// hundreds of status entries, each with a worker's every report, and
+	// the leader fell further behind the longer it ran.
 	reply := m.assignments(hb.Worker.ID, r.Header.Get(cluster.AssignmentsDigestHeader))
 	if reportsDigest != "" && !omitted {
 		m.reportCache.put(hb.Worker.ID, reportsDigest, hb.Executors)
@@ -204,4 +212,30 @@ func (c *reportCache) put(worker, digest string, reports []cluster.ExecutorRepor
 		c.m = map[string]cachedReports{}
 	}
 	c.m[worker] = cachedReports{digest, reports}
+}
+
+// inFlight is a set of worker ids with a status entry being replicated.
+type inFlight struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+// begin marks id in flight; false when it already is.
+func (f *inFlight) begin(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ids[id] {
+		return false
+	}
+	if f.ids == nil {
+		f.ids = map[string]bool{}
+	}
+	f.ids[id] = true
+	return true
+}
+
+func (f *inFlight) end(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.ids, id)
 }

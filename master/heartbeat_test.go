@@ -188,3 +188,17 @@ func TestAssignmentsDigestIgnoresReports(t *testing.T) {
 		t.Fatalf("a status report changed the assignments' digest: %+v", again)
 	}
 }
+
+func TestStatusInFlightOncePerWorker(t *testing.T) {
+	var f inFlight
+	if !f.begin("w1") || f.begin("w1") {
+		t.Fatal("a second status entry of w1 may start while the first is in flight")
+	}
+	if !f.begin("w2") {
+		t.Fatal("w1's entry in flight holds up w2's")
+	}
+	f.end("w1")
+	if !f.begin("w1") {
+		t.Fatal("w1 cannot replicate again after its entry ended")
+	}
+}

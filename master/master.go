@@ -106,6 +106,9 @@ type Master struct {
 	digests digestCache
 	// reports: each worker's last acknowledged reports (heartbeat.go).
 	reportCache reportCache
+	// statusFlight: the workers whose reports are being replicated; a
+	// heartbeat queues no second status entry behind the first.
+	statusFlight inFlight
 	// bells answer the workers' waiting doorbell requests (doorbell.go).
 	bells *doorbells
 	// scheduleNow asks the reconciler for a round before its next tick
