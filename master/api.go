@@ -73,6 +73,8 @@ func (m *Master) routeTable() []route {
 		{"GET /api/v1/apps/{id}/logs", needToken, m.lead(m.handleLogs)},
 		{"GET /api/v1/workers", needToken, m.lead(m.confirmed(m.handleWorkers))},
 		{"POST /api/v1/workers/heartbeat", needToken, js.wrap(m.nodeOnly(m.lead(m.countHeartbeat(m.handleHeartbeat))))},
+		// Not forwarded: a worker waits on the leader itself.
+		{"GET /api/v1/workers/{id}/assignments/wait", needToken, m.nodeOnly(m.handleDoorbell)},
 		{"POST /api/v1/workers/{id}/remove", needToken, js.wrap(m.lead(m.handleRemoveWorker))},
 		{"POST /api/v1/workers/{id}/drain", needToken, js.wrap(m.lead(m.handleDrain))},
 		{"POST /api/v1/workers/{id}/eligible", needToken, js.wrap(m.lead(m.handleEligible))},

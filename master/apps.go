@@ -152,6 +152,9 @@ func (m *Master) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	lim := m.opts.Limits
 	res, err := m.apply(command{Op: opSubmit, Submit: &req, Limits: &lim})
+	if err == nil {
+		m.kickSchedule()
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -236,6 +239,9 @@ func (m *Master) handleScale(w http.ResponseWriter, r *http.Request) {
 	}
 	lim := m.opts.Limits
 	res, err := m.apply(command{Op: opScale, App: r.PathValue("id"), Scale: &req, Limits: &lim})
+	if err == nil {
+		m.kickSchedule()
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -3,6 +3,7 @@ package master
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -23,6 +24,14 @@ func (m *Master) applyAssign(as []assignment) error {
 		if _, err := m.apply(command{Op: opAssign, Assign: b}); err != nil {
 			return err
 		}
+		// Applied here: the workers' next heartbeats see the placements.
+		var workers []string
+		for _, a := range b {
+			if !slices.Contains(workers, a.Worker) {
+				workers = append(workers, a.Worker)
+			}
+		}
+		m.bells.ring(workers...)
 	}
 	return nil
 }

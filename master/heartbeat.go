@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
@@ -30,6 +32,16 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: heartbeat of worker %s without a worker secret: the worker is older than this master; upgrade it", ErrBadRequest, hb.Worker.ID))
 		return
 	}
+	// The worker may leave out reports the leader acknowledged before
+	// (cluster.ReportsDigestHeader): they are the cached ones. A leader
+	// without them (a new one) reads no reports from this heartbeat and
+	// acknowledges none, so the worker lists them in its next.
+	reportsDigest, omitted := r.Header.Get(cluster.ReportsDigestHeader), false
+	if d, ok := strings.CutPrefix(reportsDigest, "same:"); ok {
+		reportsDigest = d
+		cached, ok := m.reportCache.get(hb.Worker.ID, d)
+		hb.Executors, omitted = cached, !ok
+	}
 	hash := secretHash(hb.Secret)
 	now := time.Now()
 	var known *cluster.Worker
@@ -37,7 +49,7 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	hasSecret := false // workers registered before secrets existed have none
 	var reports []cluster.ExecutorReport
 	var gone []string
-	m.fsm.read(func(s *State) {
+	m.fsm.readWorker(hb.Worker.ID, func(s *State, refs []execRef) {
 		if refused = s.checkSecret(hb.Worker.ID, hash); refused != nil {
 			return
 		}
@@ -46,7 +58,9 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 			c := *w
 			known = &c
 		}
-		reports, gone = reportChanges(s, hb.Worker.ID, hb.Executors)
+		if !omitted {
+			reports, gone = reportChangesOf(refs, hb.Worker.ID, hb.Executors)
+		}
 	})
 	if refused != nil {
 		m.refuseHeartbeat(w, r, hb.Worker.ID, refused)
@@ -69,16 +83,28 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	m.seen(hb.Worker.ID, now)
-	if len(reports) > 0 || len(gone) > 0 {
-		if err := m.applyStatus(hb.Worker.ID, reports, gone); err != nil {
+	if (len(reports) > 0 || len(gone) > 0) && m.statusFlight.begin(hb.Worker.ID) {
+		err := m.applyStatus(hb.Worker.ID, reports, gone)
+		m.statusFlight.end(hb.Worker.ID)
+		if err != nil {
 			writeError(w, err)
 			return
 		}
 	}
-	reply := m.assignments(hb.Worker.ID)
+	// Else this worker's previous reports are still being replicated: the
+	// heartbeat is answered without queueing more behind them (they are
+	// compared with the state again at its next heartbeat). At 10 000
+	// executors, heartbeats that timed out and came again queued
+	// hundreds of status entries, each with a worker's every report, and
+	// the leader fell further behind the longer it ran.
+	reply := m.assignments(hb.Worker.ID, r.Header.Get(cluster.AssignmentsDigestHeader))
+	if reportsDigest != "" && !omitted {
+		m.reportCache.put(hb.Worker.ID, reportsDigest, hb.Executors)
+		reply.ReportsDigest = reportsDigest
+	}
 	reply.Gossip = m.gossipStateOf(&hb.Worker)
 	reply.QuorumAgeMS = m.quorumAge().Milliseconds()
-	writeJSON(w, reply)
+	writeCompactJSON(w, reply)
 }
 
 // refuseHeartbeat answers a heartbeat whose secret does not match with 403,
@@ -112,32 +138,38 @@ func secretHash(secret string) string {
 // executors not placed on it (nor their replacements) are stale and left
 // out. It reads st only.
 func reportChanges(st *State, id string, executors []cluster.ExecutorReport) (reports []cluster.ExecutorReport, gone []string) {
+	return reportChangesOf(workerRefs(st, id), id, executors)
+}
+
+// reportChangesOf is reportChanges from refs, the executors of worker id
+// (workerRefs, or the fsm's index of them).
+func reportChangesOf(refs []execRef, id string, executors []cluster.ExecutorReport) (reports []cluster.ExecutorReport, gone []string) {
 	reported := make(map[string]cluster.ExecutorReport, len(executors))
 	for _, rep := range executors {
 		reported[rep.ID] = rep
 	}
-	for _, app := range st.Apps {
-		for _, e := range app.Executors {
-			if e.Worker != id && e.Replacement != nil && e.Replacement.Worker == id {
-				// Its replacement, started here while e's worker drains.
-				if rep, ok := reported[e.ID]; ok && changed(*e.Replacement, rep) {
-					reports = append(reports, rep)
-				}
-				continue
-			}
-			if e.Worker != id {
-				continue
-			}
-			rep, ok := reported[e.ID]
-			if !ok {
-				if app.State == cluster.AppKilled {
-					gone = append(gone, e.ID)
-				}
-				continue
-			}
-			if changed(e, rep) {
+	for _, ref := range refs {
+		app := ref.app
+		e := app.Executors[ref.i]
+		if e.Worker != id && e.Replacement != nil && e.Replacement.Worker == id {
+			// Its replacement, started here while e's worker drains.
+			if rep, ok := reported[e.ID]; ok && changed(*e.Replacement, rep) {
 				reports = append(reports, rep)
 			}
+			continue
+		}
+		if e.Worker != id {
+			continue
+		}
+		rep, ok := reported[e.ID]
+		if !ok {
+			if app.State == cluster.AppKilled {
+				gone = append(gone, e.ID)
+			}
+			continue
+		}
+		if changed(e, rep) {
+			reports = append(reports, rep)
 		}
 	}
 	return reports, gone
@@ -149,4 +181,61 @@ func changed(e cluster.Executor, r cluster.ExecutorReport) bool {
 	return e.PID != r.PID || e.State != r.State || e.Restarts != r.Restarts || e.Crashes != r.Crashes || e.LastExit != r.LastExit ||
 		e.LastError != r.LastError || e.Observed != r.Generation || !e.StartedAt.Equal(r.StartedAt) || e.Health != r.Health ||
 		(len(r.CPUs) > 0 && !slices.Equal(e.CPUs, r.CPUs))
+}
+
+// reportCache holds each worker's last acknowledged executor reports by
+// digest (cluster.ReportsDigestHeader), on the leader.
+type reportCache struct {
+	mu sync.Mutex
+	m  map[string]cachedReports
+}
+
+type cachedReports struct {
+	digest  string
+	reports []cluster.ExecutorReport
+}
+
+func (c *reportCache) get(worker, digest string) ([]cluster.ExecutorReport, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[worker]
+	if !ok || r.digest != digest {
+		return nil, false
+	}
+	return r.reports, true
+}
+
+func (c *reportCache) put(worker, digest string, reports []cluster.ExecutorReport) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedReports{}
+	}
+	c.m[worker] = cachedReports{digest, reports}
+}
+
+// inFlight is a set of worker ids with a status entry being replicated.
+type inFlight struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+// begin marks id in flight; false when it already is.
+func (f *inFlight) begin(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ids[id] {
+		return false
+	}
+	if f.ids == nil {
+		f.ids = map[string]bool{}
+	}
+	f.ids[id] = true
+	return true
+}
+
+func (f *inFlight) end(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.ids, id)
 }

@@ -1,8 +1,11 @@
 package master
 
 import (
+	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/gear-run/gear/pkg/cluster"
 )
@@ -68,5 +71,134 @@ func TestAssignmentsFor(t *testing.T) {
 	}
 	if got := assignmentsFor(s, "nobody"); got == nil || len(got) != 0 {
 		t.Fatalf("a worker with nothing to run gets %#v, want []", got)
+	}
+}
+
+// The heartbeat handler finds a worker's executors through the fsm's
+// per-worker index: it must give what a scan of every app gives, for
+// placed executors, killed apps' and replacements, and follow each
+// applied entry.
+func TestWorkerIndexMatchesTheScan(t *testing.T) {
+	s := placed(t)
+	f := &fsm{state: s}
+	check := func(when string) {
+		t.Helper()
+		reps := []cluster.ExecutorReport{{ID: "1.web.0", PID: 5, State: cluster.Running}, {ID: "1.web.1", PID: 6, State: cluster.Running}}
+		for _, id := range []string{"w1", "w2", "nobody"} {
+			f.readWorker(id, func(st *State, refs []execRef) {
+				if got, want := assignmentsOf(id, refs), assignmentsFor(st, id); !reflect.DeepEqual(got, want) {
+					t.Fatalf("%s: assignments of %s from the index %+v, from a scan %+v", when, id, got, want)
+				}
+				gr, gg := reportChangesOf(refs, id, reps)
+				wr, wg := reportChanges(st, id, reps)
+				if !reflect.DeepEqual(gr, wr) || !slices.Equal(gg, wg) {
+					t.Fatalf("%s: report changes of %s from the index %v %v, from a scan %v %v", when, id, gr, gg, wr, wg)
+				}
+			})
+		}
+	}
+	check("placed")
+	apply := func(c command) {
+		t.Helper()
+		b, err := encodeCommand(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, ok := f.Apply(&raft.Log{Index: f.stateVersion() + 1, Data: b}).(result); !ok || res.Err != nil {
+			t.Fatalf("apply %s: %+v", c.Op, res)
+		}
+	}
+	v := f.stateVersion()
+	apply(*submitCmd("more", cluster.Process{Name: "more", Command: []string{"./more"}, Instances: 1}))
+	apply(command{Op: opAssign, Assign: []assignment{{Executor: "3.more.0", Worker: "w2", WorkerAddr: "w2:1", CPUs: []int{}}}})
+	if f.stateVersion() != v+2 {
+		t.Fatalf("state version %d after two entries from %d", f.stateVersion(), v)
+	}
+	check("after a new placement on w2")
+	f.readWorker("w2", func(_ *State, refs []execRef) {
+		if len(refs) != 2 {
+			t.Fatalf("w2's executors after a new placement: %d, want 2 (the index was not rebuilt)", len(refs))
+		}
+	})
+	// A replacement on w2 for w1's executor: w2 lists it too.
+	f.mu.Lock()
+	s.executor("1.web.0").Replacement = &cluster.Executor{ID: "1.web.0", App: "1", Process: "web", Worker: "w2", State: cluster.Starting}
+	f.version++
+	f.mu.Unlock()
+	check("with a replacement on w2")
+}
+
+// A worker that sends the digest of the assignments it holds gets them
+// only when they changed; one that sends none always gets them.
+func TestHeartbeatAssignmentsDigest(t *testing.T) {
+	f := &fsm{state: placed(t)}
+	m := &Master{fsm: f}
+	reply := func(have string) cluster.HeartbeatReply {
+		var r cluster.HeartbeatReply
+		m.fillAssignments(&r, "w1", have)
+		return r
+	}
+	old := reply("")
+	if old.AssignmentsDigest != "" || old.AssignmentsUnchanged || len(old.Assignments) != 1 {
+		t.Fatalf("a worker without digests got %+v, want the list only", old)
+	}
+	first := reply("-")
+	if first.AssignmentsDigest == "" || first.AssignmentsUnchanged || len(first.Assignments) != 1 {
+		t.Fatalf("first heartbeat: %+v, want the list and its digest", first)
+	}
+	again := reply(first.AssignmentsDigest)
+	if !again.AssignmentsUnchanged || again.Assignments != nil || again.AssignmentsDigest != first.AssignmentsDigest {
+		t.Fatalf("unchanged assignments: %+v, want unchanged with the same digest and no list", again)
+	}
+	// A restart bumps the generation: the list comes again, with a new digest.
+	f.mu.Lock()
+	mustApply(f.state, &command{Op: opRestart, App: "1", Restart: &cluster.RestartRequest{Env: map[string]string{"A": "b"}}})
+	f.version++
+	f.mu.Unlock()
+	changed := reply(first.AssignmentsDigest)
+	if changed.AssignmentsUnchanged || len(changed.Assignments) != 1 || changed.AssignmentsDigest == first.AssignmentsDigest || changed.Assignments[0].Env["A"] != "b" {
+		t.Fatalf("after a restart: %+v, want the new list with a new digest", changed)
+	}
+	if r := reply(changed.AssignmentsDigest); !r.AssignmentsUnchanged {
+		t.Fatalf("the new digest is not recognised: %+v", r)
+	}
+}
+
+// A status report changes what the worker reported, not what it is
+// assigned: the digest stays, and the reply says unchanged.
+func TestAssignmentsDigestIgnoresReports(t *testing.T) {
+	f := &fsm{state: placed(t)}
+	m := &Master{fsm: f}
+	var first cluster.HeartbeatReply
+	m.fillAssignments(&first, "w1", "-")
+	if len(first.Assignments) != 1 || first.Assignments[0].Executor.PID != 0 || first.Assignments[0].Executor.State != "" {
+		t.Fatalf("slim assignments still carry the reported pid and state: %+v", first.Assignments)
+	}
+	f.mu.Lock()
+	mustApply(f.state, &command{Op: opStatus, Worker: &cluster.Worker{ID: "w1"}, Reports: []cluster.ExecutorReport{
+		{ID: "1.web.0", PID: 4242, State: cluster.Running, CPUs: []int{0}, LogTail: []string{"hello"}}}})
+	f.version++
+	f.mu.Unlock()
+	if e := f.state.executor("1.web.0"); e.PID != 4242 {
+		t.Fatalf("the report was not applied: %+v", e)
+	}
+	var again cluster.HeartbeatReply
+	m.fillAssignments(&again, "w1", first.AssignmentsDigest)
+	if !again.AssignmentsUnchanged {
+		t.Fatalf("a status report changed the assignments' digest: %+v", again)
+	}
+}
+
+func TestStatusInFlightOncePerWorker(t *testing.T) {
+	var f inFlight
+	if !f.begin("w1") || f.begin("w1") {
+		t.Fatal("a second status entry of w1 may start while the first is in flight")
+	}
+	if !f.begin("w2") {
+		t.Fatal("w1's entry in flight holds up w2's")
+	}
+	f.end("w1")
+	if !f.begin("w1") {
+		t.Fatal("w1 cannot replicate again after its entry ended")
 	}
 }

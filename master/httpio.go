@@ -101,6 +101,14 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = enc.Encode(v)
 }
 
+// writeCompactJSON is writeJSON without the indentation, for the replies
+// only programs read and that are sent often (heartbeats): indenting them
+// took most of the leader's CPU spent on heartbeats.
+func writeCompactJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
 // writeError answers err with the status its kind calls for.
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError

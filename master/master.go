@@ -102,6 +102,18 @@ type Master struct {
 
 	metrics *masterMetrics
 	events  *eventLog // recent events for GET /api/v1/events
+	// digests: each worker's assignments digest (assignments.go).
+	digests digestCache
+	// reports: each worker's last acknowledged reports (heartbeat.go).
+	reportCache reportCache
+	// statusFlight: the workers whose reports are being replicated; a
+	// heartbeat queues no second status entry behind the first.
+	statusFlight inFlight
+	// bells answer the workers' waiting doorbell requests (doorbell.go).
+	bells *doorbells
+	// scheduleNow asks the reconciler for a round before its next tick
+	// (after a submit or a scale).
+	scheduleNow chan struct{}
 
 	ecvDisabled atomic.Bool
 	started     time.Time
@@ -167,7 +179,8 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	}
 	events := newEventLog(eventBuffer)
 	m := &Master{opts: opts, mux: mux, fsm: &fsm{state: newState(), events: events}, lastSeen: map[string]time.Time{}, started: time.Now(),
-		refusedLogged: map[string]time.Time{}, unpooled: map[string]unpooledNote{}, events: events, nodeOnlyLogged: map[string]time.Time{}}
+		refusedLogged: map[string]time.Time{}, unpooled: map[string]unpooledNote{}, events: events, nodeOnlyLogged: map[string]time.Time{},
+		bells: newDoorbells(), scheduleNow: make(chan struct{}, 1)}
 	m.setupTransports()
 	ok := false
 	defer func() {
@@ -280,6 +293,7 @@ func New(ctx context.Context, opts Options) (*Master, error) {
 	m.http = &http.Server{Handler: m.routes(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelWarn)} // TLS handshake failures, at warn
 	m.http.RegisterOnShutdown(m.events.close) // end the event streams, or Shutdown waits for them
+	m.http.RegisterOnShutdown(m.bells.close)  // and the waiting doorbells
 	go func() { _ = m.http.Serve(httpLn) }()
 	ok = true
 	m.log.Info("master started", "addr", m.self, "masters", opts.Masters, "data", opts.DataDir, "failover_timeout", opts.FailoverTimeout)

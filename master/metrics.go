@@ -1,6 +1,7 @@
 package master
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -20,8 +21,11 @@ type masterMetrics struct {
 	leaderChanges prometheus.Counter
 	failover      prometheus.Histogram
 	heartbeats    *prometheus.CounterVec
-	jarBytes      *prometheus.CounterVec
-	jarLatency    *prometheus.HistogramVec
+	// heartbeatBytes: the body bytes of the heartbeats it handled
+	// (received) and of its replies (sent), for the traffic per worker.
+	heartbeatBytes *prometheus.CounterVec
+	jarBytes       *prometheus.CounterVec
+	jarLatency     *prometheus.HistogramVec
 }
 
 func newMasterMetrics(m *Master) (*masterMetrics, error) {
@@ -42,6 +46,9 @@ func newMasterMetrics(m *Master) (*masterMetrics, error) {
 		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gear_heartbeats_total", Help: "Worker heartbeats handled by this master as leader, by result (ok or the HTTP status class of the refusal).",
 		}, []string{"result"}),
+		heartbeatBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gear_heartbeat_bytes_total", Help: "Body bytes of the worker heartbeats this master handled as leader (received) and of its replies (sent).",
+		}, []string{"direction"}),
 		jarBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gear_jarstore_bytes_total", Help: "Bytes written to (put) and served from (get) the jar store through this master.",
 		}, []string{"op"}),
@@ -50,7 +57,7 @@ func newMasterMetrics(m *Master) (*masterMetrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}, []string{"op", "result"}),
 	}
-	reg.MustRegister(mm.leaderChanges, mm.failover, mm.heartbeats, mm.jarBytes, mm.jarLatency, stateCollector{m})
+	reg.MustRegister(mm.leaderChanges, mm.failover, mm.heartbeats, mm.heartbeatBytes, mm.jarBytes, mm.jarLatency, stateCollector{m})
 	return mm, nil
 }
 
@@ -68,21 +75,47 @@ func (mm *masterMetrics) jar(op string, n int64, start time.Time, err error) {
 func (m *Master) countHeartbeat(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sw := &codeWriter{ResponseWriter: w, code: http.StatusOK}
+		body := &countingReader{r: r.Body}
+		r.Body = body
 		h(sw, r)
 		res := "ok"
 		if sw.code >= 300 {
 			res = strconv.Itoa(sw.code/100) + "xx"
 		}
 		m.metrics.heartbeats.WithLabelValues(res).Inc()
+		m.metrics.heartbeatBytes.WithLabelValues("received").Add(float64(body.n))
+		m.metrics.heartbeatBytes.WithLabelValues("sent").Add(float64(sw.n))
 	}
 }
 
+// codeWriter remembers the status code and counts the body bytes written.
 type codeWriter struct {
 	http.ResponseWriter
 	code int
+	n    int64
 }
 
 func (w *codeWriter) WriteHeader(code int) { w.code = code; w.ResponseWriter.WriteHeader(code) }
+
+func (w *codeWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+// countingReader counts the bytes read through it (a request body).
+type countingReader struct {
+	r io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }
 
 func (m *Master) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	metrics.Handler(m.metrics.reg).ServeHTTP(w, r)

@@ -2,7 +2,6 @@ package master
 
 import (
 	"github.com/gear-run/gear/pkg/gossip"
-	"github.com/gear-run/gear/pkg/periodic"
 
 	"context"
 	"maps"
@@ -16,7 +15,7 @@ import (
 // and actual state and replicates what must change.
 func (m *Master) scheduleLoop(ctx context.Context) {
 	staleLogged := false
-	periodic.Every(ctx, 200*time.Millisecond, func(time.Time) {
+	round := func() {
 		if !m.isLeader() {
 			m.mu.Lock()
 			m.leading = false
@@ -53,18 +52,62 @@ func (m *Master) scheduleLoop(ctx context.Context) {
 		if err := m.forgetLongDead(time.Now()); err != nil {
 			m.log.Warn("forget long-dead workers", "err", err)
 		}
-	})
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-m.scheduleNow:
+		}
+		if ctx.Err() != nil { // both were ready: the end wins
+			return
+		}
+		round()
+	}
+}
+
+// kickSchedule asks for a reconcile round now rather than at the next
+// tick: a submitted app is placed at once.
+func (m *Master) kickSchedule() {
+	select {
+	case m.scheduleNow <- struct{}{}:
+	default:
+	}
 }
 
 // reconcile performs one round of scheduling: it builds the leader's view
 // of the workers, asks schedule (the pure core, schedule.go) what must
 // change, and replicates that in order. It stops at the first command that
 // fails; the next round decides again from the state then.
+//
+// schedule runs on the live state under the read lock (it changes only
+// its own copies): a round that decides nothing, as most do, copies
+// nothing, where a copy of the whole state every 200 ms was most of a
+// steady leader's work at 10 000 executors.
 func (m *Master) reconcile(now time.Time) error {
-	st := m.fsm.snapshotState()
-	view, unpooled := m.clusterView(st, now)
+	// The view is built outside the state lock (it takes m.mu and the
+	// pool's, which are taken before it elsewhere), from a copy of the
+	// workers.
+	workers := &State{}
+	m.fsm.read(func(s *State) {
+		workers.Workers = make(map[string]*cluster.Worker, len(s.Workers))
+		for id, w := range s.Workers {
+			cw := *w
+			workers.Workers[id] = &cw
+		}
+	})
+	view, unpooled := m.clusterView(workers, now)
 	m.noteUnpooled(unpooled, now)
-	for _, c := range schedule(st, view) {
+	var decided []command
+	m.fsm.read(func(s *State) { decided = schedule(s, view) })
+	if len(decided) == 0 {
+		return nil
+	}
+	st := m.fsm.snapshotState() // for applyDecision's log lines
+	for _, c := range decided {
 		if err := m.applyDecision(st, c); err != nil {
 			return err
 		}

@@ -550,6 +550,16 @@ type fsm struct {
 	refused error
 	// events, if set, receives the events derived from every entry.
 	events *eventLog
+	// version counts the changes to state (applied entries, restores),
+	// under mu: readers that cache something derived from the state key
+	// it by version (the per-worker index, the reconciler's skip).
+	version uint64
+	// idx lists each worker's executors for the version it was built at
+	// (under idxMu, read under mu): heartbeats look up their worker's
+	// executors instead of scanning every app, and build it at most once
+	// per version between them.
+	idxMu sync.Mutex
+	idx   workerIndex
 }
 
 func (f *fsm) logger() *slog.Logger {
@@ -574,6 +584,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.version++
 	if f.events == nil {
 		return f.state.apply(&c)
 	}
@@ -609,6 +620,28 @@ func (f *fsm) read(fn func(s *State)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	fn(f.state)
+}
+
+// readWorker runs fn with the state read-locked and the executors placed
+// on worker id (or whose replacement is) found through the per-worker
+// index, which it rebuilds first when the state changed since.
+func (f *fsm) readWorker(id string, fn func(s *State, refs []execRef)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	f.idxMu.Lock()
+	if !f.idx.built || f.idx.version != f.version {
+		f.idx = buildWorkerIndex(f.state, f.version)
+	}
+	refs := f.idx.byWorker[id]
+	f.idxMu.Unlock()
+	fn(f.state, refs)
+}
+
+// stateVersion is the number of changes applied to the state so far.
+func (f *fsm) stateVersion() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.version
 }
 
 // snapshotState returns a copy of the state that later applies do not
@@ -686,6 +719,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.state = s
+	f.version++
 	f.refused = nil // the snapshot holds what the refused entry changed
 	f.mu.Unlock()
 	if f.events != nil {

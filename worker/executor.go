@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gear-run/gear/pkg/cluster"
@@ -41,6 +42,39 @@ type executor struct {
 
 	health    cluster.HealthStatus // health.go; "" until a check runs
 	healthErr string               // the last failure that made it failing
+
+	holdsSlot atomic.Bool // holds one of the worker's startSlots
+}
+
+// startConcurrency is how many executors a worker prepares and starts at
+// once. Forks are serialized by the Go runtime anyway; preparing more at
+// once only adds threads: a worker given 1000 executors at once started
+// them all concurrently, each goroutine blocked in a file or fork system
+// call held an OS thread, and ten such workers ran the machine out of
+// processes (pid_max) until the Go runtime aborted on pthread_create.
+const startConcurrency = 8
+
+// acquireStart waits for a start slot; false when ctx ends first.
+func (e *executor) acquireStart(ctx context.Context) bool {
+	if e.w.startSlots == nil {
+		return true
+	}
+	select {
+	case e.w.startSlots <- struct{}{}:
+		e.holdsSlot.Store(true)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// releaseStart gives the start slot back, once: when the first start
+// attempt has its outcome (the process runs, or it failed), or when run
+// ends.
+func (e *executor) releaseStart() {
+	if e.holdsSlot.CompareAndSwap(true, false) {
+		<-e.w.startSlots
+	}
 }
 
 func newExecutor(w *Worker, a cluster.Assignment, adopted *procs.Process) *executor {
@@ -132,11 +166,13 @@ func (e *executor) run() {
 	adopted := e.adopted
 	e.mu.Unlock()
 	defer cancel()
-	if stopping {
+	if stopping || !e.acquireStart(ctx) {
 		return
 	}
+	defer e.releaseStart()
 	spec, err := e.prepare(ctx, a)
 	if err != nil {
+		e.releaseStart()
 		if adopted != nil {
 			stopWithin(ctx, adopted)
 		}
@@ -214,7 +250,12 @@ func (e *executor) supervisorOptions(a cluster.Assignment, adopted *procs.Proces
 	return procs.SupervisorOptions{
 		Rand:   procs.NewRand(),
 		Logger: e.w.log, InitialRestarts: a.Executor.Restarts, InitialCrashes: a.Executor.Crashes, Adopted: adopted,
-		OnChange:  func(procs.Status) { e.w.kickHeartbeat() },
+		OnChange: func(st procs.Status) {
+			if st.State != procs.StateStarting || st.LastError != "" {
+				e.releaseStart() // the first start has its outcome
+			}
+			e.w.kickHeartbeat()
+		},
 		OnStart:   func(int) { e.w.metrics.starts.Inc() },
 		OnRestart: func() { e.w.metrics.restarts.Inc() },
 		OnExit:    func(reason string) { e.w.metrics.exits.WithLabelValues(reason).Inc() },
@@ -256,10 +297,14 @@ func (e *executor) prepare(ctx context.Context, a cluster.Assignment) (procs.Spe
 		e.lastErr = fmt.Sprintf("attempt %d: %v (retrying)", attempt, err)
 		e.mu.Unlock()
 		e.w.kickHeartbeat()
+		e.releaseStart() // others start while this one waits to retry
 		select {
 		case <-ctx.Done():
 			return procs.Spec{}, ctx.Err()
 		case <-time.After(delay):
+		}
+		if !e.acquireStart(ctx) {
+			return procs.Spec{}, ctx.Err()
 		}
 		delay = min(delay*2, 4*time.Second)
 	}

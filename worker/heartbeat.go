@@ -6,6 +6,9 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -44,7 +47,28 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		// all.
 		hctx, cancel := context.WithTimeout(ctx, min(w.heartbeatTimeout(), max(w.untilFence(), 20*time.Millisecond)))
 		sent := time.Now()
-		reply, err := w.client.Heartbeat(hctx, w.heartbeat())
+		digest := w.assignDigest
+		if digest == "" {
+			digest = "-" // none yet: ask for the digest with the assignments
+		}
+		// Reports the leader acknowledged are left out while they stay
+		// the same (cluster.ReportsDigestHeader).
+		hb := w.heartbeat()
+		reports := reportsDigest(hb.Executors)
+		reportsHeader := reports
+		if reports == w.reportsAcked {
+			hb.Executors, reportsHeader = nil, "same:"+reports
+		}
+		reply, err := w.client.Heartbeat(hctx, hb, digest, reportsHeader)
+		if err == nil {
+			if reply.ReportsDigest == reports {
+				w.reportsAcked = reports
+			} else if w.reportsAcked != "" {
+				// Not held by this leader (a new one): list them at once.
+				w.reportsAcked = ""
+				w.kickHeartbeat()
+			}
+		}
 		cancel()
 		w.metrics.heartbeat(sent, err)
 		if ctx.Err() != nil {
@@ -102,8 +126,27 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 			w.log.Info("drain mark changed by the leader", "draining", reply.Draining)
 		}
 		w.checkPooled(reply.Gossip)
-		w.reconcile(reply.Assignments)
+		if as, ok := w.assignmentsOf(reply); ok {
+			w.reconcile(as)
+		}
 	}
+}
+
+// assignmentsOf is what a heartbeat reply assigns: its list, or the one
+// this worker holds when the reply says that is unchanged. A reply that
+// says unchanged for another digest (not expected) assigns nothing known:
+// false, and the next heartbeat asks for the list.
+func (w *Worker) assignmentsOf(reply *cluster.HeartbeatReply) ([]cluster.Assignment, bool) {
+	if !reply.AssignmentsUnchanged {
+		w.assigned, w.assignDigest = reply.Assignments, reply.AssignmentsDigest
+		return reply.Assignments, true
+	}
+	if reply.AssignmentsDigest != "" && reply.AssignmentsDigest == w.assignDigest {
+		return w.assigned, true
+	}
+	w.log.Warn("the leader says the assignments are unchanged but names another digest; asking for them again", "have", w.assignDigest, "leader_digest", reply.AssignmentsDigest)
+	w.assigned, w.assignDigest = nil, ""
+	return nil, false
 }
 
 // checkPooled rejoins the masters' gossip pool when the leader has not seen
@@ -161,6 +204,13 @@ func (w *Worker) heartbeatTimeout() time.Duration {
 	return max(d, 2*w.opts.HeartbeatInterval)
 }
 
+// reportsDigest identifies a heartbeat's executor reports.
+func reportsDigest(reports []cluster.ExecutorReport) string {
+	h := sha256.New()
+	_ = json.NewEncoder(h).Encode(reports)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // heartbeat describes this worker and its executors.
 func (w *Worker) heartbeat() cluster.Heartbeat {
 	hb := cluster.Heartbeat{Worker: cluster.Worker{ID: w.id, Addr: w.addr, CPUs: w.opts.CPUs, BootID: w.boot, Memory: machineMemory()}, Secret: w.secret}
@@ -171,6 +221,43 @@ func (w *Worker) heartbeat() cluster.Heartbeat {
 	}
 	slices.SortFunc(hb.Executors, func(a, b cluster.ExecutorReport) int { return strings.Compare(a.ID, b.ID) })
 	return hb
+}
+
+// doorbellLoop keeps one request waiting on the leader's doorbell
+// (master/doorbell.go) and sends a heartbeat as soon as it rings: new
+// placements reach this worker at once instead of at its next heartbeat.
+// Heartbeats stay what they are; the doorbell only makes one come early.
+// A master without a doorbell (older) is asked again every minute.
+func (w *Worker) doorbellLoop(ctx context.Context) {
+	var epoch string
+	var seen uint64
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(ctx, 25*time.Second) // the leader answers within 20 s
+		bell, err := w.client.WaitAssignments(wctx, w.id, epoch, seen)
+		cancel()
+		var pause time.Duration
+		var apiErr *cluster.APIError
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusMethodNotAllowed):
+			pause = time.Minute // a master older than the doorbell
+		case err != nil:
+			pause = max(w.opts.HeartbeatInterval, time.Second)
+		default:
+			if bell.Epoch == epoch && bell.Rings != seen {
+				w.kickHeartbeat()
+			}
+			epoch, seen = bell.Epoch, bell.Rings
+		}
+		if pause > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+		}
+	}
 }
 
 func (w *Worker) kickHeartbeat() {

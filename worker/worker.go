@@ -106,6 +106,9 @@ type Worker struct {
 	metrics   *workerMetrics
 
 	kick chan struct{} // asks for an early heartbeat
+	// startSlots bounds the executors being prepared and started at once
+	// (executor.acquireStart); nil: unbounded.
+	startSlots chan struct{}
 
 	listeners listeners   // sockets of listen = [...] (listen.go)
 	health    healthState // /ecv's inputs (health.go)
@@ -118,13 +121,21 @@ type Worker struct {
 	fenced      bool
 	stopMode    string // set by the REPL's stop/kill: "graceful" or "hard"
 
-	quorumDownLogged bool           // heartbeat goroutine only
-	life             lifecycle.Life // Run, Close and the REPL's stop: close runs once
-	unpooledSince    time.Time      // heartbeat goroutine only: the leader has not seen us in the pool since
-	lastRejoin       time.Time      // heartbeat goroutine only
-	rejoining        atomic.Bool
-	rejoinLogged     time.Time      // owned by the rejoin goroutine (one at a time)
-	wg               sync.WaitGroup // executor goroutines
+	quorumDownLogged bool // heartbeat goroutine only
+	// assigned and assignDigest: the leader's last assignments and their
+	// digest (heartbeat goroutine only); a heartbeat reply that says they
+	// are unchanged does not list them again.
+	assigned     []cluster.Assignment
+	assignDigest string
+	// reportsAcked is the digest of the executor reports the leader
+	// acknowledged (heartbeat goroutine only): left out while unchanged.
+	reportsAcked  string
+	life          lifecycle.Life // Run, Close and the REPL's stop: close runs once
+	unpooledSince time.Time      // heartbeat goroutine only: the leader has not seen us in the pool since
+	lastRejoin    time.Time      // heartbeat goroutine only
+	rejoining     atomic.Bool
+	rejoinLogged  time.Time      // owned by the rejoin goroutine (one at a time)
+	wg            sync.WaitGroup // executor goroutines
 }
 
 // New binds the worker's port, locks its data dir and adopts executors a
@@ -191,7 +202,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{opts: opts, mux: mux, boot: datadir.RandomID(), kick: make(chan struct{}, 1),
+	w := &Worker{opts: opts, mux: mux, boot: datadir.RandomID(), kick: make(chan struct{}, 1), startSlots: make(chan struct{}, startConcurrency),
 		execs: map[string]*executor{}, adopted: map[string]*procs.Process{}, orphanStops: map[string]bool{}}
 	ok := false
 	defer func() {
@@ -305,6 +316,7 @@ func (w *Worker) run(ctx context.Context, stopExecs bool) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(lifecycle.Serving(gctx, w.serveDone))
 	g.Go(func() error { w.heartbeatLoop(gctx); return nil })
+	g.Go(func() error { w.doorbellLoop(gctx); return nil })
 	g.Go(func() error { w.cacheLoop(gctx); return nil })
 	if sock := w.adminSocket(); sock != "" {
 		g.Go(func() error { return w.serveAdmin(gctx, sock) })

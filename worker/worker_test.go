@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -163,5 +164,61 @@ func TestLeaderContact(t *testing.T) {
 		if !got.Equal(tt.want) || ok != tt.ok {
 			t.Errorf("%s: (%v, %v), want (%v, %v)", tt.name, got.Sub(now), ok, tt.want.Sub(now), tt.ok)
 		}
+	}
+}
+
+// A heartbeat reply that says the assignments are unchanged assigns the
+// ones the worker holds; one that names another digest assigns nothing
+// (never an empty list, which would stop every executor) and makes the
+// next heartbeat ask for the list.
+func TestAssignmentsOfUnchangedReply(t *testing.T) {
+	w := &Worker{log: slog.New(slog.DiscardHandler)}
+	list := []cluster.Assignment{{Executor: cluster.Executor{ID: "1.web.0"}}}
+	if as, ok := w.assignmentsOf(&cluster.HeartbeatReply{Assignments: list, AssignmentsDigest: "d1"}); !ok || len(as) != 1 || w.assignDigest != "d1" {
+		t.Fatalf("a full reply: %v %v, digest %q", as, ok, w.assignDigest)
+	}
+	if as, ok := w.assignmentsOf(&cluster.HeartbeatReply{AssignmentsUnchanged: true, AssignmentsDigest: "d1"}); !ok || len(as) != 1 || as[0].Executor.ID != "1.web.0" {
+		t.Fatalf("an unchanged reply: %v %v, want the held list", as, ok)
+	}
+	if as, ok := w.assignmentsOf(&cluster.HeartbeatReply{AssignmentsUnchanged: true, AssignmentsDigest: "d2"}); ok || as != nil || w.assignDigest != "" {
+		t.Fatalf("unchanged for another digest: %v %v, digest %q; want nothing assigned and the digest dropped", as, ok, w.assignDigest)
+	}
+}
+
+// At most startConcurrency executors of a worker prepare and start at
+// once; a slot is given back once (however often release is called), and
+// an executor stopped while it waits for one does not start.
+func TestStartSlotsBoundConcurrentStarts(t *testing.T) {
+	w := &Worker{startSlots: make(chan struct{}, startConcurrency)}
+	ctx := t.Context()
+	var held []*executor
+	for range startConcurrency {
+		e := &executor{w: w}
+		if !e.acquireStart(ctx) {
+			t.Fatal("a free slot was not given")
+		}
+		held = append(held, e)
+	}
+	waiting := &executor{w: w}
+	cctx, cancel := context.WithCancel(ctx)
+	got := make(chan bool, 1)
+	go func() { got <- waiting.acquireStart(cctx) }()
+	select {
+	case <-got:
+		t.Fatalf("a start slot beyond the %d was given", startConcurrency)
+	case <-time.After(50 * time.Millisecond): // it must still be waiting
+	}
+	held[0].releaseStart()
+	held[0].releaseStart() // twice: gives back one slot only
+	if !<-got {
+		t.Fatal("a released slot was not given to the waiting executor")
+	}
+	if len(w.startSlots) != startConcurrency {
+		t.Fatalf("%d slots held, want %d", len(w.startSlots), startConcurrency)
+	}
+	stopped := &executor{w: w}
+	cancel()
+	if stopped.acquireStart(cctx) {
+		t.Fatal("an executor stopped while waiting got a slot")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -522,13 +523,33 @@ func (c *Client) RestoreSnapshot(ctx context.Context, size int64, open func() (i
 	return out, err
 }
 
-// Heartbeat reports a worker's executors and returns its assignments.
-func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) (*HeartbeatReply, error) {
+// Heartbeat reports a worker's executors and returns its assignments,
+// or only that they are still those of digest (see
+// AssignmentsDigestHeader; "" sends no digest: always the assignments).
+// reports, if not "", is the ReportsDigestHeader.
+func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat, digest, reports string) (*HeartbeatReply, error) {
 	var out HeartbeatReply
-	if err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/heartbeat", JSON: hb}, &out); err != nil {
+	h := http.Header{}
+	if digest != "" {
+		h.Set(AssignmentsDigestHeader, digest)
+	}
+	if reports != "" {
+		h.Set(ReportsDigestHeader, reports)
+	}
+	if err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/heartbeat", JSON: hb, Header: h}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// WaitAssignments is a worker's doorbell: the leader answers when worker
+// id's assignments change after the ring count seen of leader epoch (or
+// after a while, or at once when epoch is not its own).
+func (c *Client) WaitAssignments(ctx context.Context, id, epoch string, seen uint64) (Doorbell, error) {
+	var out Doorbell
+	q := url.Values{"epoch": {epoch}, "seen": {strconv.FormatUint(seen, 10)}}
+	err := c.Do(ctx, Request{Method: "GET", Path: "/api/v1/workers/" + url.PathEscape(id) + "/assignments/wait", Query: q}, &out)
+	return out, err
 }
 
 // UploadBundle streams a bundle to the masters' jar store. open is called

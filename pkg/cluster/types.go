@@ -330,6 +330,28 @@ type ExecutorReport struct {
 	Health HealthStatus `json:"health,omitempty"`
 }
 
+// AssignmentsDigestHeader carries, on a heartbeat, the AssignmentsDigest of
+// the assignments the worker holds ("-" for none yet): the leader leaves
+// them out of its reply when they are unchanged. Masters that do not know
+// it ignore it and always send the assignments.
+const AssignmentsDigestHeader = "Gear-Assignments-Digest"
+
+// ReportsDigestHeader carries, on a heartbeat, the digest of the worker's
+// executor reports: "<digest>" when the heartbeat lists them, and
+// "same:<digest>" when it leaves them out because the leader acknowledged
+// that digest (HeartbeatReply.ReportsDigest). Masters that do not know it
+// ignore it, and acknowledge nothing, so the worker always lists them.
+const ReportsDigestHeader = "Gear-Reports-Digest"
+
+// Doorbell answers a worker's waiting GET /api/v1/workers/{id}/assignments/wait:
+// the leader's count of changes to that worker's assignments. When it
+// differs from the count the worker last saw, under the same Epoch (the
+// leader process), the worker sends a heartbeat at once for them.
+type Doorbell struct {
+	Epoch string `json:"epoch"`
+	Rings uint64 `json:"rings"`
+}
+
 // HeartbeatReply carries the worker's desired executors and the masters the
 // leader knows, so workers follow membership changes.
 type HeartbeatReply struct {
@@ -348,6 +370,16 @@ type HeartbeatReply struct {
 	// Draining says the worker is being drained (gear workers drain): its
 	// /ecv takes it out of rotation.
 	Draining bool `json:"draining,omitempty"`
+	// AssignmentsDigest identifies Assignments, for a worker that sent
+	// the AssignmentsDigestHeader. AssignmentsUnchanged says they are the
+	// ones of the digest the worker sent, left out of this reply (steady
+	// heartbeats then carry no assignments).
+	AssignmentsDigest    string `json:"assignments_digest,omitempty"`
+	AssignmentsUnchanged bool   `json:"assignments_unchanged,omitempty"`
+	// ReportsDigest acknowledges the ReportsDigestHeader of the heartbeat:
+	// the leader holds the reports of that digest, and the worker may
+	// leave them out while they stay the same ("" when it does not).
+	ReportsDigest string `json:"reports_digest,omitempty"`
 }
 
 // DrainRequest is the body of POST /api/v1/workers/{id}/drain.

@@ -25,6 +25,7 @@ if [ "$quick" = 1 ]; then
   run go run ./scripts/bench/jarstore -size 64MiB -reps 1 -hdfs
   run go run ./scripts/bench/channel -members 2000 -pushes 200 -rounds 2
   run go run ./scripts/bench/gossip -sizes 20,50 -rounds 1 -cpu-window 1s -json "$out/gossip.json"
+  run go run ./scripts/bench/scale -executors 200 -steady 2s -json "$out/scale.json"
   run bash -c "go test -run=NONE -bench=StateScale -benchtime=1x ./master | tee '$out/state.txt'"
   run go run ./scripts/bench/state -apps 2000 -api-apps 200 -duration 1s -snapshot-wait 5s -json "$out/state-group.json"
 else
@@ -36,6 +37,7 @@ else
   run go run ./scripts/bench/jarstore -size 1GiB -reps 3 -hdfs
   run go run ./scripts/bench/channel
   run go run ./scripts/bench/gossip -sizes 50,100,200 -rounds 3 -json "$out/gossip.json"
+  run go run ./scripts/bench/scale -executors 1000,10000 -json "$out/scale.json"
   run bash -c "go test -run=NONE -bench=StateScale -benchtime=5x ./master | tee '$out/state.txt'"
   run go run ./scripts/bench/state -json "$out/state-group.json"
 fi

@@ -5,6 +5,7 @@
 //	gossip.json    scripts/bench/gossip -json               -> bench-gossip.png
 //	failover.json  scripts/bench/failover -json             -> bench-failover.png
 //	restart.json   scripts/bench/restart -json              -> bench-restart.png
+//	scale.json     scripts/bench/scale -json                -> bench-scale.png
 //
 // A missing input skips its plot (with a note); a malformed one is an
 // error. Run from the repository root:
@@ -46,6 +47,7 @@ func main() {
 		{"gossip.json", "bench-gossip.png", drawGossip},
 		{"failover.json", "bench-failover.png", drawFailover},
 		{"restart.json", "bench-restart.png", drawRestart},
+		{"scale.json", "bench-scale.png", drawScale},
 	} {
 		src, dst := filepath.Join(*in, p.input), filepath.Join(*out, p.output)
 		err := p.draw(src, dst)

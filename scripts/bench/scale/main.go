@@ -12,6 +12,21 @@
 //
 //	go run ./scripts/bench/scale                       # 1000 executors on 10 workers
 //	go run ./scripts/bench/scale -executors 1000,10000 # needs pid_max and ulimit -u well above 11 000
+//	go run ./scripts/bench/scale -workers 100 -executors 1000
+//	go run ./scripts/bench/scale -executors 200,1000,10000 -json .build/bench/scale.json  # for scripts/bench/plot
+//
+// Beside the total it splits the time into phases, from the app as the
+// API shows it (polled) and the start times the workers report: the CLI
+// returning, every executor placed, the first and the last process
+// forked, every executor RUNNING in the replicated state. It also reads
+// the leader's /metrics while all run steadily: heartbeats and their
+// body bytes per worker per second (gear_heartbeats_total,
+// gear_heartbeat_bytes_total).
+//
+// -pprof DIR builds gear with -tags gearpprof (pprof_debug.go: a pprof
+// listener whose address the daemon writes to $GEAR_PPROF_DIR) and saves
+// CPU profiles of the leader and of the first worker, taken over the
+// first submit, and their goroutine dumps, to DIR.
 package main
 
 import (
@@ -20,12 +35,16 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,7 +58,10 @@ func main() {
 	counts := flag.String("executors", "1000", "executor counts, comma-separated")
 	workers := flag.Int("workers", 10, "worker processes")
 	gearBin := flag.String("gear", "", "gear binary (default: go build . into the work dir)")
-	steady := flag.Duration("steady", 5*time.Second, "window over which the leader's CPU is measured while all executors run")
+	steady := flag.Duration("steady", 5*time.Second, "window over which the leader's CPU and the heartbeat traffic are measured while all executors run")
+	jsonOut := flag.String("json", "", "also write the results as JSON to this file (for scripts/bench/plot)")
+	pprofDir := flag.String("pprof", "", "build gear with -tags gearpprof and save CPU profiles of the leader and the first worker over the first submit to this directory")
+	pprofWindow := flag.Duration("pprof-window", 8*time.Second, "length of the -pprof CPU profiles")
 	flag.Parse()
 	var ns []int
 	for _, s := range strings.Split(*counts, ",") {
@@ -50,66 +72,128 @@ func main() {
 		}
 		ns = append(ns, n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	if *workers < 1 || *workers > 250 {
+		fmt.Fprintf(os.Stderr, "scale bench: -workers %d: give 1 to 250 (one loopback address 127.0.0.N each)\n", *workers)
+		os.Exit(2)
+	}
+	if *pprofDir != "" && *gearBin != "" {
+		fmt.Fprintln(os.Stderr, "scale bench: -pprof builds its own gear binary (with -tags gearpprof); leave out -gear")
+		os.Exit(2)
+	}
+	// Interrupted (or timed out), it still stops what it started.
+	sctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sctx, 30*time.Minute)
 	defer cancel()
-	if err := run(ctx, ns, *workers, *gearBin, *steady); err != nil {
+	results, err := run(ctx, ns, *workers, *gearBin, *steady, *pprofDir, *pprofWindow)
+	if err == nil && *jsonOut != "" {
+		err = writeJSON(*jsonOut, report{Workers: *workers, Load: procstat.LoadAvg(), Results: results})
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale bench:", err)
 		os.Exit(1)
 	}
+}
+
+// report is the -json output.
+type report struct {
+	Workers int      `json:"workers"`
+	Load    string   `json:"load_end"`
+	Results []result `json:"results"`
+}
+
+// result is one executor count. Phase times count from the CLI's start.
+type result struct {
+	Executors int     `json:"executors"`
+	GearS     float64 `json:"gear_s"`
+	BareS     float64 `json:"bare_s"`
+	// Phases: the CLI returned, every executor placed (polled), the
+	// first and last process started (the workers' start times), every
+	// executor RUNNING (polled).
+	SubmitS    float64 `json:"submit_s"`
+	PlacedS    float64 `json:"placed_s"`
+	FirstForkS float64 `json:"first_fork_s"`
+	LastForkS  float64 `json:"last_fork_s"`
+	// Steady: the leader while all run.
+	LeaderCPU   float64 `json:"leader_cpu"` // fraction of one core
+	LeaderRSS   int64   `json:"leader_rss_bytes"`
+	BeatsPerS   float64 `json:"heartbeats_per_worker_per_s"`
+	BeatInPerS  float64 `json:"heartbeat_bytes_received_per_worker_per_s"`
+	BeatOutPerS float64 `json:"heartbeat_reply_bytes_per_worker_per_s"`
+	Target      string  `json:"target"`
+	Pass        bool    `json:"pass"`
+	Load        string  `json:"load"`
 }
 
 type bench struct {
 	work, gear string
 	env        []string
 	procs      []*exec.Cmd
+	master     string
 }
 
-func run(ctx context.Context, ns []int, workers int, gearBin string, steady time.Duration) error {
+func run(ctx context.Context, ns []int, workers int, gearBin string, steady time.Duration, pprofDir string, pprofWindow time.Duration) ([]result, error) {
 	work, err := os.MkdirTemp("", "gear-bench-scale-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b := &bench{work: work}
 	defer os.RemoveAll(work)
 	defer b.stopAll()
 	if b.gear = gearBin; b.gear == "" {
 		b.gear = filepath.Join(work, "gear")
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", b.gear, ".").CombinedOutput(); err != nil {
-			return fmt.Errorf("go build (run from the repository root or pass -gear): %v\n%s", err, out)
+		args := []string{"build", "-o", b.gear}
+		if pprofDir != "" {
+			args = append(args, "-tags", "gearpprof")
+		}
+		if out, err := exec.CommandContext(ctx, "go", append(args, ".")...).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build (run from the repository root or pass -gear): %v\n%s", err, out)
 		}
 	}
 	bundle := filepath.Join(work, "sleep.tar.gz")
 	if err := writeBundle(bundle); err != nil {
-		return err
+		return nil, err
 	}
 	port, err := freePort("127.0.0.1")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	master := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	b.master = master
 	conf := filepath.Join(work, "gear.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("gear.cluster.masters = [%q]\n", master)), 0o644); err != nil {
-		return err
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("gear.cluster.masters = [%q]\ngear.metrics.open = true\n", master)), 0o644); err != nil {
+		return nil, err
 	}
 	b.env = append(os.Environ(), "GEAR_CONF="+conf)
+	if pprofDir != "" {
+		if err := os.MkdirAll(pprofDir, 0o755); err != nil {
+			return nil, err
+		}
+		abs, err := filepath.Abs(pprofDir)
+		if err != nil {
+			return nil, err
+		}
+		pprofDir = abs
+		b.env = append(b.env, "GEAR_PPROF_DIR="+pprofDir)
+	}
 	mp, mlog, err := b.daemon(ctx, "master", "master", "-ip", "127.0.0.1", "-port", strconv.Itoa(port), "-datadir", filepath.Join(work, "master"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	client := cluster.NewClient([]string{master}, "")
 	if err := poll(ctx, 30*time.Second, 50*time.Millisecond, "the master to lead", func() bool {
 		ms, err := client.MasterList(ctx)
 		return err == nil && len(ms) > 0 && ms[0].State == "leader"
 	}); err != nil {
-		return fmt.Errorf("%w (log: %s)", err, mlog)
+		return nil, fmt.Errorf("%w (log: %s)", err, mlog)
 	}
 	for i := range workers {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
 		if _, wlog, err := b.daemon(ctx, fmt.Sprintf("worker%d", i), "worker", "-ip", ip, "-datadir", filepath.Join(work, fmt.Sprintf("worker%d", i))); err != nil {
-			return fmt.Errorf("%w (log: %s)", err, wlog)
+			return nil, fmt.Errorf("%w (log: %s)", err, wlog)
 		}
 	}
-	if err := poll(ctx, time.Minute, 100*time.Millisecond, fmt.Sprintf("%d workers to register", workers), func() bool {
+	if err := poll(ctx, 2*time.Minute, 100*time.Millisecond, fmt.Sprintf("%d workers to register", workers), func() bool {
 		ws, err := client.Workers(ctx)
 		alive := 0
 		for _, w := range ws {
@@ -119,55 +203,220 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 		}
 		return err == nil && alive == workers
 	}); err != nil {
-		return fmt.Errorf("%w (logs in %s)", err, work)
+		return nil, fmt.Errorf("%w (logs in %s)", err, work)
 	}
 	fmt.Printf("\n## Submit -> running at scale (scripts/bench/scale)\n\n")
 	fmt.Printf("- 1 master, %d workers (real processes on 127.0.0.1-%d), unpinned executors of `/bin/sleep 1000`; bare: a Go loop of exec.Cmd.Start of `sleep 1000`\n", workers, workers)
+	fmt.Printf("- phases, from the CLI's start: the CLI returns / all placed / first and last process started (workers' start times) / all RUNNING\n")
+	fmt.Printf("- steady (over %v with all running): the leader's CPU and RSS, heartbeats and their body bytes per worker per second\n", steady)
 	fmt.Printf("- load average at the start: %s\n\n", procstat.LoadAvg())
-	fmt.Println("| executors | gear: submit -> all RUNNING | bare fork/exec | gear / bare | gear - bare | leader CPU (steady) | leader RSS | target | result |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-	for _, n := range ns {
+	fmt.Println("| executors | gear: submit -> all RUNNING | bare fork/exec | gear / bare | gear - bare | phases (s): submitted / placed / first fork / last fork | leader CPU (steady) | leader RSS | heartbeats /s per worker | heartbeat bytes/s per worker (in / out) | target | result |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	var results []result
+	for i, n := range ns {
+		load := procstat.LoadAvg()
 		bare, err := bareStart(ctx, n)
 		if err != nil {
-			return fmt.Errorf("bare %d: %w", n, err)
+			return nil, fmt.Errorf("bare %d: %w", n, err)
 		}
-		took, id, err := b.submit(ctx, client, bundle, n)
+		var profiled chan error
+		if pprofDir != "" && i == 0 {
+			profiled = make(chan error, 1)
+			go func() { profiled <- b.profile(ctx, pprofDir, pprofWindow) }()
+		}
+		r, id, err := b.submit(ctx, client, bundle, n)
 		if err != nil {
-			return fmt.Errorf("gear %d: %w (logs in %s)", n, err, work)
+			return nil, fmt.Errorf("gear %d: %w (logs in %s)", n, err, work)
 		}
+		if profiled != nil {
+			if err := <-profiled; err != nil {
+				return nil, fmt.Errorf("pprof: %w", err)
+			}
+		}
+		r.BareS, r.Load = bare.Seconds(), load
 		c0, t0 := procstat.CPU(mp.Process.Pid), time.Now()
+		m0, err := b.beatMetrics(ctx)
+		if err != nil {
+			return nil, err
+		}
 		time.Sleep(steady) // a measurement window, not a wait for a condition
-		cpu := float64(procstat.CPU(mp.Process.Pid)-c0) / float64(time.Since(t0))
-		rss := procstat.RSS(mp.Process.Pid)
+		m1, err := b.beatMetrics(ctx)
+		if err != nil {
+			return nil, err
+		}
+		el := time.Since(t0).Seconds()
+		r.LeaderCPU = (procstat.CPU(mp.Process.Pid) - c0).Seconds() / el
+		r.LeaderRSS = procstat.RSS(mp.Process.Pid)
+		perWorker := float64(workers) * el
+		r.BeatsPerS = (m1.beats - m0.beats) / perWorker
+		r.BeatInPerS = (m1.in - m0.in) / perWorker
+		r.BeatOutPerS = (m1.out - m0.out) / perWorker
 		if err := client.Kill(ctx, id); err != nil {
-			return err
+			return nil, err
 		}
 		if err := poll(ctx, 5*time.Minute, 200*time.Millisecond, "the executors to stop", func() bool {
 			a, err := client.App(ctx, id)
 			return err == nil && running(a) == 0
 		}); err != nil {
-			return err
+			return nil, err
 		}
-		target, ok := "", false
 		switch {
 		case n >= 10000:
-			target, ok = "<= 1.5x bare", took.Seconds() <= 1.5*bare.Seconds()
+			r.Target, r.Pass = "<= 1.5x bare", r.GearS <= 1.5*r.BareS
 		default:
-			target, ok = "<= bare + 0.5 s", took <= bare+500*time.Millisecond
+			r.Target, r.Pass = "<= bare + 0.5 s", r.GearS <= r.BareS+0.5
 		}
 		verdict := "MISS"
-		if ok {
+		if r.Pass {
 			verdict = "PASS"
 		}
-		fmt.Printf("| %d | %s | %s | %.2fx | %s | %.0f %% | %.1f MiB | %s | %s |\n", n, secs(took), secs(bare), took.Seconds()/bare.Seconds(), secs(took-bare), cpu*100, float64(rss)/(1<<20), target, verdict)
+		fmt.Printf("| %d | %.3f s | %.3f s | %.2fx | %.3f s | %.2f / %.2f / %.2f / %.2f | %.0f %% | %.1f MiB | %.2f | %s / %s | %s | %s |\n",
+			n, r.GearS, r.BareS, r.GearS/r.BareS, r.GearS-r.BareS, r.SubmitS, r.PlacedS, r.FirstForkS, r.LastForkS,
+			r.LeaderCPU*100, float64(r.LeaderRSS)/(1<<20), r.BeatsPerS, bytesPerS(r.BeatInPerS), bytesPerS(r.BeatOutPerS), r.Target, verdict)
+		results = append(results, r)
 	}
 	fmt.Printf("\n- load average at the end: %s\n", procstat.LoadAvg())
-	return nil
+	return results, nil
+}
+
+func bytesPerS(v float64) string {
+	switch {
+	case v >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", v/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", v)
+}
+
+// executorGauges reads the leader's gear_executors{state} gauges.
+func (b *bench) executorGauges(ctx context.Context) (map[string]int, error) {
+	body, err := b.metrics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g := map[string]int{}
+	for _, line := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(line, `gear_executors{state="`)
+		if !ok {
+			continue
+		}
+		state, val, ok := strings.Cut(rest, `"} `)
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); ok && err == nil {
+			g[state] = int(v)
+		}
+	}
+	if len(g) == 0 {
+		return nil, errors.New("leader /metrics lacks gear_executors")
+	}
+	return g, nil
+}
+
+func (b *bench) metrics(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+b.master+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("leader /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("leader /metrics: %s %v", resp.Status, err)
+	}
+	return string(body), nil
+}
+
+type beatCounters struct{ beats, in, out float64 }
+
+// beatMetrics reads the leader's heartbeat counters from its /metrics.
+func (b *bench) beatMetrics(ctx context.Context) (beatCounters, error) {
+	body, err := b.metrics(ctx)
+	if err != nil {
+		return beatCounters{}, err
+	}
+	var c beatCounters
+	found := 0
+	for _, line := range strings.Split(body, "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case `gear_heartbeats_total{result="ok"}`:
+			c.beats, found = v, found+1
+		case `gear_heartbeat_bytes_total{direction="received"}`:
+			c.in, found = v, found+1
+		case `gear_heartbeat_bytes_total{direction="sent"}`:
+			c.out, found = v, found+1
+		}
+	}
+	if found != 3 {
+		return c, fmt.Errorf("leader /metrics lacks gear_heartbeats_total{result=\"ok\"} or gear_heartbeat_bytes_total (a gear older than this benchmark?)")
+	}
+	return c, nil
+}
+
+// profile waits for the pprof addresses of the master and the first
+// worker, then takes a CPU profile of both over window and a goroutine
+// dump of each at its end.
+func (b *bench) profile(ctx context.Context, dir string, window time.Duration) error {
+	names := []string{"master-127.0.0.1", "worker-127.0.0.1"}
+	errs := make(chan error, len(names))
+	for _, name := range names {
+		go func() {
+			addr, err := os.ReadFile(filepath.Join(dir, name+".addr"))
+			if err != nil {
+				errs <- fmt.Errorf("%s: no pprof address (%w): is pprof_debug.go built in?", name, err)
+				return
+			}
+			get := func(path, out string) error {
+				req, err := http.NewRequestWithContext(ctx, "GET", "http://"+string(addr)+path, nil)
+				if err != nil {
+					return err
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				data, err := io.ReadAll(resp.Body)
+				if err != nil {
+					return err
+				}
+				return os.WriteFile(filepath.Join(dir, out), data, 0o644)
+			}
+			err = get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(window.Seconds())), name+".cpu.pprof")
+			if err == nil {
+				err = get("/debug/pprof/goroutine?debug=1", name+".goroutines.txt")
+			}
+			errs <- err
+		}()
+	}
+	return errors.Join(<-errs, <-errs)
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
 
 // submit runs `gear app submit -executors n` and waits until all n
-// executors are RUNNING; it returns the time from the CLI's start.
-func (b *bench) submit(ctx context.Context, client *cluster.Client, bundle string, n int) (time.Duration, string, error) {
+// executors are RUNNING; its times count from the CLI's start.
+func (b *bench) submit(ctx context.Context, client *cluster.Client, bundle string, n int) (result, string, error) {
+	r := result{Executors: n}
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, b.gear, "app", "submit", bundle, "-executors", strconv.Itoa(n), "-quiet")
 	cmd.Env = b.env
@@ -175,21 +424,50 @@ func (b *bench) submit(ctx context.Context, client *cluster.Client, bundle strin
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return 0, "", fmt.Errorf("gear app submit: %v: %s", err, ee.Stderr)
+			return r, "", fmt.Errorf("gear app submit: %v: %s", err, ee.Stderr)
 		}
-		return 0, "", err
+		return r, "", err
 	}
+	r.SubmitS = time.Since(start).Seconds()
 	id := strings.TrimSpace(string(out))
+	// The leader's executor gauges (gear_executors{state}) are polled, not
+	// the app: reading 10 000 executors as JSON every few milliseconds
+	// loaded the leader the benchmark measures more than anything else.
 	var end time.Time
 	err = poll(ctx, 10*time.Minute, 20*time.Millisecond, fmt.Sprintf("%d executors RUNNING", n), func() bool {
-		a, err := client.App(ctx, id)
-		if err == nil && running(a) == n {
-			end = time.Now()
-			return true
+		g, err := b.executorGauges(ctx)
+		if err != nil {
+			return false
 		}
-		return false
+		now := time.Now()
+		if g["PENDING"] == 0 && r.PlacedS == 0 {
+			r.PlacedS = now.Sub(start).Seconds()
+		}
+		if g["RUNNING"] < n {
+			return false
+		}
+		end = now
+		return true
 	})
-	return end.Sub(start), id, err
+	if err != nil {
+		return r, id, err
+	}
+	r.GearS = end.Sub(start).Seconds()
+	a, err := client.App(ctx, id)
+	if err != nil {
+		return r, id, err
+	}
+	var first, last time.Time
+	for _, e := range a.Executors {
+		if first.IsZero() || e.StartedAt.Before(first) {
+			first = e.StartedAt
+		}
+		if e.StartedAt.After(last) {
+			last = e.StartedAt
+		}
+	}
+	r.FirstForkS, r.LastForkS = first.Sub(start).Seconds(), last.Sub(start).Seconds()
+	return r, id, err
 }
 
 func running(a *cluster.App) int {
@@ -270,6 +548,32 @@ func (b *bench) stopAll() {
 		}
 		<-done
 	}
+	b.sweepExecutors()
+}
+
+// sweepExecutors kills the executors left running after the daemons
+// stopped (a worker that died leaves its executors, which run in process
+// groups of their own): the processes whose working directory is in the
+// benchmark's work dir. Thousands of leftover sleeps would starve the
+// machine of pids.
+func (b *bench) sweepExecutors() {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err == nil && strings.HasPrefix(cwd, b.work+string(filepath.Separator)) {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(os.Stderr, "scale bench: killed %d executors left running after the daemons stopped\n", n)
+	}
 }
 
 func writeBundle(path string) error {
@@ -327,5 +631,3 @@ func freePort(ip string) (int, error) {
 	}
 	return 0, errors.New("no free port")
 }
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
