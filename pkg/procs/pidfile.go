@@ -130,20 +130,7 @@ func Adopt(pidFile string) (*Process, error) {
 // watch waits for an adopted process to exit: on its pidfd when there is
 // one, else by probing it every adoptPoll.
 func (p *Process) watch(pidfd int) {
-	if pidfd >= 0 {
-		defer unix.Close(pidfd)
-		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-		for {
-			n, err := unix.Poll(fds, -1)
-			if err == nil && n > 0 {
-				break
-			}
-			if err != nil && !errors.Is(err, unix.EINTR) {
-				p.pollAlive()
-				break
-			}
-		}
-	} else {
+	if pidfd < 0 || awaitExit(pidfd) != nil {
 		p.pollAlive()
 	}
 	p.finish(ExitStatus{})

@@ -292,6 +292,12 @@ func startPinnedHook(cmd *exec.Cmd, cpus []int, enter, leave func() error) error
 }
 
 func (p *Process) reap(cmd *exec.Cmd) {
+	// Wait in the poller until the child has exited, so that cmd.Wait,
+	// which blocks its thread in the kernel, only collects the status.
+	// Without a pidfd (kernels before 5.3) cmd.Wait waits on its own.
+	if pidfd, err := unix.PidfdOpen(p.pid, 0); err == nil {
+		_ = awaitExit(pidfd)
+	}
 	_ = cmd.Wait() // the error only repeats the exit status
 	p.finish(exitStatusOf(cmd.ProcessState))
 }
