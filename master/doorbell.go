@@ -25,14 +25,22 @@ const doorbellHold = 20 * time.Second
 
 type doorbells struct {
 	mu      sync.Mutex
-	rings   map[string]uint64        // worker id -> rings so far
-	waiting map[string]chan struct{} // worker id -> closed at its next ring
-	closed  chan struct{}            // closed at shutdown: answer every waiter
+	rings   map[string]uint64   // worker id -> rings so far
+	waiting map[string]*waiters // worker id -> the requests waiting for its next ring
+	closed  chan struct{}       // closed at shutdown: answer every waiter
 	once    sync.Once
 }
 
+// waiters are the requests waiting for one worker's next ring: ring
+// closes ch; the last of them to give up without a ring removes the entry,
+// so requests for ids that are never rung leave nothing behind.
+type waiters struct {
+	ch chan struct{}
+	n  int
+}
+
 func newDoorbells() *doorbells {
-	return &doorbells{rings: map[string]uint64{}, waiting: map[string]chan struct{}{}, closed: make(chan struct{})}
+	return &doorbells{rings: map[string]uint64{}, waiting: map[string]*waiters{}, closed: make(chan struct{})}
 }
 
 // ring tells the waiting requests of the given workers that their
@@ -45,8 +53,8 @@ func (d *doorbells) ring(workers ...string) {
 	defer d.mu.Unlock()
 	for _, id := range workers {
 		d.rings[id]++
-		if ch, ok := d.waiting[id]; ok {
-			close(ch)
+		if ws, ok := d.waiting[id]; ok {
+			close(ws.ch)
 			delete(d.waiting, id)
 		}
 	}
@@ -60,23 +68,34 @@ func (d *doorbells) wait(id string, seen uint64, hold time.Duration, done <-chan
 		d.mu.Unlock()
 		return n
 	}
-	ch, ok := d.waiting[id]
+	ws, ok := d.waiting[id]
 	if !ok {
-		ch = make(chan struct{})
-		d.waiting[id] = ch
+		ws = &waiters{ch: make(chan struct{})}
+		d.waiting[id] = ws
 	}
+	ws.n++
 	d.mu.Unlock()
 	t := time.NewTimer(hold)
 	defer t.Stop()
 	select {
-	case <-ch:
+	case <-ws.ch:
 	case <-t.C:
 	case <-done:
 	case <-d.closed:
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if ws.n--; ws.n == 0 && d.waiting[id] == ws {
+		delete(d.waiting, id) // not rung: the last waiter clears it
+	}
 	return d.rings[id]
+}
+
+// pending is how many workers have requests waiting (for tests).
+func (d *doorbells) pending() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.waiting)
 }
 
 func (d *doorbells) count(id string) uint64 {

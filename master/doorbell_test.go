@@ -57,3 +57,37 @@ func TestDoorbellHoldEnds(t *testing.T) {
 	var nilBells *doorbells
 	nilBells.ring("w1") // masters built by tests have none
 }
+
+// Requests for ids that are never rung (a typo, a worker that went away,
+// a caller making ids up) leave nothing behind once they end; a waiter
+// that ends does not take the ring from another one still waiting.
+func TestDoorbellWaitersLeaveNothing(t *testing.T) {
+	d := newDoorbells()
+	for i := range 100 {
+		d.wait("made-up-"+string(rune('a'+i%26))+time.Now().String(), 0, time.Millisecond, nil)
+	}
+	if n := d.pending(); n != 0 {
+		t.Fatalf("%d entries left by ended waits, want 0", n)
+	}
+	long := make(chan uint64, 1)
+	go func() { long <- d.wait("w1", 0, time.Hour, nil) }()
+	d.wait("w1", 0, 10*time.Millisecond, nil) // shares w1's entry, gives up
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.ring("w1")
+		select {
+		case n := <-long:
+			if n == 0 {
+				t.Fatal("woken without a ring")
+			}
+			if p := d.pending(); p != 0 {
+				t.Fatalf("%d entries left after the ring, want 0", p)
+			}
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter still waiting was not woken by the ring")
+		}
+	}
+}
