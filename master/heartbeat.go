@@ -84,12 +84,22 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	m.seen(hb.Worker.ID, now)
 	if (len(reports) > 0 || len(gone) > 0) && m.statusFlight.begin(hb.Worker.ID) {
-		err := m.applyStatus(hb.Worker.ID, reports, gone)
-		m.statusFlight.end(hb.Worker.ID)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
+		// Replicated behind the answer: the heartbeat is the contact
+		// the worker's fence clock counts, and waiting for a commit
+		// made that clock depend on how busy the log is. Under load
+		// (10 000 executors starting on 2 vCPUs) commits took longer
+		// than the worker's heartbeat timeout, workers fenced and
+		// stopped every executor while the leader still saw them
+		// alive, and started them all again: a storm. Nothing is lost
+		// when the entry fails: the next heartbeat compares the
+		// worker's reports with the state again and sends what is
+		// still missing.
+		go func(id string) {
+			defer m.statusFlight.end(id)
+			if err := m.applyStatus(id, reports, gone); err != nil {
+				m.log.Debug("executor reports not replicated; the worker's next heartbeat brings them again", "worker", id, "err", err)
+			}
+		}(hb.Worker.ID)
 	}
 	// Else this worker's previous reports are still being replicated: the
 	// heartbeat is answered without queueing more behind them (they are
