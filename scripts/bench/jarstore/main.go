@@ -22,6 +22,7 @@
 package main
 
 import (
+	"github.com/gear-run/gear/scripts/bench/internal/ports"
 	"github.com/gear-run/gear/scripts/bench/internal/procstat"
 
 	"archive/tar"
@@ -158,7 +159,7 @@ func run(ctx context.Context, payload int64, dir string, reps int, gearBin strin
 	}
 
 	// a master with a file:// store, and its config
-	port, err := freePort()
+	port, err := ports.Free()
 	if err != nil {
 		return err
 	}
@@ -573,23 +574,6 @@ func pollEvery(ctx context.Context, timeout, every time.Duration, what string, c
 		}
 	}
 	return nil
-}
-
-func freePort() (int, error) {
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		ln.Close()
-		if err == nil {
-			u.Close()
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no free port")
 }
 
 func selfCPU() time.Duration {

@@ -27,7 +27,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,6 +42,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gear-run/gear/scripts/bench/internal/ports"
 
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
@@ -136,7 +137,7 @@ func run(ctx context.Context) error {
 	}
 	var quoted []string
 	for range 3 {
-		port, err := freePort()
+		port, err := ports.Free()
 		if err != nil {
 			return err
 		}
@@ -589,20 +590,3 @@ func (b *bench) report() {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
-
-func freePort() (int, error) {
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		ln.Close()
-		if err == nil {
-			u.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port")
-}
