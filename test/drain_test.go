@@ -24,7 +24,9 @@ func TestDrainWorker(t *testing.T) {
 	c := newCluster(t, clusterOpts{masters: 1, workers: 2})
 	waitFor(t, 20*time.Second, "the master to lead", func() bool { return c.leader() == c.masters[0] })
 	var ws []cluster.Worker
-	waitFor(t, 20*time.Second, "both workers to register", func() bool { ws = c.aliveWorkers(); return len(ws) == 2 })
+	// Both in the gossip pool too, or the leader places both executors
+	// on the one that joined first.
+	waitFor(t, 20*time.Second, "both workers to register and join the pool", func() bool { ws = c.placeableWorkers(); return len(ws) == 2 })
 	id := c.submit(testBundle(t, out, "drainme",
 		`command = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]`, "instances = 2"))
 	a := c.waitRunning(id, 2, 30*time.Second)

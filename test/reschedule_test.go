@@ -24,8 +24,8 @@ func TestRescheduleToAnotherWorker(t *testing.T) {
 	c := newCluster(t, clusterOpts{masters: 1, workers: 2, conf: "gear.executor.backoff-min = 100ms\ngear.executor.backoff-max = 200ms\n"})
 	waitFor(t, 20*time.Second, "the master to lead", func() bool { return c.leader() == c.masters[0] })
 	var ids []string
-	waitFor(t, 20*time.Second, "both workers to register", func() bool {
-		ws := c.aliveWorkers()
+	waitFor(t, 20*time.Second, "both workers to register and join the pool", func() bool {
+		ws := c.placeableWorkers()
 		ids = ids[:0]
 		for _, w := range ws {
 			ids = append(ids, w.ID)

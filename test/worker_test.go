@@ -124,6 +124,21 @@ func (c *testCluster) aliveWorkers() []cluster.Worker {
 	return alive
 }
 
+// placeableWorkers are the alive workers the leader places executors on:
+// those it also sees alive in the gossip pool. A worker that started
+// before the master listened joins the pool a little later (its join is
+// retried in the background) and gets no placements until then.
+func (c *testCluster) placeableWorkers() []cluster.Worker {
+	c.t.Helper()
+	var ws []cluster.Worker
+	for _, w := range c.aliveWorkers() {
+		if w.Gossip == "alive" {
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
 // submit submits a bundle and returns the app id.
 func (c *testCluster) submit(bundle string, args ...string) string {
 	c.t.Helper()
