@@ -38,6 +38,12 @@ func main() {
 	in := flag.String("in", ".build/bench", "directory holding the benchmarks' output")
 	out := flag.String("out", "docs", "directory the PNGs are written to")
 	flag.Parse()
+	// A missing output directory would read as a missing input below
+	// (both are fs.ErrNotExist).
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "plot: -out %s: %v\n", *out, err)
+		os.Exit(1)
+	}
 	made := 0
 	for _, p := range []struct {
 		input, output string
