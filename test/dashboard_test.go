@@ -125,6 +125,29 @@ func TestDashboardChromium(t *testing.T) {
 		t.Fatalf("the page is stale (%q) while its master serves: %s", stale, js[string](t, ctx, `document.getElementById("stale").textContent`))
 	}
 
+	// A refusal of a call sent without the token that arrives after the
+	// token was entered (a refresh in flight while the user types) must
+	// not ask again. Responses are held back 300 ms so that order is
+	// certain; the three reads are the page's own api calls, and their
+	// refusals have been handled once they settle.
+	js[chromedp.Void](t, ctx, `sessionStorage.removeItem("gear.token");
+		window.__fetch = window.fetch;
+		window.fetch = (...a) => window.__fetch(...a).finally(() => new Promise(r => setTimeout(r, 300)));
+		window.__reads = null;
+		Promise.allSettled(["/api/v1/masters", "/api/v1/workers", "/api/v1/apps"].map(p => api("GET", p)))
+			.then(rs => { window.__reads = rs.map(r => r.status === "rejected" ? r.reason.status : 200); });
+		document.getElementById("token").value = "`+token+`";
+		document.getElementById("token-form").requestSubmit(); null`)
+	waitPage(t, ctx, 10*time.Second, "the reads sent without the token to settle", `window.__reads !== null`)
+	js[chromedp.Void](t, ctx, `window.fetch = window.__fetch; null`)
+	if got := js[[]int](t, ctx, `window.__reads`); len(got) != 3 || got[0] != 401 || got[1] != 401 || got[2] != 401 {
+		t.Fatalf("reads without the token answered %v, want three 401s", got)
+	}
+	if !js[bool](t, ctx, `document.getElementById("token-form").hidden`) {
+		t.Fatalf("the token form reopened for refusals of calls sent before the token was entered: %q",
+			js[string](t, ctx, `document.getElementById("token-error").textContent`))
+	}
+
 	// A rolling restart from the page: without the token in this tab the
 	// call is refused and the page asks for it; with it, it goes through.
 	js[chromedp.Void](t, ctx, `sessionStorage.removeItem("gear.token"); null`)

@@ -15,9 +15,10 @@ function esc(v) {
 }
 function $(id) { return document.getElementById(id); }
 
-function headers(extra) {
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+function headers(extra, t) {
   const h = Object.assign({}, extra || {});
-  const t = sessionStorage.getItem(TOKEN_KEY);
   if (t) h["Authorization"] = "Bearer " + t;
   return h;
 }
@@ -28,11 +29,12 @@ class APIError extends Error {
 
 // api calls the JSON API with the token; a 401 asks for the token.
 async function api(method, path, body) {
-  const opts = {method, headers: headers(body !== undefined ? {"Content-Type": "application/json"} : {}), cache: "no-store"};
+  const sent = token();
+  const opts = {method, headers: headers(body !== undefined ? {"Content-Type": "application/json"} : {}, sent), cache: "no-store"};
   if (body !== undefined) opts.body = JSON.stringify(body);
   const resp = await fetch(path, opts);
   if (resp.status === 401) {
-    askToken((await errorText(resp)) || "this cluster needs a token");
+    askToken(sent, (await errorText(resp)) || "this cluster needs a token");
     throw new APIError(401, "needs the cluster token");
   }
   if (!resp.ok) throw new APIError(resp.status, method + " " + path + ": " + ((await errorText(resp)) || resp.status + " " + resp.statusText));
@@ -44,9 +46,14 @@ async function errorText(resp) {
   try { const b = await resp.json(); return b.error || ""; } catch (e) { return ""; }
 }
 
-function askToken(why) {
+// askToken shows the token form for a call refused with the token it
+// sent. A refusal of a call sent before the user entered a new token
+// (a refresh or the event stream, still in flight) says nothing about
+// the new one, so it does not ask again.
+function askToken(sent, why) {
+  if (sent !== token()) return;
   $("token-form").hidden = false;
-  $("token-error").textContent = sessionStorage.getItem(TOKEN_KEY) ? "the token was refused: " + why : "";
+  $("token-error").textContent = sent ? "the token was refused: " + why : "";
 }
 
 $("token-form").addEventListener("submit", ev => {
@@ -148,9 +155,10 @@ async function loadTail(execID) {
   const pre = document.querySelector(`pre[data-log="${CSS.escape(execID)}"]`);
   if (!pre) return;
   const app = execID.split(".")[0];
+  const sent = token();
   try {
-    const resp = await fetch(`/api/v1/apps/${encodeURIComponent(app)}/logs?executor=${encodeURIComponent(execID)}&lines=20`, {headers: headers(), cache: "no-store"});
-    if (resp.status === 401) { askToken(await errorText(resp)); return; }
+    const resp = await fetch(`/api/v1/apps/${encodeURIComponent(app)}/logs?executor=${encodeURIComponent(execID)}&lines=20`, {headers: headers({}, sent), cache: "no-store"});
+    if (resp.status === 401) { askToken(sent, await errorText(resp)); return; }
     const text = resp.ok ? await resp.text() : "(" + ((await errorText(resp)) || resp.statusText) + ")";
     const p = document.querySelector(`pre[data-log="${CSS.escape(execID)}"]`);
     if (p) p.textContent = text || "(empty)";
@@ -204,8 +212,9 @@ async function followEvents() {
     let watchdog;
     try {
       const q = "follow=1" + (lastEventID ? "&since=" + encodeURIComponent(lastEventID) : "");
-      const resp = await fetch("/api/v1/events?" + q, {headers: headers(), signal: streamAbort.signal, cache: "no-store"});
-      if (resp.status === 401) { askToken(await errorText(resp)); throw new Error("needs the cluster token"); }
+      const sent = token();
+      const resp = await fetch("/api/v1/events?" + q, {headers: headers({}, sent), signal: streamAbort.signal, cache: "no-store"});
+      if (resp.status === 401) { askToken(sent, await errorText(resp)); throw new Error("needs the cluster token"); }
       if (!resp.ok) throw new Error("events: " + ((await errorText(resp)) || resp.status));
       const reader = resp.body.getReader();
       const dec = new TextDecoder();
