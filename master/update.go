@@ -161,7 +161,7 @@ func failing(e cluster.Executor) bool {
 
 // rollbacks lists the automatic rollbacks due: an app rolling to a
 // version that has an earlier good one, with an executor of the new
-// version that fails.
+// version that fails at its current generation.
 func rollbacks(st *State) []command {
 	var out []command
 	for _, id := range sortedAppIDs(st) {
@@ -174,7 +174,13 @@ func rollbacks(st *State) []command {
 			continue
 		}
 		for _, e := range app.Executors {
-			if e.Version == app.Version && e.Worker != "" && failing(e) {
+			// Only a failure reported for the instance the executor is
+			// meant to run now counts: right after a rollback the
+			// executor moved back still carries its failed report of the
+			// rolled-back version until its worker reports the new
+			// generation, and taking that for a failure of this version
+			// would roll back once more, past a good version.
+			if e.Version == app.Version && e.Worker != "" && e.Observed == e.Generation && failing(e) {
 				reason := e.LastError
 				if reason == "" {
 					reason = e.LastExit

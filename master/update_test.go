@@ -89,6 +89,32 @@ func TestScheduleUpdateRollsBackAFailingVersion(t *testing.T) {
 	}
 }
 
+// A rollback goes back one version, not two: the executor moved back from
+// the failing version still holds that version's failure report until its
+// worker reports the new generation, and that report is not a failure of
+// the version it was moved back to (CI saw 3 -> 2 -> 1).
+func TestScheduleRollbackStopsAtTheGoodVersion(t *testing.T) {
+	web := cluster.Process{Name: "web", Instances: 2, CPUs: 1}
+	ab := []string{"a", "b"}
+	s := runSchedule(t, []schedStep{
+		{name: "placed", do: []func(*State){register("a", 0), register("b", 0), submit("web", web)},
+			alive: ab, want: []string{"assign 1.web.0@a[0] 1.web.1@b[0]"}},
+		{name: "update to 2", do: []func(*State){running, update("1", "sha256:v2", web)}, alive: ab, want: []string{"bump 1.web.0"}},
+		{name: "2 rolls on", do: []func(*State){running}, alive: ab, want: []string{"bump 1.web.1"}},
+		{name: "2 settled", do: []func(*State){running}, alive: ab, want: []string{}},
+		{name: "update to 3", do: []func(*State){update("1", "sha256:bad", web)}, alive: ab, want: []string{"bump 1.web.0"}},
+		{name: "3 crash-loops: back to 2", do: []func(*State){crashing("1.web.0", 2)}, alive: ab, at: time.Second,
+			want: []string{"rollback 1", "bump 1.web.0"}, check: checks(wantVersion("1.web.0", 2), wantVersion("1.web.1", 2))},
+		{name: "the old report of 3 does not roll 2 back", alive: ab, at: 2 * time.Second, want: []string{}},
+		{name: "2 settles", do: []func(*State){running}, alive: ab, want: []string{"bump 1.web.1"}},
+		{name: "done", do: []func(*State){running}, alive: ab, want: []string{}},
+	})
+	a := s.Apps["1"]
+	if a.Version != 2 || !a.Versions[1].RolledBack.IsZero() || a.Versions[2].RolledBack.IsZero() {
+		t.Fatalf("app at version %d, versions %+v: want 2, with only 3 rolled back", a.Version, a.Versions)
+	}
+}
+
 // An instance of the new version counts as failing when it gave up, crash
 // loops, or fails its health check; a running or merely unchecked one
 // does not.
