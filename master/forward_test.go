@@ -3,16 +3,20 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,8 +97,8 @@ func (l *fakeLeader) count(key string) int {
 	return l.got[key]
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// fwdWait polls cond until it holds or the deadline passes.
+func fwdWait(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
@@ -144,7 +148,7 @@ func TestForwardReusesConnectionsAndDropsThemOnLeaderChange(t *testing.T) {
 	// connection to the old one is closed at once, before any request.
 	leader.Store(b.addr())
 	f.follow(b.addr())
-	waitFor(t, "the old leader's connection is closed", func() bool { return a.closed.Load() == 1 })
+	fwdWait(t, "the old leader's connection is closed", func() bool { return a.closed.Load() == 1 })
 	for i := range 20 {
 		if got, err := forwardDo(f, "GET", "/x", ""); err != nil || got != "b" {
 			t.Fatalf("request %d after the change: %q, %v; want b's answer", i, got, err)
@@ -160,7 +164,7 @@ func TestForwardReusesConnectionsAndDropsThemOnLeaderChange(t *testing.T) {
 	if got, err := forwardDo(f, "GET", "/x", ""); err != nil || got != "a" {
 		t.Fatalf("after the second change: %q, %v; want a's answer", got, err)
 	}
-	waitFor(t, "b's connection is closed", func() bool { return b.closed.Load() == 1 })
+	fwdWait(t, "b's connection is closed", func() bool { return b.closed.Load() == 1 })
 	if n := a.opened.Load(); n != 2 {
 		t.Fatalf("a opened %d connections, want 2 (its old one was closed at the first change)", n)
 	}
@@ -320,4 +324,141 @@ func TestForwardSocketOptions(t *testing.T) {
 	if ut != 3000 || ka != 1 || idle != 1 {
 		t.Fatalf("TCP_USER_TIMEOUT %d ms, SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want 3000, 1, 1", ut, ka, idle)
 	}
+}
+
+// connLog counts the connections a forwarder dialed, and closed, by address.
+type connLog struct {
+	mu             sync.Mutex
+	dialed, closed map[string]int
+}
+
+type loggedConn struct {
+	net.Conn
+	log  *connLog
+	once sync.Once
+}
+
+func (c *loggedConn) Close() error {
+	c.once.Do(func() {
+		c.log.mu.Lock()
+		c.log.closed[c.RemoteAddr().String()]++
+		c.log.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (l *connLog) count(m map[string]int, addr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return m[addr]
+}
+
+// A real follower (three masters in this process) forwards its reads on
+// one kept-alive connection, and closes it when raft tells it the leader
+// moved, before any request asks.
+func TestFollowerForwardsOnOneConnectionUntilTheLeaderMoves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts raft and gossip")
+	}
+	var addrs []string
+	for range 3 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	}
+	dir := t.TempDir()
+	ms := make([]*Master, len(addrs))
+	errs := make([]error, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Go(func() {
+			_, port, _ := net.SplitHostPort(a)
+			p, _ := strconv.Atoi(port)
+			ms[i], errs[i] = New(context.Background(), Options{IP: "127.0.0.1", Port: p, Masters: addrs,
+				DataDir: filepath.Join(dir, fmt.Sprint(i)), Logger: quietLogger()})
+		})
+	}
+	wg.Wait()
+	for i, m := range ms {
+		if errs[i] != nil {
+			t.Fatalf("master %d: %v", i, errs[i])
+		}
+		t.Cleanup(func() { _ = m.Close() })
+	}
+	// The follower's dials are logged (set before Run: nothing forwards yet).
+	cl := &connLog{dialed: map[string]int{}, closed: map[string]int{}}
+	leaderOf := func() *Master {
+		for _, m := range ms {
+			if m.isLeader() {
+				return m
+			}
+		}
+		return nil
+	}
+	for _, m := range ms {
+		dial := m.fwd.pooled.DialContext
+		m.fwd.pooled.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			cl.mu.Lock()
+			cl.dialed[addr]++
+			cl.mu.Unlock()
+			return &loggedConn{Conn: c, log: cl}, nil
+		}
+		go func() { _ = m.Run(context.Background()) }()
+	}
+	var lead *Master
+	fwdWait(t, "a leader that every master knows", func() bool {
+		lead = leaderOf()
+		if lead == nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.leader() != lead.Addr() {
+				return false
+			}
+		}
+		return true
+	})
+	var follower, other *Master
+	for _, m := range ms {
+		switch {
+		case m == lead:
+		case follower == nil:
+			follower = m
+		default:
+			other = m
+		}
+	}
+	read := func(n int, want string) {
+		t.Helper()
+		for i := range n {
+			resp, err := http.Get("http://" + follower.Addr() + "/api/v1/apps")
+			if err != nil {
+				t.Fatalf("read %d through the follower: %v", i, err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("read %d through the follower: HTTP %d", i, resp.StatusCode)
+			}
+		}
+		if d := cl.count(cl.dialed, want); d != 1 {
+			t.Fatalf("%d reads forwarded to the leader %s dialed it %d times, want 1", n, want, d)
+		}
+	}
+	read(30, lead.Addr())
+
+	old := lead.Addr()
+	if err := lead.raft.raft.LeadershipTransferToServer(raft.ServerID(other.Addr()), raft.ServerAddress(other.Addr())).Error(); err != nil {
+		t.Fatalf("leadership transfer: %v", err)
+	}
+	fwdWait(t, "the follower's connection to the old leader to close", func() bool { return cl.count(cl.closed, old) == 1 })
+	fwdWait(t, "the follower to know the new leader", func() bool { return follower.leader() == other.Addr() })
+	read(30, other.Addr())
 }
