@@ -355,6 +355,9 @@ func (m *Master) shutdown() {
 		_ = m.http.Shutdown(sctx)
 		cancel()
 	}
+	if m.fwd != nil {
+		m.fwd.pooled.CloseIdleConnections() // the leader's side sees them go now, not at its exit
+	}
 	if m.pool != nil {
 		_ = m.pool.Close()
 		m.pool = nil
