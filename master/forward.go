@@ -17,13 +17,15 @@ package master
 //     than after minutes of retransmissions) and keepalive probes every
 //     second (an idle or waiting connection to a silent machine dies the
 //     same way), for a leader this follower cannot reach while its raft
-//     still hears it (a one-way cut);
+//     still hears it (a one-way cut: there a waiting request fails after
+//     the failover timeout, where a fresh dial failed after 500 ms; the
+//     requests after it dial fresh);
 //   - a dial still gives up after 500 ms.
 //
 // Retries. net/http itself resends a request on another connection when a
 // reused one fails before it got any byte of the answer, and only when
-// that is safe: a GET without a body, or a request of which nothing was
-// written yet. On top of that, a GET without a body that failed on a reused
+// that is safe: a GET without a body, or a request without a body of
+// which nothing was written yet. On top of that, a GET without a body that failed on a reused
 // connection, or that was cut by a leader change, is sent once more on a
 // fresh connection to the leader of that moment. Nothing with a body, and
 // no write, is resent here: its sender retries (gear app submit carries a
