@@ -19,7 +19,8 @@ package master
 //     same way), for a leader this follower cannot reach while its raft
 //     still hears it (a one-way cut: there a waiting request fails after
 //     the failover timeout, where a fresh dial failed after 500 ms; the
-//     requests after it dial fresh);
+//     idle connections die with it, unanswered probes, and the requests
+//     after that dial fresh);
 //   - a dial still gives up after 500 ms.
 //
 // Retries. net/http itself resends a request on another connection when a
