@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -141,17 +140,8 @@ func (m *Master) auth(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // lead runs h on the leader and forwards the request to it from any other
-// master, streaming bodies both ways.
-// forwardTransport carries requests a follower forwards to the leader. A
-// leader whose machine is gone answers nothing: a fresh connection per
-// request with a short dial timeout turns that into a quick "no leader"
-// (the client retries, by then on the new leader), where a kept-alive
-// connection or the default 30 s dial would hang the request.
-var forwardTransport = &http.Transport{
-	DialContext:       (&net.Dialer{Timeout: 500 * time.Millisecond}).DialContext,
-	DisableKeepAlives: true,
-}
-
+// master, streaming bodies both ways, on the forwarder's kept-alive
+// connections (forward.go).
 func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if m.isLeader() {
@@ -173,7 +163,7 @@ func (m *Master) lead(h http.HandlerFunc) http.HandlerFunc {
 				pr.Out.Header.Set(forwardedHeader, m.self)
 			},
 			FlushInterval: -1,
-			Transport:     m.forwardTr(),
+			Transport:     m.forwarder(),
 			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 				if errors.Is(err, ErrTooLarge) {
 					// The body grew past its limit while it was

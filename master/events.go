@@ -440,6 +440,9 @@ func (m *Master) followLeader(ctx context.Context, obs <-chan raft.Observation) 
 		if !ok {
 			continue
 		}
+		// No forwarded request goes out on, or waits on, a connection to
+		// a master that is no longer the leader (forward.go).
+		m.forwarder().follow(m.forwardTarget())
 		leader, at := string(lo.LeaderAddr), time.Now()
 		term := uint64(0)
 		if r := o.Raft; r != nil {

@@ -138,7 +138,8 @@ type Master struct {
 	readTerm  uint64
 	inspected inspections // bundles read at submit (inspect.go)
 
-	fwdTr          *http.Transport      // forwards to the leader (tls.go)
+	fwd            *forwarder           // forwards to the leader (forward.go)
+	fwdOnce        sync.Once            // builds fwd for a Master made without New (tests)
 	peerTr         *http.Transport      // status, join, logs calls to other nodes
 	nodeOnlyLogged map[string]time.Time // host -> last refusal logged (under mu)
 }
@@ -353,6 +354,9 @@ func (m *Master) shutdown() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = m.http.Shutdown(sctx)
 		cancel()
+	}
+	if m.fwd != nil {
+		m.fwd.pooled.CloseIdleConnections() // the leader's side sees them go now, not at its exit
 	}
 	if m.pool != nil {
 		_ = m.pool.Close()

@@ -39,19 +39,21 @@ func (m *Master) peerTransport() http.RoundTripper {
 	return m.peerTr
 }
 
-// forwardTr is forwardTransport with the node's TLS configuration.
-func (m *Master) forwardTr() http.RoundTripper {
-	if m.fwdTr == nil {
-		return forwardTransport
-	}
-	return m.fwdTr
+// forwarder carries the requests this master forwards to the leader, with
+// the node's TLS configuration (forward.go).
+func (m *Master) forwarder() *forwarder {
+	m.fwdOnce.Do(func() {
+		if m.fwd == nil {
+			m.fwd = newForwarder(m.forwardUserTimeout(), m.clientTLS(), m.forwardTarget)
+		}
+	})
+	return m.fwd
 }
 
 // setupTransports builds the transports once opts are final.
 func (m *Master) setupTransports() {
 	tc := m.clientTLS()
-	m.fwdTr = forwardTransport.Clone()
-	m.fwdTr.TLSClientConfig = tc
+	m.fwd = newForwarder(m.forwardUserTimeout(), tc, m.forwardTarget)
 	m.peerTr = &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
