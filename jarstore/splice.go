@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"syscall"
+	"time"
 )
 
 // Direct reports whether the store keeps blobs as files on this machine
@@ -102,19 +103,21 @@ func (b *Blobs) PutSized(ctx context.Context, head []byte, src io.Reader, size i
 			_ = os.Remove(tmp)
 		}
 	}()
-	n, digest, err = receiveHashed(ctx, f, head, src, size)
+	start := time.Now()
+	n, digest, ph, err := receiveHashed(ctx, f, head, src, size)
 	if err != nil {
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			return "", n, ds.noSpace("write", "an upload", err)
+		}
+		if errors.Is(err, errSync) {
+			return "", n, ds.noSpace("sync", "an upload", err)
 		}
 		return "", n, fmt.Errorf("jarstore: upload into %s: %w", ds, err)
 	}
 	if want != "" && digest != want {
 		return "", n, fmt.Errorf("%w: the upload of %d bytes hashes to %s, not the declared %s", ErrDigestMismatch, n, digest, want)
 	}
-	if err := f.Sync(); err != nil {
-		return "", n, ds.noSpace("sync", "an upload", err)
-	}
+	synced := time.Now()
 	if err := f.Close(); err != nil {
 		return "", n, ds.noSpace("close", "an upload", err)
 	}
@@ -132,19 +135,33 @@ func (b *Blobs) PutSized(ctx context.Context, head []byte, src io.Reader, size i
 		return "", n, ds.noSpace("rename into place", name, err)
 	}
 	syncDir(ds.dir)
-	b.log.Debug("blob stored", "digest", digest, "size", n, "spliced", true)
+	// The phases of a spliced upload (docs/BENCHMARKS.md, Jar store):
+	// receiving (first to last byte written); after the last byte, the
+	// hash's tail and the fsync, which run side by side; then the rename
+	// with the directory syncs.
+	b.log.Debug("blob stored", "digest", digest, "size", n, "spliced", true,
+		"receive", ph.last.Sub(start).Round(time.Millisecond), "hash_tail", ph.hashed.Sub(ph.last).Round(time.Millisecond),
+		"fsync", ph.synced.Sub(ph.last).Round(time.Millisecond), "rename", time.Since(synced).Round(time.Millisecond))
 	return digest, n, nil
 }
 
 // receiveHashed writes head and then size-len(head) bytes of src into f
 // (by f.ReadFrom: a splice from a socket), copyChunk at a time, while
-// another goroutine hashes f behind the writes through mappings. It
-// returns the bytes written and the digest of what f holds.
-func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, size int64) (int64, string, error) {
+// another goroutine hashes f behind the writes through mappings. Once the
+// last byte is written it fsyncs f while the hash catches up: the disk's
+// writeback and the hash's last MiBs overlap instead of following each
+// other. It returns the bytes written, the digest of what f holds and
+// when each phase ended; a failed fsync is wrapped in errSync.
+func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, size int64) (int64, string, receivePhases, error) {
+	var ph receivePhases
 	h := sha256.New()
 	progress := make(chan int64, 4)
 	hashed := make(chan error, 1)
-	go func() { hashed <- hashMapped(h, f, progress) }()
+	go func() {
+		err := hashMapped(h, f, progress)
+		ph.hashed = time.Now()
+		hashed <- err
+	}()
 	var off int64
 	var werr error
 	if len(head) > 0 {
@@ -174,15 +191,32 @@ func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, 
 		}
 	}
 	close(progress)
+	ph.last = time.Now()
+	if werr == nil {
+		if err := f.Sync(); err != nil {
+			werr = fmt.Errorf("%w: %w", errSync, err)
+		}
+		ph.synced = time.Now()
+	}
 	herr := <-hashed
 	if werr != nil {
-		return off, "", werr
+		return off, "", ph, werr
 	}
 	if herr != nil {
-		return off, "", herr
+		return off, "", ph, herr
 	}
-	return off, digestPrefix + hex.EncodeToString(h.Sum(nil)), nil
+	return off, digestPrefix + hex.EncodeToString(h.Sum(nil)), ph, nil
 }
+
+// receivePhases are the ends of receiveHashed's phases.
+type receivePhases struct {
+	last   time.Time // the last byte written
+	hashed time.Time // the hash caught up
+	synced time.Time // the fsync returned
+}
+
+// errSync marks a failed fsync of an upload.
+var errSync = errors.New("fsync")
 
 // sizedReader fails with ErrShortUpload when r ends before size bytes.
 type sizedReader struct {

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
@@ -56,6 +57,7 @@ func (m *Master) checkAgainstBundle(ctx context.Context, req *cluster.SubmitRequ
 	key := strings.Join(append([]string{req.Bundle.Digest, string(req.Bundle.Kind), mainClass}, req.Args...), "\x00")
 	want, ok := m.inspected.get(key)
 	if !ok {
+		start := time.Now()
 		path, cleanup, err := m.bundleCopy(ctx, req.Bundle.Digest, kind)
 		if err != nil {
 			return err
@@ -71,6 +73,7 @@ func (m *Master) checkAgainstBundle(ctx context.Context, req *cluster.SubmitRequ
 		}
 		want = manifestProcesses(man)
 		m.inspected.put(key, want)
+		m.log.Debug("stored bundle inspected", "bundle", req.Bundle.Digest, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return compareProcesses(req.Processes, want)
 }

@@ -5,6 +5,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/rand"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -46,11 +49,18 @@ func writeTarGz(t *testing.T, path string, entries ...tarEntry) {
 }
 
 // TestSubmitRefusesBeforeUpload: what a worker would refuse is refused by
-// the CLI, with the reason, before anything reaches a master.
+// the CLI, with the reason, before a master has received the whole bundle
+// (the check runs alongside the upload, which holds back its last bytes
+// until the check has passed), so a master can never store it. A bundle of
+// an unknown type is refused before any request.
 func TestSubmitRefusesBeforeUpload(t *testing.T) {
-	var hits atomic.Int64
+	var hits, whole atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
+		n, _ := io.Copy(io.Discard, r.Body)
+		if r.ContentLength > 0 && n == r.ContentLength {
+			whole.Add(1)
+		}
 		http.Error(w, "not expected", http.StatusTeapot)
 	}))
 	defer srv.Close()
@@ -61,25 +71,35 @@ func TestSubmitRefusesBeforeUpload(t *testing.T) {
 	}
 	manifest := tarEntry{name: "gear-app.conf", body: "name = x\nprocesses { p { command = [\"./run\"] } }\n", typ: tar.TypeReg, mode: 0o644}
 	run := tarEntry{name: "run", body: "#!/bin/sh\n", typ: tar.TypeReg, mode: 0o755}
+	// Random bytes do not compress: the archive is larger than what the
+	// upload holds back, so the upload is under way when the check fails.
+	noise := tarEntry{name: "noise", body: string(randomBytes(t, 900<<10)), typ: tar.TypeReg, mode: 0o644}
 
 	linkOut := filepath.Join(dir, "linkout.tar.gz")
-	writeTarGz(t, linkOut, manifest, run, tarEntry{name: "lib/etc", link: "../../../etc", typ: tar.TypeSymlink, mode: 0o777})
+	writeTarGz(t, linkOut, manifest, run, noise, tarEntry{name: "lib/etc", link: "../../../etc", typ: tar.TypeSymlink, mode: 0o777})
 	big := filepath.Join(dir, "big.tar.gz")
 	writeTarGz(t, big, manifest, run, tarEntry{name: "zeros", body: strings.Repeat("\x00", 2<<20), typ: tar.TypeReg, mode: 0o644})
+	noManifest := filepath.Join(dir, "nomanifest.tar.gz")
+	writeTarGz(t, noManifest, run, noise)
 	exe := filepath.Join(dir, "app.exe")
 	if err := os.WriteFile(exe, []byte("MZ"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
-		bundle string
-		msg    []string
+		bundle    string
+		msg       []string
+		noRequest bool
 	}{
-		{linkOut, []string{`symlink "lib/etc"`, "outside the bundle"}},
-		{big, []string{"gear.bundle.max-unpacked-size", "1MiB"}},
-		{exe, []string{"app.exe", ".jar", ".tar.gz", ".zip"}},
+		{linkOut, []string{`symlink "lib/etc"`, "outside the bundle"}, false},
+		{big, []string{"gear.bundle.max-unpacked-size", "1MiB"}, false},
+		{noManifest, []string{"gear-app.conf"}, false},
+		{exe, []string{"app.exe", ".jar", ".tar.gz", ".zip"}, true},
+		{filepath.Join(dir, "missing.tar.gz"), []string{"missing.tar.gz", "no such file"}, true},
 	}
 	for _, c := range cases {
 		t.Run(filepath.Base(c.bundle), func(t *testing.T) {
+			hits.Store(0)
+			whole.Store(0)
 			var stdout, stderr bytes.Buffer
 			env := Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, Environ: func() []string { return nil }}
 			addr := strings.TrimPrefix(srv.URL, "http://")
@@ -92,9 +112,62 @@ func TestSubmitRefusesBeforeUpload(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, m)
 				}
 			}
-			if n := hits.Load(); n != 0 {
-				t.Fatalf("the CLI sent %d request(s) to the master before refusing", n)
+			if strings.Contains(err.Error(), "upload") || strings.Contains(err.Error(), "not expected") {
+				t.Errorf("error %q is about the cut-off upload, not the bundle", err)
+			}
+			if n := whole.Load(); n != 0 {
+				t.Fatalf("the master received the whole bundle %d time(s) before the CLI refused it", n)
+			}
+			if n := hits.Load(); c.noRequest && n != 0 {
+				t.Fatalf("the CLI sent %d request(s) to the master for a bundle it refuses at once", n)
 			}
 		})
 	}
+}
+
+// TestGatedBody: an upload's body yields all but its last uploadHoldBack
+// bytes at once, the rest only after the check passed, and an error, never
+// those bytes, when the check fails.
+func TestGatedBody(t *testing.T) {
+	data := randomBytes(t, 3*uploadHoldBack+17)
+	free := len(data) - uploadHoldBack
+	for _, pass := range []bool{true, false} {
+		gate := newUploadGate()
+		body := newGatedBody(context.Background(), bytes.NewReader(data), io.NopCloser(nil), int64(len(data)), gate)
+		got := make([]byte, len(data))
+		if _, err := io.ReadFull(body, got[:free]); err != nil {
+			t.Fatalf("reading the first %d bytes: %v", free, err)
+		}
+		refused := errors.New("refused")
+		if pass {
+			gate.pass()
+		} else {
+			gate.fail(refused)
+		}
+		n, err := io.ReadFull(body, got[free:])
+		switch {
+		case pass && (err != nil || !bytes.Equal(got, data)):
+			t.Fatalf("after the check passed: read %d of the last %d bytes, err %v, equal %t", n, uploadHoldBack, err, bytes.Equal(got, data))
+		case !pass && (n != 0 || !errors.Is(err, refused)):
+			t.Fatalf("after the check failed: read %d more bytes, err %v; want none and the check's error", n, err)
+		}
+		_ = body.Close()
+	}
+	// Closed while waiting for the check (the transport gave up): the
+	// read returns instead of hanging.
+	gate := newUploadGate()
+	body := newGatedBody(context.Background(), bytes.NewReader(data[:10]), io.NopCloser(nil), 10, gate)
+	_ = body.Close()
+	if n, err := body.Read(make([]byte, 10)); n != 0 || err == nil {
+		t.Fatalf("read of a closed body waiting for the check = %d, %v; want an error", n, err)
+	}
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
