@@ -253,7 +253,7 @@ func scanTarGz(p string, limits Limits) ([]byte, map[string]fs.FileMode, error) 
 	}
 	defer f.Close()
 	cr := &countingReader{r: f}
-	gz, err := gzip.NewReader(bufio.NewReader(cr))
+	gz, err := gzip.NewReader(bufio.NewReaderSize(cr, 1<<20))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: not gzip data (%v): is the file really a .tar.gz?", ErrCorruptArchive, err)
 	}
