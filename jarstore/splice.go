@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Direct reports whether the store keeps blobs as files on this machine
@@ -66,6 +69,16 @@ func (b *Blobs) dirStore(ctx context.Context) (*dirStore, bool) {
 // is fsynced and renamed to its digest's name. Other stores stream
 // through Put.
 func (b *Blobs) PutSized(ctx context.Context, head []byte, src io.Reader, size int64, want string) (digest string, n int64, err error) {
+	return b.PutSizedFollow(ctx, head, src, size, want, nil)
+}
+
+// PutSizedFollow is PutSized with follow, if not nil, run alongside the
+// receive on a reader of the upload's bytes as they are written (it reads
+// the temporary file behind the writes, and ends with the upload's error
+// if the upload fails), for work that would otherwise have to wait for
+// the stored blob (the master's check of a bundle). It returns once follow
+// has returned. follow runs only for a directory store (Direct).
+func (b *Blobs) PutSizedFollow(ctx context.Context, head []byte, src io.Reader, size int64, want string, follow func(io.Reader)) (digest string, n int64, err error) {
 	if size < int64(len(head)) {
 		head = head[:size]
 	}
@@ -104,7 +117,7 @@ func (b *Blobs) PutSized(ctx context.Context, head []byte, src io.Reader, size i
 		}
 	}()
 	start := time.Now()
-	n, digest, ph, err := receiveHashed(ctx, f, head, src, size)
+	n, digest, ph, err := receiveHashed(ctx, f, head, src, size, follow)
 	if err != nil {
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			return "", n, ds.noSpace("write", "an upload", err)
@@ -151,9 +164,21 @@ func (b *Blobs) PutSized(ctx context.Context, head []byte, src io.Reader, size i
 // last byte is written it fsyncs f while the hash catches up: the disk's
 // writeback and the hash's last MiBs overlap instead of following each
 // other. It returns the bytes written, the digest of what f holds and
-// when each phase ended; a failed fsync is wrapped in errSync.
-func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, size int64) (int64, string, receivePhases, error) {
+// when each phase ended; a failed fsync is wrapped in errSync. follow, if
+// not nil, reads f behind the writes (PutSizedFollow).
+func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, size int64, follow func(io.Reader)) (int64, string, receivePhases, error) {
 	var ph receivePhases
+	fr := &followReader{f: f}
+	fr.cond = sync.NewCond(&fr.mu)
+	followed := make(chan struct{})
+	if follow != nil {
+		go func() {
+			defer close(followed)
+			follow(fr)
+		}()
+	} else {
+		close(followed)
+	}
 	h := sha256.New()
 	progress := make(chan int64, 4)
 	hashed := make(chan error, 1)
@@ -162,6 +187,7 @@ func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, 
 		ph.hashed = time.Now()
 		hashed <- err
 	}()
+	flush := startWriteback(f)
 	var off int64
 	var werr error
 	if len(head) > 0 {
@@ -170,6 +196,7 @@ func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, 
 		werr = err
 		if k > 0 {
 			progress <- off
+			fr.written(off)
 		}
 	}
 	for werr == nil && off < size {
@@ -181,6 +208,8 @@ func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, 
 		off += k
 		if k > 0 {
 			progress <- off
+			flush.written(off)
+			fr.written(off)
 		}
 		if err != nil {
 			werr = err
@@ -191,6 +220,8 @@ func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, 
 		}
 	}
 	close(progress)
+	fr.end(werr)
+	flush.stop()
 	ph.last = time.Now()
 	if werr == nil {
 		if err := f.Sync(); err != nil {
@@ -199,6 +230,7 @@ func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, 
 		ph.synced = time.Now()
 	}
 	herr := <-hashed
+	<-followed
 	if werr != nil {
 		return off, "", ph, werr
 	}
@@ -206,6 +238,109 @@ func receiveHashed(ctx context.Context, f *os.File, head []byte, src io.Reader, 
 		return off, "", ph, herr
 	}
 	return off, digestPrefix + hex.EncodeToString(h.Sum(nil)), ph, nil
+}
+
+// writeback starts the disk writes of an upload's file while it is being
+// received (sync_file_range(SYNC_FILE_RANGE_WRITE) of what was written
+// since the last call, from its own goroutine, since the call can block
+// while the disk's queue is full), so that the fsync after the last byte
+// waits only for the tail instead of writing the whole file then. It only
+// starts writes: the fsync is what makes the file durable.
+type writeback struct {
+	f     *os.File
+	ahead chan int64 // offsets written; the latest one counts
+	done  chan struct{}
+}
+
+// writebackMin is the least that one writeback call starts.
+const writebackMin = copyChunk
+
+func startWriteback(f *os.File) *writeback {
+	w := &writeback{f: f, ahead: make(chan int64, 1), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		var from int64
+		for end := range w.ahead {
+			if end-from < writebackMin {
+				continue
+			}
+			// Advisory: a file system without it (tmpfs, some NFS)
+			// answers with an error or does nothing; the fsync still
+			// writes everything.
+			_ = unix.SyncFileRange(int(w.f.Fd()), from, end-from, unix.SYNC_FILE_RANGE_WRITE)
+			from = end
+		}
+	}()
+	return w
+}
+
+// written tells the writeback goroutine that f holds off bytes; it never
+// blocks the receiver (a busy goroutine gets the latest offset later).
+func (w *writeback) written(off int64) {
+	select {
+	case w.ahead <- off:
+	default:
+		select { // replace a stale offset with this one
+		case <-w.ahead:
+		default:
+		}
+		select {
+		case w.ahead <- off:
+		default:
+		}
+	}
+}
+
+// stop waits for the writeback goroutine to finish its last call.
+func (w *writeback) stop() {
+	close(w.ahead)
+	<-w.done
+}
+
+// followReader reads an upload's file behind the writes (PutSizedFollow).
+type followReader struct {
+	f    *os.File
+	mu   sync.Mutex
+	cond *sync.Cond
+	have int64 // bytes written so far
+	done bool  // no more writes
+	err  error // why the writes ended early
+	off  int64 // read so far
+}
+
+func (r *followReader) written(n int64) {
+	r.mu.Lock()
+	r.have = n
+	r.mu.Unlock()
+	r.cond.Broadcast()
+}
+
+func (r *followReader) end(err error) {
+	r.mu.Lock()
+	r.done, r.err = true, err
+	r.mu.Unlock()
+	r.cond.Broadcast()
+}
+
+func (r *followReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	for r.off >= r.have && !r.done {
+		r.cond.Wait()
+	}
+	have, err := r.have, r.err
+	r.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if r.off >= have {
+		return 0, io.EOF
+	}
+	k, err := r.f.ReadAt(p[:min(int64(len(p)), have-r.off)], r.off)
+	r.off += int64(k)
+	if err == io.EOF && k > 0 {
+		err = nil
+	}
+	return k, err
 }
 
 // receivePhases are the ends of receiveHashed's phases.

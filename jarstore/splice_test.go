@@ -103,3 +103,24 @@ func TestPutSized(t *testing.T) {
 		}
 	}
 }
+
+// PutSizedFollow's follower reads exactly the upload's bytes as they are
+// written; when the upload is cut short it ends with the error, never
+// with a clean end of a truncated upload.
+func TestPutSizedFollow(t *testing.T) {
+	b := jarstore.NewBlobs(openT(t, "file://"+t.TempDir(), ""), nil)
+	ctx := context.Background()
+	data := randBytes(9, 3*8<<20+123)
+	var got []byte
+	var ferr error
+	follow := func(r io.Reader) { got, ferr = io.ReadAll(r) }
+	d, _, err := b.PutSizedFollow(ctx, data[:100], tcpSource(t, data[100:]), int64(len(data)), "", follow)
+	if err != nil || ferr != nil || !bytes.Equal(got, data) {
+		t.Fatalf("PutSizedFollow = %s, %v; follower read %d bytes (err %v), equal %t", d, err, len(got), ferr, bytes.Equal(got, data))
+	}
+	got, ferr = nil, nil
+	_, _, err = b.PutSizedFollow(ctx, nil, tcpSource(t, data[:9<<20]), int64(len(data)), "", follow)
+	if !errors.Is(err, jarstore.ErrShortUpload) || !errors.Is(ferr, jarstore.ErrShortUpload) || len(got) > 9<<20 {
+		t.Fatalf("cut upload: err %v; follower read %d bytes, err %v; want ErrShortUpload for both", err, len(got), ferr)
+	}
+}
