@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
@@ -89,7 +91,7 @@ func uploadBundle(ctx context.Context, c *Call, path, name string, executors int
 	go func() {
 		// The workers refuse what breaks these limits or holds unsafe
 		// entries: refuse it here, before the upload completes.
-		man, kind, err := bundle.InspectLimits(path, mainClass, c.Rest, BundleLimits(cfg))
+		man, kind, err := inspectBundle(path, mainClass, c.Rest, BundleLimits(cfg))
 		if err == nil {
 			if executors > 0 {
 				for i := range man.Processes {
@@ -128,19 +130,20 @@ func uploadBundle(ctx context.Context, c *Call, path, name string, executors int
 	if err != nil {
 		return nil, req, nil, checked(err)
 	}
+	sendfileConns(cl)
 	showBar := !quiet && isTerminal(c.Stderr)
 	open := func() (io.ReadCloser, error) {
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, err
 		}
-		var r io.Reader = f
+		body := newGatedBody(upCtx, f, f, st.Size(), gate)
 		if showBar {
 			bar := progressbar.DefaultBytes(st.Size(), "uploading "+filepath.Base(path))
 			pr := progressbar.NewReader(f, bar)
-			r = &pr
+			body.r, body.file = &pr, nil // through the bar: no sendfile
 		}
-		return newGatedBody(upCtx, r, f, st.Size(), gate), nil
+		return body, nil
 	}
 	upStart := time.Now()
 	b, err := cl.UploadBundle(uploadTrace(upCtx, log, upStart), filepath.Base(path), st.Size(), open)
@@ -170,6 +173,9 @@ func uploadBundle(ctx context.Context, c *Call, path, name string, executors int
 	return cl, cluster.SubmitRequest{Name: appName, Bundle: b, Processes: procs, Args: c.Rest}, log, nil
 }
 
+// inspectBundle is the CLI's check of a bundle (a test holds it up).
+var inspectBundle = bundle.InspectLimits
+
 // uploadHoldBack is how many bytes at the end of a bundle an upload holds
 // back until the CLI's check of the bundle has passed (uploadBundle).
 const uploadHoldBack = 64 << 10
@@ -198,6 +204,7 @@ func (g *uploadGate) fail(err error) {
 type gatedBody struct {
 	ctx    context.Context
 	r      io.Reader
+	file   *os.File // r itself when it is the bundle's file: sendTo may sendfile it
 	c      io.Closer
 	free   int64 // bytes that may be read before the gate has passed
 	gate   *uploadGate
@@ -206,7 +213,8 @@ type gatedBody struct {
 }
 
 func newGatedBody(ctx context.Context, r io.Reader, c io.Closer, size int64, gate *uploadGate) *gatedBody {
-	return &gatedBody{ctx: ctx, r: r, c: c, free: max(size-uploadHoldBack, 0), gate: gate, closed: make(chan struct{})}
+	f, _ := r.(*os.File)
+	return &gatedBody{ctx: ctx, r: r, file: f, c: c, free: max(size-uploadHoldBack, 0), gate: gate, closed: make(chan struct{})}
 }
 
 func (b *gatedBody) Read(p []byte) (int, error) {
@@ -215,20 +223,94 @@ func (b *gatedBody) Read(p []byte) (int, error) {
 		b.free -= int64(n)
 		return n, err
 	}
-	if b.gate != nil {
-		select {
-		case <-b.gate.done:
-			if b.gate.err != nil {
-				return 0, b.gate.err
-			}
-			b.gate = nil
-		case <-b.ctx.Done():
-			return 0, context.Cause(b.ctx)
-		case <-b.closed:
-			return 0, os.ErrClosed
-		}
+	if err := b.wait(); err != nil {
+		return 0, err
 	}
 	return b.r.Read(p)
+}
+
+// wait returns once the gate has passed, or why it never will.
+func (b *gatedBody) wait() error {
+	if b.gate == nil {
+		return nil
+	}
+	select {
+	case <-b.gate.done:
+		if b.gate.err != nil {
+			return b.gate.err
+		}
+		b.gate = nil
+		return nil
+	case <-b.ctx.Done():
+		return context.Cause(b.ctx)
+	case <-b.closed:
+		return os.ErrClosed
+	}
+}
+
+// sendTo writes n bytes of the body to c with sendfile(2), the free part
+// at once and the held-back rest once the gate has passed: the kernel
+// moves the bundle from the page cache to the socket, which costs the CLI
+// about half the CPU of reading it and writing it (0.3 against 0.7 s of
+// system time per GiB).
+func (b *gatedBody) sendTo(c *net.TCPConn, n int64) (int64, error) {
+	var sent int64
+	if k := min(b.free, n); k > 0 {
+		m, err := c.ReadFrom(io.LimitReader(b.file, k))
+		b.free -= m
+		sent += m
+		if err != nil {
+			return sent, err
+		}
+		if m < k {
+			return sent, io.ErrUnexpectedEOF // the file shrank
+		}
+	}
+	if sent == n {
+		return sent, nil
+	}
+	if err := b.wait(); err != nil {
+		return sent, err
+	}
+	m, err := c.ReadFrom(io.LimitReader(b.file, n-sent))
+	return sent + m, err
+}
+
+// sendfileConns makes cl's plaintext connections hand an upload's
+// gatedBody the socket (sendfileConn); other bodies are copied as before.
+func sendfileConns(cl *cluster.Client) {
+	tr, ok := cl.HTTP.Transport.(*http.Transport)
+	if !ok {
+		return
+	}
+	dial := tr.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok && err == nil {
+			return sendfileConn{tc}, nil
+		}
+		return c, err
+	}
+}
+
+// sendfileConn is a TCP connection whose ReadFrom, which net/http's
+// transport calls with the request body (limited to its length), lets a
+// gatedBody send itself by sendfile: the transport alone would copy a
+// body that is not a bare *os.File through a 32 KiB buffer.
+type sendfileConn struct{ *net.TCPConn }
+
+func (c sendfileConn) ReadFrom(r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if b, ok := lr.R.(*gatedBody); ok && b.file != nil {
+			n, err := b.sendTo(c.TCPConn, lr.N)
+			lr.N -= n
+			return n, err
+		}
+	}
+	return c.TCPConn.ReadFrom(r)
 }
 
 func (b *gatedBody) Close() error {

@@ -13,8 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/gear-run/gear/pkg/bundle"
 )
 
 type tarEntry struct {
@@ -122,6 +126,72 @@ func TestSubmitRefusesBeforeUpload(t *testing.T) {
 				t.Fatalf("the CLI sent %d request(s) to the master for a bundle it refuses at once", n)
 			}
 		})
+	}
+}
+
+// TestSubmitCutsUploadWhenCheckFails: the upload runs while the CLI
+// checks the bundle, gets as far as the held-back tail, and is cut off
+// when the check fails: the master never has the whole bundle, and the
+// CLI reports the check's error.
+func TestSubmitCutsUploadWhenCheckFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.tar.gz")
+	size := 4 << 20
+	if err := os.WriteFile(path, randomBytes(t, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "gear.conf")
+	if err := os.WriteFile(conf, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	atGate := make(chan struct{}) // the master has all but the held-back tail
+	var gateOnce sync.Once
+	type result struct {
+		n   int64
+		err error
+	}
+	received := make(chan result, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 64<<10)
+		var n int64
+		var err error
+		for {
+			var k int
+			k, err = r.Body.Read(buf)
+			n += int64(k)
+			if n >= int64(size-uploadHoldBack) {
+				gateOnce.Do(func() { close(atGate) })
+			}
+			if err != nil {
+				break
+			}
+		}
+		received <- result{n, err}
+		http.Error(w, "not expected", http.StatusTeapot)
+	}))
+	defer srv.Close()
+	refused := errors.New("refused by the test's check")
+	inspectBundle = func(string, string, []string, bundle.Limits) (*bundle.Manifest, bundle.Kind, error) {
+		select {
+		case <-atGate:
+		case <-time.After(20 * time.Second):
+		}
+		return nil, bundle.KindTarGz, refused
+	}
+	defer func() { inspectBundle = bundle.InspectLimits }()
+	var stdout, stderr bytes.Buffer
+	env := Env{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, Environ: func() []string { return nil }}
+	err := Run(context.Background(), env, Commands(), []string{"-master", strings.TrimPrefix(srv.URL, "http://"), "-conf", conf, "app", "submit", path})
+	if !errors.Is(err, refused) {
+		t.Fatalf("submit = %v; want the check's error", err)
+	}
+	select {
+	case r := <-received:
+		if r.n >= int64(size) || r.err == io.EOF {
+			t.Fatalf("the master received %d of %d bytes, ending with %v; want the upload cut off before its tail", r.n, size, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the master's handler never saw the upload end")
 	}
 }
 
