@@ -81,7 +81,9 @@ func (m *Master) checkAgainstBundle(ctx context.Context, req *cluster.SubmitRequ
 		}
 		want = manifestProcesses(man)
 		m.inspected.put(key, want)
-		m.log.Debug("stored bundle inspected", "bundle", req.Bundle.Digest, "took", time.Since(start).Round(time.Millisecond))
+		if m.log != nil { // (tests build a Master without one)
+			m.log.Debug("stored bundle inspected", "bundle", req.Bundle.Digest, "took", time.Since(start).Round(time.Millisecond))
+		}
 	}
 	return compareProcesses(req.Processes, want)
 }
