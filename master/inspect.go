@@ -120,6 +120,15 @@ func (m *Master) inspectWhileReceived(name string, kind bundle.Kind) (follow fun
 	var took time.Duration
 	follow = func(r io.Reader) {
 		start := time.Now()
+		defer func() {
+			// Outside the HTTP handler's goroutine, a panic on a
+			// hostile archive would take the master down: the submit's
+			// own inspection (in the handler) decides instead.
+			if p := recover(); p != nil {
+				man = nil
+				m.log.Error("bundle check while received panicked; its submit will inspect it", "name", name, "panic", p)
+			}
+		}()
 		var err error
 		if man, err = bundle.InspectTarGz(r, name, nil, m.opts.BundleLimits); err != nil {
 			man = nil
