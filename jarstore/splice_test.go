@@ -9,7 +9,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gear-run/gear/jarstore"
 )
@@ -101,5 +104,78 @@ func TestPutSized(t *testing.T) {
 		if err != nil || len(all) != 1 {
 			t.Fatalf("%s: store holds %+v (err %v) after the failed uploads; want only the good blob", name, all, err)
 		}
+	}
+}
+
+// PutSizedFollow's follower reads exactly the upload's bytes as they are
+// written; when the upload is cut short it ends with the error, never
+// with a clean end of a truncated upload.
+func TestPutSizedFollow(t *testing.T) {
+	b := jarstore.NewBlobs(openT(t, "file://"+t.TempDir(), ""), nil)
+	ctx := context.Background()
+	data := randBytes(9, 3*8<<20+123)
+	var got []byte
+	var ferr error
+	follow := func(r io.Reader) { got, ferr = io.ReadAll(r) }
+	d, _, err := b.PutSizedFollow(ctx, data[:100], tcpSource(t, data[100:]), int64(len(data)), "", follow)
+	if err != nil || ferr != nil || !bytes.Equal(got, data) {
+		t.Fatalf("PutSizedFollow = %s, %v; follower read %d bytes (err %v), equal %t", d, err, len(got), ferr, bytes.Equal(got, data))
+	}
+	got, ferr = nil, nil
+	_, _, err = b.PutSizedFollow(ctx, nil, tcpSource(t, data[:9<<20]), int64(len(data)), "", follow)
+	if !errors.Is(err, jarstore.ErrShortUpload) || !errors.Is(ferr, jarstore.ErrShortUpload) || len(got) > 9<<20 {
+		t.Fatalf("cut upload: err %v; follower read %d bytes, err %v; want ErrShortUpload for both", err, len(got), ferr)
+	}
+}
+
+// The same blob uploaded again replaces the stored file (a fresh copy, a
+// fresh age for GC) and the former copy goes away, not left as a
+// temporary file.
+func TestPutSizedAgain(t *testing.T) {
+	dir := t.TempDir()
+	b := jarstore.NewBlobs(openT(t, "file://"+dir, ""), nil)
+	ctx := context.Background()
+	data := randBytes(10, 9<<20)
+	var inodes []uint64
+	for range 2 {
+		d, _, err := b.PutSized(ctx, nil, tcpSource(t, data), int64(len(data)), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := b.FilePath(ctx, d)
+		if !ok {
+			t.Fatalf("no file for %s", d)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		inodes = append(inodes, st.Ino)
+		if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("stored blob differs (err %v)", err)
+		}
+	}
+	if inodes[0] == inodes[1] {
+		t.Fatal("the second upload did not replace the stored file")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tmps []string
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".tmp-") {
+				tmps = append(tmps, e.Name())
+			}
+		}
+		if len(tmps) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the former copy stayed as %v", tmps)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -14,9 +14,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gear-run/gear/pkg/bundle"
 	"github.com/gear-run/gear/pkg/cluster"
@@ -53,9 +55,17 @@ func (m *Master) checkAgainstBundle(ctx context.Context, req *cluster.SubmitRequ
 	}
 	// A bundle is immutable (content addressed): its reading for the same
 	// main class and arguments is remembered.
-	key := strings.Join(append([]string{req.Bundle.Digest, string(req.Bundle.Kind), mainClass}, req.Args...), "\x00")
+	key := inspectionKey(req.Bundle.Digest, req.Bundle.Kind, mainClass, req.Args)
 	want, ok := m.inspected.get(key)
+	if !ok && kind == bundle.KindTarGz && len(req.Args) > 0 {
+		// Read while it was uploaded (inspectWhileReceived), without
+		// arguments: they are appended to every command.
+		if base, found := m.inspected.get(inspectionKey(req.Bundle.Digest, req.Bundle.Kind, "", nil)); found {
+			want, ok = withArgs(base, req.Args), true
+		}
+	}
 	if !ok {
+		start := time.Now()
 		path, cleanup, err := m.bundleCopy(ctx, req.Bundle.Digest, kind)
 		if err != nil {
 			return err
@@ -71,8 +81,69 @@ func (m *Master) checkAgainstBundle(ctx context.Context, req *cluster.SubmitRequ
 		}
 		want = manifestProcesses(man)
 		m.inspected.put(key, want)
+		if m.log != nil { // (tests build a Master without one)
+			m.log.Debug("stored bundle inspected", "bundle", req.Bundle.Digest, "took", time.Since(start).Round(time.Millisecond))
+		}
 	}
 	return compareProcesses(req.Processes, want)
+}
+
+// inspectionKey names a bundle's reading for a main class and arguments.
+func inspectionKey(digest string, kind cluster.BundleKind, mainClass string, args []string) string {
+	return strings.Join(append([]string{digest, string(kind), mainClass}, args...), "\x00")
+}
+
+// withArgs is a copy of procs with args appended to every command, as
+// bundle.Inspect does.
+func withArgs(procs []cluster.Process, args []string) []cluster.Process {
+	out := make([]cluster.Process, len(procs))
+	for i, p := range procs {
+		p.Command = append(slices.Clip(p.Command), args...)
+		out[i] = p
+	}
+	return out
+}
+
+// inspectWhileReceived returns a follower for jarstore.PutSizedFollow that
+// checks a .tar.gz bundle as it is received (bundle.InspectTarGz, the
+// master's limits), and a func to call once the upload is stored, which
+// remembers the bundle's process groups for its submit: the first submit
+// of a large bundle then does not read it all again after the upload. A
+// bundle the check refuses is remembered as nothing: its submit inspects
+// the stored bundle and says what is wrong. It returns nil, nil for other
+// kinds.
+func (m *Master) inspectWhileReceived(name string, kind bundle.Kind) (follow func(io.Reader), stored func(digest string)) {
+	if kind != bundle.KindTarGz {
+		return nil, nil
+	}
+	var man *bundle.Manifest
+	var took time.Duration
+	follow = func(r io.Reader) {
+		start := time.Now()
+		defer func() {
+			// Outside the HTTP handler's goroutine, a panic on a
+			// hostile archive would take the master down: the submit's
+			// own inspection (in the handler) decides instead.
+			if p := recover(); p != nil {
+				man = nil
+				m.log.Error("bundle check while received panicked; its submit will inspect it", "name", name, "panic", p)
+			}
+		}()
+		var err error
+		if man, err = bundle.InspectTarGz(r, name, nil, m.opts.BundleLimits); err != nil {
+			man = nil
+			m.log.Debug("bundle check while received failed; its submit will inspect it", "name", name, "err", err)
+		}
+		took = time.Since(start)
+	}
+	stored = func(digest string) {
+		if man == nil {
+			return
+		}
+		m.inspected.put(inspectionKey(digest, cluster.KindTarGz, "", nil), manifestProcesses(man))
+		m.log.Debug("bundle inspected while received", "name", name, "bundle", digest, "took", took.Round(time.Millisecond))
+	}
+	return follow, stored
 }
 
 // inspections remembers the process groups read from stored bundles.

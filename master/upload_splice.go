@@ -57,8 +57,12 @@ func (m *Master) uploadSpliced(w http.ResponseWriter, r *http.Request, name stri
 	if tc, ok := netmux.TCPConn(conn); ok {
 		src = tc // *net.TCPConn: (*os.File).ReadFrom splices from it
 	}
-	digest, n, err := m.blobs.PutSized(ctx, head, src, size, want)
+	follow, inspected := m.inspectWhileReceived(name, kind)
+	digest, n, err := m.blobs.PutSizedFollow(ctx, head, src, size, want, follow)
 	m.stored(name, digest, n, start, "splice", err)
+	if err == nil && inspected != nil {
+		inspected(digest)
+	}
 
 	resp := &bufferedResponse{header: http.Header{}, code: http.StatusOK}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +29,13 @@ import (
 // jar store in a temporary directory; tls picks an https server (where
 // the upload cannot be spliced).
 func uploadServer(t *testing.T, tls bool, max int64) (*httptest.Server, string, *syncBuffer) {
+	t.Helper()
+	srv, dir, logs, _ := uploadMaster(t, tls, max)
+	return srv, dir, logs
+}
+
+// uploadMaster is uploadServer that also returns the master.
+func uploadMaster(t *testing.T, tls bool, max int64) (*httptest.Server, string, *syncBuffer, *Master) {
 	t.Helper()
 	logs := &syncBuffer{}
 	dir := t.TempDir()
@@ -46,7 +55,7 @@ func uploadServer(t *testing.T, tls bool, max int64) (*httptest.Server, string, 
 		srv = httptest.NewServer(mux)
 	}
 	t.Cleanup(srv.Close)
-	return srv, dir, logs
+	return srv, dir, logs, m
 }
 
 func digestOf(b []byte) string {
@@ -221,4 +230,62 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A .tar.gz received by splice is inspected while it arrives: its submit
+// (also with arguments) is checked against the bundle without reading the
+// stored bundle again. A bad bundle is not remembered: its submit
+// inspects the stored file and says what is wrong.
+func TestUploadInspectsWhileReceived(t *testing.T) {
+	srv, dir, logs, m := uploadMaster(t, false, 0)
+	path := filepath.Join(t.TempDir(), "web.tar.gz")
+	noise := make([]byte, 20<<20) // past a few chunks of the receive
+	if _, err := rand.Read(noise); err != nil {
+		t.Fatal(err)
+	}
+	writeTarGz(t, path, map[string]string{
+		"gear-app.conf": "name = \"web\"\nprocesses { web { command = [\"./server\"], instances = 1 } }\n",
+		"server":        "#!/bin/sh\nsleep 1000\n",
+		"noise":         string(noise),
+	})
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := upload(t, srv, data, nil)
+	var b cluster.Bundle
+	if code != 200 || json.Unmarshal(out, &b) != nil || !strings.Contains(logs.String(), "via=splice") {
+		t.Fatalf("upload: %d %s; log:\n%s", code, out, logs)
+	}
+	// The stored file goes: a submit that had to read it would fail.
+	obj, _ := jarstore.ObjectName(b.Digest)
+	if err := os.Remove(filepath.Join(dir, obj)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, args := range [][]string{nil, {"-v", "x"}} {
+		req := cluster.SubmitRequest{Name: "web", Bundle: cluster.Bundle{Digest: b.Digest, Kind: cluster.KindTarGz, Name: "web.tar.gz"}, Args: args,
+			Processes: []cluster.Process{{Name: "web", Command: append([]string{"./server"}, args...), Instances: 3, Restart: cluster.RestartAlways}}}
+		if err := m.checkAgainstBundle(ctx, &req); err != nil {
+			t.Fatalf("submit with args %q after an inspected upload: %v", args, err)
+		}
+		// A forged command is still refused from what was read.
+		req.Processes[0].Command = []string{"/bin/sh", "-c", "evil"}
+		if err := m.checkAgainstBundle(ctx, &req); err == nil || !strings.Contains(err.Error(), "evil") {
+			t.Fatalf("forged submit with args %q: %v; want a refusal naming the command", args, err)
+		}
+	}
+
+	// Not a tar.gz at all: nothing remembered, the submit reads the
+	// stored file and refuses it.
+	junk := bytes.Repeat([]byte("junk"), 3<<20)
+	code, out = upload(t, srv, junk, nil)
+	if code != 200 || json.Unmarshal(out, &b) != nil {
+		t.Fatalf("upload: %d %s", code, out)
+	}
+	req := cluster.SubmitRequest{Name: "web", Bundle: cluster.Bundle{Digest: b.Digest, Kind: cluster.KindTarGz, Name: "b.tar.gz"},
+		Processes: []cluster.Process{{Name: "web", Command: []string{"./server"}, Instances: 1}}}
+	if err := m.checkAgainstBundle(ctx, &req); err == nil || !strings.Contains(err.Error(), "gzip") {
+		t.Fatalf("submit of a junk bundle: %v; want the inspection's refusal", err)
+	}
 }

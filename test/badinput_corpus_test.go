@@ -27,6 +27,12 @@ func TestBadInputCorpus(t *testing.T) {
 	waitFor(t, 20*time.Second, "the master to lead", func() bool { return c.leader() != "" })
 	waitFor(t, 20*time.Second, "the worker to register", func() bool { return len(c.aliveWorkers()) == 1 })
 	id := c.submit(example("hello.tar.gz"), "-executors", "0")
+	// The state compared before and after the bad input must be settled:
+	// the app's executors starting meanwhile is not the bad input's doing.
+	waitFor(t, 30*time.Second, "the app to run", func() bool {
+		a := c.app(id)
+		return a != nil && a.State == cluster.AppRunning
+	})
 	worker := c.aliveWorkers()[0]
 	master := c.masters[0]
 	dir := t.TempDir()

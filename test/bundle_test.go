@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -111,6 +112,44 @@ func writeBombTarGz(w io.Writer, size int64) error {
 	return zw.Close()
 }
 
+// writeEscapingTarGz writes a bundle of size random bytes (stored, not
+// compressed) whose last entry is a symlink out of the bundle.
+func writeEscapingTarGz(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zw, err := gzip.NewWriterLevel(f, gzip.NoCompression)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(zw)
+	conf := []byte("name = escape\nprocesses { p { command = [\"./run\"] } }\n")
+	if err := tw.WriteHeader(&tar.Header{Name: "gear-app.conf", Mode: 0o644, Size: int64(len(conf)), Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(conf); err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "run", Mode: 0o755, Size: size, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(tw, rand.Reader, size); err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "lib/etc", Linkname: "../../../etc", Mode: 0o777, Typeflag: tar.TypeSymlink}); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 func postJSON(t *testing.T, url string, body any) (int, string) {
 	t.Helper()
 	b, err := json.Marshal(body)
@@ -137,7 +176,9 @@ func TestBundleBombAndKind(t *testing.T) {
 	waitFor(t, 20*time.Second, "the lone master to lead", func() bool { return c.leader() == c.masters[0] })
 	base := "http://" + c.masters[0]
 
-	// The CLI refuses the bomb before uploading it.
+	// The CLI refuses the bomb before its upload completes (the check
+	// runs alongside the upload, which holds back its last bytes until
+	// the check has passed): no blob, no app.
 	bombPath := filepath.Join(t.TempDir(), "bomb.tar.gz")
 	f, err := os.Create(bombPath)
 	if err != nil {
@@ -153,6 +194,35 @@ func TestBundleBombAndKind(t *testing.T) {
 	}
 	if ls := jarstoreLs(t, c); len(ls) != 0 {
 		t.Fatalf("the CLI uploaded the bomb: %+v", ls)
+	}
+
+	// A bad bundle larger than what the upload holds back: the upload is
+	// under way when the CLI's check finds the escaping symlink at the
+	// archive's end. The CLI cuts the upload off and says what is wrong
+	// with the bundle, as it did when the check ran first; the master
+	// drops the partial temporary file; nothing is stored.
+	badPath := filepath.Join(t.TempDir(), "escape.tar.gz")
+	if err := writeEscapingTarGz(badPath, 48<<20); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = c.gear("app", "submit", badPath, "-quiet")
+	if code == 0 || !strings.Contains(errOut, `symlink "lib/etc"`) || !strings.Contains(errOut, "outside the bundle") || strings.Contains(errOut, "upload "+badPath) {
+		t.Fatalf("gear app submit of a bundle with an escaping symlink: exit %d, stderr %s; want the symlink refusal, not an upload error", code, errOut)
+	}
+	mlog := c.procs["master0"].log
+	waitFor(t, 20*time.Second, "the master to drop the cut-off upload", func() bool {
+		for _, l := range strings.Split(readFile(t, mlog), "\n") {
+			if strings.Contains(l, "bundle upload failed") && strings.Contains(l, "escape.tar.gz") {
+				return true
+			}
+		}
+		return false
+	})
+	if tmps, _ := filepath.Glob(filepath.Join(c.dir, "master0", "jars", ".tmp-*")); len(tmps) != 0 {
+		t.Fatalf("the cut-off upload left %v in the jar store", tmps)
+	}
+	if ls := jarstoreLs(t, c); len(ls) != 0 {
+		t.Fatalf("the cut-off upload left a blob: %+v", ls)
 	}
 
 	// Straight to the API, the worker refuses it while unpacking.

@@ -143,9 +143,28 @@ func InspectLimits(path string, mainClass string, args []string, limits Limits) 
 	if err != nil {
 		return nil, kind, fmt.Errorf("bundle %s: %w", path, err)
 	}
+	m, err := manifestOf(path, data, files, args)
+	return m, kind, err
+}
+
+// InspectTarGz is InspectLimits for a .tar.gz bundle read from r (e.g.
+// while it is being received, so that the check does not follow the
+// transfer); name names the bundle in messages.
+func InspectTarGz(r io.Reader, name string, args []string, limits Limits) (*Manifest, error) {
+	data, files, err := scanTarGzFrom(r, limits.withDefaults())
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", name, err)
+	}
+	return manifestOf(name, data, files, args)
+}
+
+// manifestOf parses an archive's gear-app.conf (data) and checks its
+// commands against the archive's entries (files); args are appended to
+// every command.
+func manifestOf(path string, data []byte, files map[string]fs.FileMode, args []string) (*Manifest, error) {
 	m, err := ParseManifest(data, filepath.Base(path)+":"+ManifestName)
 	if err != nil {
-		return nil, kind, err
+		return nil, err
 	}
 	for i := range m.Processes {
 		p := &m.Processes[i]
@@ -154,16 +173,16 @@ func InspectLimits(path string, mainClass string, args []string, limits Limits) 
 			mode, ok := files[name]
 			switch {
 			case !ok:
-				return nil, kind, fmt.Errorf("bundle %s: process %q: command %s is not in the bundle (%s)", path, p.Name, exe, listSome(files, 5))
+				return nil, fmt.Errorf("bundle %s: process %q: command %s is not in the bundle (%s)", path, p.Name, exe, listSome(files, 5))
 			case mode.IsDir():
-				return nil, kind, fmt.Errorf("bundle %s: process %q: command %s is a directory", path, p.Name, exe)
+				return nil, fmt.Errorf("bundle %s: process %q: command %s is a directory", path, p.Name, exe)
 			case mode&0o111 == 0 && mode&fs.ModeSymlink == 0:
-				return nil, kind, fmt.Errorf("bundle %s: process %q: command %s is not executable in the archive (chmod +x it before packing)", path, p.Name, exe)
+				return nil, fmt.Errorf("bundle %s: process %q: command %s is not executable in the archive (chmod +x it before packing)", path, p.Name, exe)
 			}
 		}
 		p.Command = append(p.Command, args...)
 	}
-	return m, kind, nil
+	return m, nil
 }
 
 func path2entry(p string) string {
@@ -252,8 +271,12 @@ func scanTarGz(p string, limits Limits) ([]byte, map[string]fs.FileMode, error) 
 		return nil, nil, err
 	}
 	defer f.Close()
-	cr := &countingReader{r: f}
-	gz, err := gzip.NewReader(bufio.NewReader(cr))
+	return scanTarGzFrom(f, limits)
+}
+
+func scanTarGzFrom(r io.Reader, limits Limits) ([]byte, map[string]fs.FileMode, error) {
+	cr := &countingReader{r: r}
+	gz, err := gzip.NewReader(bufio.NewReaderSize(cr, 1<<20))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: not gzip data (%v): is the file really a .tar.gz?", ErrCorruptArchive, err)
 	}

@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"path/filepath"
@@ -126,6 +127,38 @@ func TestInspectErrors(t *testing.T) {
 			_, _, err := Inspect(path, c.mainClass, nil)
 			if err == nil || (c.want != nil && !errors.Is(err, c.want)) || !strings.Contains(err.Error(), c.msg) {
 				t.Fatalf("Inspect = %v; want %v containing %q", err, c.want, c.msg)
+			}
+		})
+	}
+}
+
+// InspectTarGz (a .tar.gz read from a stream, as the master checks an
+// upload while it arrives) agrees with InspectLimits on the same bytes:
+// the same manifest, or the same error.
+func TestInspectTarGzAgrees(t *testing.T) {
+	good := []entry{file("gear-app.conf", goodConf), exe("server", "#!/bin/sh\n")}
+	limits := Limits{MaxExpansion: 50}
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{
+		{"good", tarGz(t, good...)},
+		{"no manifest", tarGz(t, file("server", "x"))},
+		{"command missing", tarGz(t, file("gear-app.conf", goodConf), file("other", "x"))},
+		{"traversal", tarGz(t, append(good, file("../x", "y"))...)},
+		{"symlink out", tarGz(t, append(good, symlinkEntry("etc", "/etc"))...)},
+		{"bomb", tarGz(t, append(good, file("zeros", strings.Repeat("\x00", 8<<20)))...)},
+		{"not gzip", []byte("not gzip at all")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeTemp(t, "app.tar.gz", c.data)
+			want, _, werr := InspectLimits(path, "", []string{"-x"}, limits)
+			got, gerr := InspectTarGz(bytes.NewReader(c.data), path, []string{"-x"}, limits)
+			if (werr == nil) != (gerr == nil) || werr != nil && werr.Error() != gerr.Error() {
+				t.Fatalf("InspectTarGz error %v, InspectLimits error %v", gerr, werr)
+			}
+			if werr == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("InspectTarGz = %+v, InspectLimits = %+v", got, want)
 			}
 		})
 	}
