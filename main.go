@@ -8,6 +8,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/gear-run/gear/pkg/cli"
@@ -16,5 +17,10 @@ import (
 
 func main() {
 	procs.RunShim() // the socket-activation shim: never returns when asked for
+	// Descriptors gear inherited (a flock's lock, a supervisor's pipe)
+	// are not passed on to the executors and daemons it starts.
+	if err := procs.CloseInheritedOnExec(); err != nil {
+		fmt.Fprintln(os.Stderr, "gear: warning:", err)
+	}
 	os.Exit(cli.Main(os.Args[1:], append(daemonCommands(), recoverCommand())...))
 }

@@ -128,6 +128,7 @@ type testCluster struct {
 	// the CLI ("cli") runs in; "" runs it on the host.
 	netns func(name string) string
 	cwd   string // the daemons' working directory; "" = the test's
+	files []*os.File // clusterOpts.files
 }
 
 // command runs the gear binary as name, in its namespace if it has one.
@@ -148,12 +149,15 @@ type clusterOpts struct {
 	// masterDirs overrides master i's -datadir when masterDirs[i] != ""
 	// (e.g. a small tmpfs the test mounted).
 	masterDirs []string
+	// files are passed to every daemon from fd 3 on, without
+	// close-on-exec, as a shell or a supervisor may leave them.
+	files []*os.File
 }
 
 func newCluster(t *testing.T, o clusterOpts) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
-	c := &testCluster{t: t, dir: dir, procs: map[string]*proc{}, env: o.env, mdirs: o.masterDirs}
+	c := &testCluster{t: t, dir: dir, procs: map[string]*proc{}, env: o.env, mdirs: o.masterDirs, files: o.files}
 	for i := 0; i < o.masters; i++ {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
 		c.masters = append(c.masters, net.JoinHostPort(ip, strconv.Itoa(freePort(t, ip))))
@@ -189,6 +193,7 @@ func (c *testCluster) start(name string, args ...string) *proc {
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(append(os.Environ(), "GEAR_CONF="+c.conf), c.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.ExtraFiles = c.files
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
