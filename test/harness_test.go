@@ -127,7 +127,7 @@ type testCluster struct {
 	// netns, if set, names the network namespace a daemon (by name) or
 	// the CLI ("cli") runs in; "" runs it on the host.
 	netns func(name string) string
-	cwd   string // the daemons' working directory; "" = the test's
+	cwd   string     // the daemons' working directory; "" = the test's
 	files []*os.File // clusterOpts.files
 }
 
