@@ -207,8 +207,8 @@ func (w *Worker) removeWorkDir(id string) {
 // copy; larger ones are cloned or copied from the unpacked bundle.
 const (
 	treeFileMax  = 64 << 10
-	treeBytesMax = 1 << 20
-	treeCacheMax = 64 // unpacked bundles whose tree is kept
+	treeBytesMax = 256 << 10
+	treeCacheMax = 32 // unpacked bundles whose tree is kept: at most 8 MiB of file contents
 )
 
 // bundleTree is an unpacked bundle's tree as each working directory gets
