@@ -130,9 +130,16 @@ type result struct {
 	// the machine is shared: what each start costs the starter.
 	WorkerCPUPerStartMS float64 `json:"worker_cpu_per_start_ms"`
 	BareCPUPerStartMS   float64 `json:"bare_cpu_per_start_ms"`
-	Target              string  `json:"target"`
-	Pass                bool    `json:"pass"`
-	Load                string  `json:"load"`
+	// FileCreateUS is what creating one empty file cost in the work
+	// dir's file system just before the submit (a probe of 200): each
+	// executor creates a few (its working directory, the copies of the
+	// bundle's files, its log and pid files), and on some file systems
+	// that cost swings by 10x with what was deleted shortly before (see
+	// docs/BENCHMARKS.md, scale).
+	FileCreateUS float64 `json:"file_create_us"`
+	Target       string  `json:"target"`
+	Pass         bool    `json:"pass"`
+	Load         string  `json:"load"`
 }
 
 type bench struct {
@@ -223,9 +230,10 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 	fmt.Printf("- phases, from the CLI's start: the CLI returns / all placed / first and last process started (workers' start times) / all RUNNING\n")
 	fmt.Printf("- steady (over %v with all running): the leader's CPU and RSS, heartbeats and their body bytes per worker per second\n", steady)
 	fmt.Printf("- CPU per start: the workers' CPU from the submit until all RUNNING (summed, executors not included) per executor, against the bare loop's own CPU per fork/exec\n")
+	fmt.Printf("- file create (probe): creating one empty file in the data dirs' file system just before the submit (mean of 200)\n")
 	fmt.Printf("- load average at the start: %s\n\n", procstat.LoadAvg())
-	fmt.Println("| executors | gear: submit -> all RUNNING | bare fork/exec | gear / bare | gear - bare | phases (s): submitted / placed / first fork / last fork | leader CPU (steady) | leader RSS | heartbeats /s per worker | heartbeat bytes/s per worker (in / out) | CPU per start: workers / bare | target | result |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Println("| executors | gear: submit -> all RUNNING | bare fork/exec | gear / bare | gear - bare | phases (s): submitted / placed / first fork / last fork | leader CPU (steady) | leader RSS | heartbeats /s per worker | heartbeat bytes/s per worker (in / out) | CPU per start: workers / bare | file create (probe) | target | result |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	var results []result
 	for i, n := range ns {
 		load := procstat.LoadAvg()
@@ -240,6 +248,10 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 			profiled = make(chan error, 1)
 			go func() { profiled <- b.profile(ctx, pprofDir, pprofWindow) }()
 		}
+		r0, err := createProbe(filepath.Join(work, fmt.Sprintf("fsprobe-%d", i)), 200)
+		if err != nil {
+			return nil, err
+		}
 		wcpu0 := b.workersCPU()
 		r, id, err := b.submit(ctx, client, bundle, n)
 		if err != nil {
@@ -253,6 +265,7 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 			}
 		}
 		r.BareS, r.Load = bare.Seconds(), load
+		r.FileCreateUS = float64(r0.Nanoseconds()) / 1000
 		c0, t0 := procstat.CPU(mp.Process.Pid), time.Now()
 		m0, err := b.beatMetrics(ctx)
 		if err != nil {
@@ -289,10 +302,10 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 		if r.Pass {
 			verdict = "PASS"
 		}
-		fmt.Printf("| %d | %.3f s | %.3f s | %.2fx | %.3f s | %.2f / %.2f / %.2f / %.2f | %.0f %% | %.1f MiB | %.2f | %s / %s | %.2f / %.2f ms | %s | %s |\n",
+		fmt.Printf("| %d | %.3f s | %.3f s | %.2fx | %.3f s | %.2f / %.2f / %.2f / %.2f | %.0f %% | %.1f MiB | %.2f | %s / %s | %.2f / %.2f ms | %.0f µs | %s | %s |\n",
 			n, r.GearS, r.BareS, r.GearS/r.BareS, r.GearS-r.BareS, r.SubmitS, r.PlacedS, r.FirstForkS, r.LastForkS,
 			r.LeaderCPU*100, float64(r.LeaderRSS)/(1<<20), r.BeatsPerS, bytesPerS(r.BeatInPerS), bytesPerS(r.BeatOutPerS),
-			r.WorkerCPUPerStartMS, r.BareCPUPerStartMS, r.Target, verdict)
+			r.WorkerCPUPerStartMS, r.BareCPUPerStartMS, r.FileCreateUS, r.Target, verdict)
 		results = append(results, r)
 	}
 	fmt.Printf("\n- load average at the end: %s\n", procstat.LoadAvg())
@@ -498,6 +511,25 @@ func running(a *cluster.App) int {
 		}
 	}
 	return k
+}
+
+// createProbe creates n empty files in a new directory dir (on the file
+// system of the daemons' data dirs) and returns the mean time per file.
+// They stay until the work dir is removed: deleting them now would make
+// the creations that follow slower on ext4 without a journal.
+func createProbe(dir string, n int) (time.Duration, error) {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := range n {
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return 0, err
+		}
+		f.Close()
+	}
+	return time.Since(start) / time.Duration(n), nil
 }
 
 // workersCPU is the user+system CPU of every worker daemon so far.
