@@ -20,15 +20,14 @@ const adoptPoll = 100 * time.Millisecond
 
 // writePidFile writes "PID\nSTARTTICKS\n": the pid on the first line, as
 // tools expect, and the kernel start time that tells this process apart
-// from a later one given the same pid. A new file is created with
-// O_EXCL and filled by one write(2) (no temp file and rename: on ext4
-// those two cost as much as the fork); an existing one (a pid file left
-// behind) is replaced atomically through a temp file and a rename, so a
-// reader never sees the old and the new content mixed. A reader that
-// catches a new file before its write (or after a crash between the
-// create and the write) finds it empty or without its final newline:
-// readPidFile rejects it, and Adopt treats it as stale. A missing PidDir
-// is created on the first write.
+// from a later one given the same pid. A new file is created with O_EXCL
+// and filled by one write(2): a temp file and a rename would be two more
+// directory operations on every executor start. An existing one (a pid
+// file left behind) is replaced through a temp file and a rename, so that
+// no reader sees the old and the new content mixed. A reader that catches
+// a new file before its write (or after a crash between the create and
+// the write) finds it empty or without its final newline: readPidFile
+// rejects it, and Adopt treats it as stale. A missing PidDir is created.
 func writePidFile(path string, pid int, startTicks uint64) error {
 	data := strconv.AppendInt(nil, int64(pid), 10)
 	data = append(data, '\n')
