@@ -2,8 +2,10 @@ package worker
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -215,5 +217,40 @@ func TestWorkDirFailedCopyLeavesNothing(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "big.bin")); string(b) != "back" {
 		t.Errorf("big.bin = %q, want the bundle's as it is now", b)
+	}
+}
+
+// Executors of one bundle start together (the worker's start slots): their
+// working directories are made at once from one kept tree, each complete.
+func TestWorkDirConcurrent(t *testing.T) {
+	data := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(data, "run"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(t.TempDir(), "b.d")
+	if err := os.MkdirAll(bundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "gear-app.conf"), []byte("name = \"b\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{opts: Options{DataDir: data}}
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			dir, err := w.workDir("1.web."+strconv.Itoa(i), bundle, nil)
+			if err == nil {
+				var b []byte
+				if b, err = os.ReadFile(filepath.Join(dir, "gear-app.conf")); err == nil && string(b) != "name = \"b\"\n" {
+					err = fmt.Errorf("%s: gear-app.conf = %q", dir, b)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
