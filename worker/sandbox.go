@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -52,13 +54,20 @@ func allowedEnv(environ []string) map[string]string {
 // Working directories. The unpacked bundle (<datadir>/bundles/<hex>.d,
 // GEAR_BUNDLE_DIR) is shared by every executor of the bundle on this worker
 // and made read-only once unpacked. Each executor runs in its own directory,
-// <datadir>/run/<executor id>, which starts as a copy of the bundle's files:
-// reflinked (FICLONE) where the file system shares blocks, else copied.
+// <datadir>/run/<executor id>, which starts as a copy of the bundle's files.
 // Links into the shared directory would not do: an executor running as
 // root (no gear.worker.user) ignores the read-only mode bits and would
 // write through a link into the files every other instance runs. The
 // directory is kept across the executor's restarts (and the worker's) and
 // removed when the executor is no longer assigned here.
+//
+// It is made for every executor, so it costs as little as the file system
+// allows: the bundle's tree is read once per unpacked directory (treeCache)
+// and each copy is written from memory (small files) or cloned/copied
+// from the bundle (large ones); a copy with entries is built under a
+// temporary name and renamed into place, so a worker that dies half way
+// never leaves a half copy that its next start would take for complete;
+// an empty one (a jar bundle) is a single mkdir under the final name.
 
 // readOnlyTree takes every write bit off dir's files and directories.
 func readOnlyTree(dir string) error {
@@ -98,18 +107,33 @@ func (w *Worker) workDir(id, bundleDir string, owner *executorUser) (string, err
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil // kept across restarts
 	}
-	tmp, err := os.MkdirTemp(run, "."+id+".tmp-")
+	var tree *bundleTree
+	if bundleDir != "" {
+		var err error
+		if tree, err = w.trees.get(bundleDir); err != nil {
+			return "", fmt.Errorf("executor %s: read the bundle %s to copy it into its working directory: %w", id, bundleDir, err)
+		}
+	}
+	if tree.empty() && owner == nil {
+		// Nothing to copy and nobody to hand it to: complete the moment
+		// it exists.
+		if err := mkdirMode(dir, 0o755); err != nil {
+			return "", fmt.Errorf("executor %s: create its working directory: %w", id, err)
+		}
+		return dir, nil
+	}
+	tmp, err := mkdirTemp(run, "."+id+".tmp-", 0o755)
 	if err != nil {
 		return "", fmt.Errorf("executor %s: create its working directory: %w", id, err)
 	}
-	defer removeTree(tmp) // gone after the rename
-	if bundleDir != "" {
-		if err := copyTree(bundleDir, tmp); err != nil {
-			return "", fmt.Errorf("executor %s: copy the bundle into its working directory %s: %w", id, dir, err)
+	done := false
+	defer func() {
+		if !done {
+			removeTree(tmp)
 		}
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
+	}()
+	if err := tree.copyInto(tmp); err != nil {
+		return "", fmt.Errorf("executor %s: copy the bundle into its working directory %s: %w", id, dir, err)
 	}
 	if owner != nil {
 		if err := chownTree(tmp, owner.uid, owner.gid); err != nil {
@@ -119,8 +143,54 @@ func (w *Worker) workDir(id, bundleDir string, owner *executorUser) (string, err
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", fmt.Errorf("executor %s: create its working directory: %w", id, err)
 	}
+	done = true
 	return dir, nil
 }
+
+// mkdirMode creates dir with exactly perm, whatever the umask: a chmod
+// follows the mkdir only when the umask took bits off.
+func mkdirMode(dir string, perm fs.FileMode) error {
+	if err := os.Mkdir(dir, perm); err != nil {
+		return err
+	}
+	if perm&^processUmask() != perm {
+		return os.Chmod(dir, perm)
+	}
+	return nil
+}
+
+// mkdirTemp is os.MkdirTemp with the mode perm (os.MkdirTemp makes 0700,
+// which would cost a chmod per working directory).
+func mkdirTemp(parent, prefix string, perm fs.FileMode) (string, error) {
+	for range 100 {
+		dir := filepath.Join(parent, prefix+strconv.FormatUint(rand.Uint64(), 36))
+		err := mkdirMode(dir, perm)
+		if !errors.Is(err, fs.ErrExist) {
+			return dir, err
+		}
+	}
+	return "", fmt.Errorf("create a temporary directory in %s: too many names taken", parent)
+}
+
+var umaskOnce = sync.OnceValue(func() fs.FileMode {
+	// /proc/self/status has it (Linux 4.7+) without the race of setting
+	// it to read it; where it cannot be read, assume the strictest, so
+	// that the chmod always runs.
+	b, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return fs.FileMode(m) & fs.ModePerm
+				}
+			}
+		}
+	}
+	return fs.ModePerm
+})
+
+// processUmask is the worker's umask (read once: nothing in gear changes it).
+func processUmask() fs.FileMode { return umaskOnce() }
 
 // removeWorkDir removes an executor's working directory once it is gone.
 func (w *Worker) removeWorkDir(id string) {
@@ -133,11 +203,40 @@ func (w *Worker) removeWorkDir(id string) {
 	}
 }
 
-// copyTree copies src into the existing directory dst: directories and
-// regular files (writable by their owner: the copy is the executor's) and
-// symlinks as they are (the unpacker let only links inside the bundle in).
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+// Small files of a bundle are kept in memory to be written into each
+// copy; larger ones are cloned or copied from the unpacked bundle.
+const (
+	treeFileMax  = 64 << 10
+	treeBytesMax = 256 << 10
+	treeCacheMax = 32 // unpacked bundles whose tree is kept: at most 8 MiB of file contents
+)
+
+// bundleTree is an unpacked bundle's tree as each working directory gets
+// it: directories, regular files (writable by their owner: the copy is the
+// executor's) and symlinks as they are (the unpacker let only links
+// inside the bundle in).
+type bundleTree struct {
+	src     string
+	entries []treeEntry
+}
+
+type treeEntry struct {
+	rel    string
+	kind   fs.FileMode // 0 (regular), fs.ModeDir or fs.ModeSymlink
+	perm   fs.FileMode
+	target string // symlink
+	data   []byte // a small regular file's content; nil: copy it from src
+	inline bool   // data holds the whole content (possibly empty)
+}
+
+func (t *bundleTree) empty() bool { return t == nil || len(t.entries) == 0 }
+
+// readBundleTree reads src's tree (lexical order: a directory comes before
+// what it holds).
+func readBundleTree(src string) (*bundleTree, error) {
+	t := &bundleTree{src: src}
+	var inlined int64
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -145,25 +244,124 @@ func copyTree(src, dst string) error {
 		if err != nil || rel == "." {
 			return err
 		}
-		to := filepath.Join(dst, rel)
 		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
+		e := treeEntry{rel: rel, perm: fi.Mode().Perm()}
 		switch {
 		case d.IsDir():
-			return os.Mkdir(to, 0o755)
+			e.kind = fs.ModeDir
 		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
+			e.kind = fs.ModeSymlink
+			if e.target, err = os.Readlink(p); err != nil {
 				return err
 			}
-			return os.Symlink(target, to)
 		case fi.Mode().IsRegular():
-			return copyFile(p, to, fi.Mode().Perm()|0o200)
+			if fi.Size() <= treeFileMax && inlined+fi.Size() <= treeBytesMax {
+				if e.data, err = os.ReadFile(p); err != nil {
+					return err
+				}
+				e.inline = true
+				inlined += int64(len(e.data))
+			}
+		default:
+			return nil // nothing else is unpacked
 		}
-		return nil // nothing else is unpacked
+		t.entries = append(t.entries, e)
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// copyInto writes the tree into the existing directory dst.
+func (t *bundleTree) copyInto(dst string) error {
+	if t == nil {
+		return nil
+	}
+	for _, e := range t.entries {
+		to := filepath.Join(dst, e.rel)
+		var err error
+		switch {
+		case e.kind == fs.ModeDir:
+			err = os.Mkdir(to, 0o755)
+		case e.kind == fs.ModeSymlink:
+			err = os.Symlink(e.target, to)
+		case e.inline:
+			err = writeNewFile(to, e.data, e.perm|0o200)
+		default:
+			err = copyFile(filepath.Join(t.src, e.rel), to, e.perm|0o200)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeNewFile creates path (which must not exist) holding data.
+func writeNewFile(path string, data []byte, perm fs.FileMode) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(perm))
+	if err != nil {
+		return &os.PathError{Op: "create", Path: path, Err: err}
+	}
+	for len(data) > 0 && err == nil {
+		var n int
+		n, err = unix.Write(fd, data)
+		data = data[n:]
+		if err == unix.EINTR {
+			err = nil
+		}
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
+}
+
+// treeCache keeps the trees of the unpacked bundles, read once each. The
+// path of an unpacked bundle names its digest (<hex>.d) and what is in it
+// is read-only, so a tree once read stays right for that path: even after
+// the bundle cache evicts the directory and unpacks the same bundle there
+// again. At most treeCacheMax are kept (then it starts afresh).
+type treeCache struct {
+	mu    sync.Mutex
+	trees map[string]*treeSlot
+}
+
+type treeSlot struct {
+	once sync.Once
+	tree *bundleTree
+	err  error
+}
+
+// get returns src's tree.
+func (c *treeCache) get(src string) (*bundleTree, error) {
+	c.mu.Lock()
+	slot := c.trees[src]
+	if slot == nil {
+		if c.trees == nil || len(c.trees) >= treeCacheMax {
+			c.trees = map[string]*treeSlot{}
+		}
+		slot = &treeSlot{}
+		c.trees[src] = slot
+	}
+	c.mu.Unlock()
+	slot.once.Do(func() { slot.tree, slot.err = readBundleTree(src) })
+	if slot.err != nil {
+		c.mu.Lock()
+		if c.trees[src] == slot {
+			delete(c.trees, src) // read it again next time
+		}
+		c.mu.Unlock()
+	}
+	return slot.tree, slot.err
 }
 
 // copyFile clones src to dst where the file system can (FICLONE), else

@@ -111,6 +111,7 @@ type Worker struct {
 	startSlots chan struct{}
 
 	listeners listeners   // sockets of listen = [...] (listen.go)
+	trees     treeCache   // the unpacked bundles' trees, for the working directories (sandbox.go)
 	health    healthState // /ecv's inputs (health.go)
 
 	mu          sync.Mutex

@@ -3,6 +3,7 @@ package procs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,13 +18,36 @@ import (
 // pidfd_open is not available (kernels before 5.3).
 const adoptPoll = 100 * time.Millisecond
 
-// writePidFile atomically writes "PID\nSTARTTICKS\n": the pid on the first
-// line, as tools expect, and the kernel start time that tells this process
-// apart from a later one given the same pid.
+// writePidFile writes "PID\nSTARTTICKS\n": the pid on the first line, as
+// tools expect, and the kernel start time that tells this process apart
+// from a later one given the same pid. A new file is created with O_EXCL
+// and filled by one write(2): a temp file and a rename would be two more
+// directory operations on every executor start. An existing one (a pid
+// file left behind) is replaced through a temp file and a rename, so that
+// no reader sees the old and the new content mixed. A reader that catches
+// a new file before its write (or after a crash between the create and
+// the write) finds it empty or without its final newline: readPidFile
+// rejects it, and Adopt treats it as stale. A missing PidDir is created.
 func writePidFile(path string, pid int, startTicks uint64) error {
+	data := strconv.AppendInt(nil, int64(pid), 10)
+	data = append(data, '\n')
+	data = strconv.AppendUint(data, startTicks, 10)
+	data = append(data, '\n')
+	err := createPidFile(path, data)
+	if errors.Is(err, unix.ENOENT) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return fmt.Errorf("create pid dir: %w", err)
+		}
+		err = createPidFile(path, data)
+	}
+	if !errors.Is(err, unix.EEXIST) {
+		if err != nil {
+			return fmt.Errorf("write pid file: %w", err)
+		}
+		return nil
+	}
 	tmp := path + ".tmp"
-	data := fmt.Sprintf("%d\n%d\n", pid, startTicks)
-	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -33,14 +57,37 @@ func writePidFile(path string, pid int, startTicks uint64) error {
 	return nil
 }
 
+// createPidFile creates path (which must not exist) holding data, written
+// by one write(2); a short write removes it again.
+func createPidFile(path string, data []byte) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return &os.PathError{Op: "create", Path: path, Err: err}
+	}
+	n, err := unix.Write(fd, data)
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err == nil && n != len(data) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		os.Remove(path)
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
+}
+
 func readPidFile(path string) (pid int, startTicks uint64, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, 0, err
 	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0, fmt.Errorf("pid file %s: want pid and start time on two lines", path)
+	// Exactly "PID\nSTARTTICKS\n": a file cut short (a crash between its
+	// create and its write, see writePidFile) lacks the final newline.
+	f := strings.Split(string(b), "\n")
+	if len(f) != 3 || f[2] != "" {
+		return 0, 0, fmt.Errorf("pid file %s: want pid and start time on two lines, each ending in a newline (%d bytes: torn or not gear's)", path, len(b))
 	}
 	pid, err1 := strconv.Atoi(f[0])
 	startTicks, err2 := strconv.ParseUint(f[1], 10, 64)

@@ -519,20 +519,29 @@ func runHook(ctx context.Context, spec Spec) error {
 	return nil
 }
 
-// openLog opens the log file for appending (rotating it first when it is
-// already too big), or /dev/null when the spec has no LogDir.
+// openLog opens the log file for appending, or /dev/null when the spec
+// has no LogDir. An existing log is rotated first when it is already too
+// big; a new one (an executor's first start) is created with O_EXCL and
+// needs no check: the rotation loop (startRotation) looks at it after
+// rotateEvery. A missing LogDir is created.
 func openLog(spec Spec) (*os.File, error) {
 	path := spec.LogFile()
 	if path == "" {
 		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create log dir: %w", err)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("create log dir: %w", err)
+		}
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o644)
 	}
-	if _, err := rotateIfNeeded(path, spec.LogMaxSize, spec.LogMaxFiles); err != nil {
-		return nil, err
+	if errors.Is(err, os.ErrExist) {
+		if _, err := rotateIfNeeded(path, spec.LogMaxSize, spec.LogMaxFiles); err != nil {
+			return nil, err
+		}
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log file: %w", err)
 	}

@@ -21,7 +21,10 @@
 // forked, every executor RUNNING in the replicated state. It also reads
 // the leader's /metrics while all run steadily: heartbeats and their
 // body bytes per worker per second (gear_heartbeats_total,
-// gear_heartbeat_bytes_total).
+// gear_heartbeat_bytes_total). And it prints the CPU each start costs
+// its starter: the workers' CPU from the submit until all RUNNING per
+// executor, against the bare loop's own CPU per fork/exec; on a shared
+// machine that moves less than the wall times.
 //
 // -pprof DIR builds gear with -tags gearpprof (pprof_debug.go: a pprof
 // listener whose address the daemon writes to $GEAR_PPROF_DIR) and saves
@@ -120,15 +123,30 @@ type result struct {
 	BeatsPerS   float64 `json:"heartbeats_per_worker_per_s"`
 	BeatInPerS  float64 `json:"heartbeat_bytes_received_per_worker_per_s"`
 	BeatOutPerS float64 `json:"heartbeat_reply_bytes_per_worker_per_s"`
-	Target      string  `json:"target"`
-	Pass        bool    `json:"pass"`
-	Load        string  `json:"load"`
+	// CPU per process started, in ms: the workers' (user+system, summed
+	// over all workers, from the submit until all RUNNING; the executors'
+	// own CPU is not in it) against the bare loop's (its process's
+	// user+system over the loop). Less noisy than the wall times when
+	// the machine is shared: what each start costs the starter.
+	WorkerCPUPerStartMS float64 `json:"worker_cpu_per_start_ms"`
+	BareCPUPerStartMS   float64 `json:"bare_cpu_per_start_ms"`
+	// FileCreateUS is what creating one empty file cost in the work
+	// dir's file system just before the submit (a probe of 200): each
+	// executor creates a few (its working directory, the copies of the
+	// bundle's files, its log and pid files), and on some file systems
+	// that cost swings by 10x with what was deleted shortly before (see
+	// docs/BENCHMARKS.md, scale).
+	FileCreateUS float64 `json:"file_create_us"`
+	Target       string  `json:"target"`
+	Pass         bool    `json:"pass"`
+	Load         string  `json:"load"`
 }
 
 type bench struct {
 	work, gear string
 	env        []string
 	procs      []*exec.Cmd
+	workers    []int // pids of the worker daemons
 	master     string
 }
 
@@ -189,9 +207,11 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 	}
 	for i := range workers {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
-		if _, wlog, err := b.daemon(ctx, fmt.Sprintf("worker%d", i), "worker", "-ip", ip, "-datadir", filepath.Join(work, fmt.Sprintf("worker%d", i))); err != nil {
+		wp, wlog, err := b.daemon(ctx, fmt.Sprintf("worker%d", i), "worker", "-ip", ip, "-datadir", filepath.Join(work, fmt.Sprintf("worker%d", i)))
+		if err != nil {
 			return nil, fmt.Errorf("%w (log: %s)", err, wlog)
 		}
+		b.workers = append(b.workers, wp.Process.Pid)
 	}
 	if err := poll(ctx, 2*time.Minute, 100*time.Millisecond, fmt.Sprintf("%d workers to register", workers), func() bool {
 		ws, err := client.Workers(ctx)
@@ -209,31 +229,43 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 	fmt.Printf("- 1 master, %d workers (real processes on 127.0.0.1-%d), unpinned executors of `/bin/sleep 1000`; bare: a Go loop of exec.Cmd.Start of `sleep 1000`\n", workers, workers)
 	fmt.Printf("- phases, from the CLI's start: the CLI returns / all placed / first and last process started (workers' start times) / all RUNNING\n")
 	fmt.Printf("- steady (over %v with all running): the leader's CPU and RSS, heartbeats and their body bytes per worker per second\n", steady)
+	fmt.Printf("- CPU per start: the workers' CPU from the submit until all RUNNING (summed, executors not included) per executor, against the bare loop's own CPU per fork/exec\n")
+	fmt.Printf("- file create (probe): creating one empty file in the data dirs' file system just before the submit (mean of 200)\n")
 	fmt.Printf("- load average at the start: %s\n\n", procstat.LoadAvg())
-	fmt.Println("| executors | gear: submit -> all RUNNING | bare fork/exec | gear / bare | gear - bare | phases (s): submitted / placed / first fork / last fork | leader CPU (steady) | leader RSS | heartbeats /s per worker | heartbeat bytes/s per worker (in / out) | target | result |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Println("| executors | gear: submit -> all RUNNING | bare fork/exec | gear / bare | gear - bare | phases (s): submitted / placed / first fork / last fork | leader CPU (steady) | leader RSS | heartbeats /s per worker | heartbeat bytes/s per worker (in / out) | CPU per start: workers / bare | file create (probe) | target | result |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	var results []result
 	for i, n := range ns {
 		load := procstat.LoadAvg()
+		bareCPU0 := selfCPU()
 		bare, err := bareStart(ctx, n)
 		if err != nil {
 			return nil, fmt.Errorf("bare %d: %w", n, err)
 		}
+		bareCPU := selfCPU() - bareCPU0
 		var profiled chan error
 		if pprofDir != "" && i == 0 {
 			profiled = make(chan error, 1)
 			go func() { profiled <- b.profile(ctx, pprofDir, pprofWindow) }()
 		}
+		r0, err := createProbe(filepath.Join(work, fmt.Sprintf("fsprobe-%d", i)), 200)
+		if err != nil {
+			return nil, err
+		}
+		wcpu0 := b.workersCPU()
 		r, id, err := b.submit(ctx, client, bundle, n)
 		if err != nil {
 			return nil, fmt.Errorf("gear %d: %w (logs in %s)", n, err, work)
 		}
+		r.WorkerCPUPerStartMS = float64((b.workersCPU() - wcpu0).Microseconds()) / 1000 / float64(n)
+		r.BareCPUPerStartMS = float64(bareCPU.Microseconds()) / 1000 / float64(n)
 		if profiled != nil {
 			if err := <-profiled; err != nil {
 				return nil, fmt.Errorf("pprof: %w", err)
 			}
 		}
 		r.BareS, r.Load = bare.Seconds(), load
+		r.FileCreateUS = float64(r0.Nanoseconds()) / 1000
 		c0, t0 := procstat.CPU(mp.Process.Pid), time.Now()
 		m0, err := b.beatMetrics(ctx)
 		if err != nil {
@@ -270,9 +302,10 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 		if r.Pass {
 			verdict = "PASS"
 		}
-		fmt.Printf("| %d | %.3f s | %.3f s | %.2fx | %.3f s | %.2f / %.2f / %.2f / %.2f | %.0f %% | %.1f MiB | %.2f | %s / %s | %s | %s |\n",
+		fmt.Printf("| %d | %.3f s | %.3f s | %.2fx | %.3f s | %.2f / %.2f / %.2f / %.2f | %.0f %% | %.1f MiB | %.2f | %s / %s | %.2f / %.2f ms | %.0f µs | %s | %s |\n",
 			n, r.GearS, r.BareS, r.GearS/r.BareS, r.GearS-r.BareS, r.SubmitS, r.PlacedS, r.FirstForkS, r.LastForkS,
-			r.LeaderCPU*100, float64(r.LeaderRSS)/(1<<20), r.BeatsPerS, bytesPerS(r.BeatInPerS), bytesPerS(r.BeatOutPerS), r.Target, verdict)
+			r.LeaderCPU*100, float64(r.LeaderRSS)/(1<<20), r.BeatsPerS, bytesPerS(r.BeatInPerS), bytesPerS(r.BeatOutPerS),
+			r.WorkerCPUPerStartMS, r.BareCPUPerStartMS, r.FileCreateUS, r.Target, verdict)
 		results = append(results, r)
 	}
 	fmt.Printf("\n- load average at the end: %s\n", procstat.LoadAvg())
@@ -478,6 +511,43 @@ func running(a *cluster.App) int {
 		}
 	}
 	return k
+}
+
+// createProbe creates n empty files in a new directory dir (on the file
+// system of the daemons' data dirs) and returns the mean time per file.
+// They stay until the work dir is removed: deleting them now would make
+// the creations that follow slower on ext4 without a journal.
+func createProbe(dir string, n int) (time.Duration, error) {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := range n {
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return 0, err
+		}
+		f.Close()
+	}
+	return time.Since(start) / time.Duration(n), nil
+}
+
+// workersCPU is the user+system CPU of every worker daemon so far.
+func (b *bench) workersCPU() time.Duration {
+	var sum time.Duration
+	for _, pid := range b.workers {
+		sum += procstat.CPU(pid)
+	}
+	return sum
+}
+
+// selfCPU is this process's user+system CPU so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // bareStart fork/execs n `sleep 1000` and returns how long starting them
