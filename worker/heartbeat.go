@@ -56,10 +56,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		case <-w.kick:
 		default:
 		}
-		// An attempt never runs past the fencing deadline, so that the
-		// fence comes on time even while masters answer slowly or not at
-		// all.
-		hctx, cancel := context.WithTimeout(ctx, max(w.untilFence(), 20*time.Millisecond))
+		hctx, cancel := context.WithTimeout(ctx, w.attemptTimeout())
 		sent := time.Now()
 		lastSent = sent
 		digest := w.assignDigest
@@ -216,6 +213,19 @@ func leaderContact(sent, now time.Time, quorumAgeMS int64, stopAfter time.Durati
 		contact = sent
 	}
 	return contact, stopAfter <= 0 || now.Sub(contact) < stopAfter
+}
+
+// attemptTimeout bounds one heartbeat (over every master, see
+// sendHeartbeat): until the fencing deadline, so that the fence comes on
+// time even while masters answer slowly or not at all, and at most a
+// failover timeout (a fenced worker, or one that never fences, still
+// gives up on a connection that went dead and dials again).
+func (w *Worker) attemptTimeout() time.Duration {
+	d := w.untilFence()
+	if w.opts.FailoverTimeout > 0 {
+		d = min(d, w.opts.FailoverTimeout)
+	}
+	return max(d, 20*time.Millisecond)
 }
 
 // kickGap is the least time between a heartbeat and the next one that an
