@@ -29,7 +29,7 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 	retryCap := max(2*w.opts.HeartbeatInterval, 500*time.Millisecond)
 	interval := w.opts.HeartbeatInterval
 	delay := time.Duration(0)
-	failures := 0
+	failures, slow := 0, 0
 	var lastSent time.Time
 	w.mu.Lock()
 	w.lastContact = time.Now()
@@ -111,7 +111,14 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		// quorum of masters follows it (see master/quorum.go): a leader
 		// cut off from the others answers until its lease ends, while a
 		// new one may already be counting towards rescheduling.
-		contact, ok := leaderContact(sent, time.Now(), reply.QuorumAgeMS, w.opts.StopAfterDisconnect)
+		now := time.Now()
+		if took := now.Sub(sent); took > w.heartbeatTimeout() {
+			slow++
+			if slow == 1 || slow%20 == 0 {
+				w.log.Info("a heartbeat took longer than the heartbeat timeout; waited for it", "took", took.Round(time.Millisecond), "timeout", w.heartbeatTimeout(), "slow_heartbeats", slow)
+			}
+		}
+		contact, ok := leaderContact(sent, now, reply.QuorumAgeMS, w.opts.StopAfterDisconnect, w.heartbeatTimeout())
 		if !ok {
 			failures++
 			w.health.connected.Store(false)
@@ -203,14 +210,16 @@ func (w *Worker) checkPooled(state string) {
 // leader that last confirmed its quorum quorumAgeMS before counts as
 // contact, and whether it counts at all: not when that confirmation is
 // older than the fencing deadline stopAfter (the leader may already be
-// deposed). It is never later than sent: the leader times this worker
-// from when the heartbeat reached it, and a slow answer (a heartbeat may
-// take until the fencing deadline) must not move the fence past the
-// moment the leader reschedules.
-func leaderContact(sent, now time.Time, quorumAgeMS int64, stopAfter time.Duration) (time.Time, bool) {
+// deposed). It is never later than sent + bound: the leader times this
+// worker from when the heartbeat reached it, which may be any time after
+// sent, and a slow answer (a heartbeat may take until the fencing
+// deadline) must not move the fence further past that moment than an
+// answer within bound (the heartbeat timeout, which once bounded every
+// heartbeat) could.
+func leaderContact(sent, now time.Time, quorumAgeMS int64, stopAfter, bound time.Duration) (time.Time, bool) {
 	contact := now.Add(-time.Duration(max(quorumAgeMS, 0)) * time.Millisecond)
-	if contact.After(sent) {
-		contact = sent
+	if limit := sent.Add(bound); contact.After(limit) {
+		contact = limit
 	}
 	return contact, stopAfter <= 0 || now.Sub(contact) < stopAfter
 }
