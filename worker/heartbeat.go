@@ -75,11 +75,10 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 			// Not held by this leader (a new one): list them at once.
 			w.kickHeartbeat()
 		}
-		var apiErr *cluster.APIError
-		if err != nil && out.base != "" && errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest {
+		if deltaRefused(out, err) {
 			// A master older than report deltas refuses the fields
 			// (cluster.Heartbeat.ReportsBase): list them all, at once.
-			w.log.Info("a master refused a heartbeat with only the changed executor reports; sending all of them", "master", apiErr.Master, "err", err)
+			w.log.Info("a master refused a heartbeat with only the changed executor reports; sending all of them", "err", err)
 			w.reports.forget()
 			delay = 0
 			continue

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"slices"
 
 	"github.com/gear-run/gear/pkg/cluster"
@@ -87,3 +89,12 @@ func (s *reportSync) answered(out reportsOut, reply *cluster.HeartbeatReply) (re
 
 // forget makes the next heartbeat list every report.
 func (s *reportSync) forget() { s.acked, s.held, s.delta = "", nil, false }
+
+// deltaRefused reports whether a heartbeat that sent out failed because a
+// master refused its delta: an older master decodes heartbeats strictly
+// and answers 400 to fields it does not know (cluster.Heartbeat.ReportsBase).
+// The worker then sends the whole list at once.
+func deltaRefused(out reportsOut, err error) bool {
+	var apiErr *cluster.APIError
+	return err != nil && out.base != "" && errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest
+}

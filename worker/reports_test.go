@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -195,5 +196,38 @@ func TestHeartbeatFailures(t *testing.T) {
 	_, err := w.sendHeartbeat(ctx, cluster.Heartbeat{}, "-", "")
 	if !answered(err) || !strings.Contains(err.Error(), "another worker") || time.Since(start) > time.Second {
 		t.Fatalf("a refused identity: %v after %v, want the 403 at once", err, time.Since(start))
+	}
+}
+
+// A 400 to a delta (an older master) makes the worker send the whole
+// list; a 400 to a whole list, or another failure, does not.
+func TestDeltaRefusedByAnOlderMaster(t *testing.T) {
+	bad := &cluster.APIError{Status: http.StatusBadRequest, Message: `request body: json: unknown field "reports_base"`}
+	delta, full := reportsOut{base: "d1"}, reportsOut{}
+	for _, tc := range []struct {
+		name string
+		out  reportsOut
+		err  error
+		want bool
+	}{
+		{"a delta refused with 400", delta, fmt.Errorf("127.0.0.1:1: %w", bad), true},
+		{"a whole list refused with 400", full, bad, false},
+		{"a delta that timed out", delta, context.DeadlineExceeded, false},
+		{"a delta refused as another worker's", delta, &cluster.APIError{Status: http.StatusForbidden}, false},
+		{"answered", delta, nil, false},
+	} {
+		if got := deltaRefused(tc.out, tc.err); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	var s reportSync
+	out := s.prepare([]cluster.ExecutorReport{{ID: "a"}})
+	s.answered(out, &cluster.HeartbeatReply{ReportsDigest: out.digest, ReportsDelta: true})
+	if next := s.prepare([]cluster.ExecutorReport{{ID: "a", PID: 2}}); next.base == "" {
+		t.Fatal("no delta to refuse")
+	}
+	s.forget()
+	if next := s.prepare([]cluster.ExecutorReport{{ID: "a", PID: 2}}); next.base != "" || len(next.executors) != 1 {
+		t.Fatalf("after a refused delta: %+v, want the whole list", next)
 	}
 }
