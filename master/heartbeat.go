@@ -32,16 +32,18 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: heartbeat of worker %s without a worker secret: the worker is older than this master; upgrade it", ErrBadRequest, hb.Worker.ID))
 		return
 	}
-	// The worker may leave out reports the leader acknowledged before
-	// (cluster.ReportsDigestHeader): they are the cached ones. A leader
-	// without them (a new one) reads no reports from this heartbeat and
-	// acknowledges none, so the worker lists them in its next.
-	reportsDigest, omitted := r.Header.Get(cluster.ReportsDigestHeader), false
-	if d, ok := strings.CutPrefix(reportsDigest, "same:"); ok {
-		reportsDigest = d
-		cached, ok := m.reportCache.get(hb.Worker.ID, d)
-		hb.Executors, omitted = cached, !ok
+	// The worker may leave out reports the leader acknowledged before, or
+	// send only those that changed since (cluster.ReportsDigestHeader,
+	// Heartbeat.ReportsBase): they are taken from the cached ones. A
+	// leader without them (a new one) reads no reports from this
+	// heartbeat and acknowledges none, so the worker lists them in its
+	// next.
+	reportsDigest, held, err := m.reportCache.resolve(&hb, r.Header.Get(cluster.ReportsDigestHeader))
+	if err != nil {
+		writeError(w, err)
+		return
 	}
+	omitted := !held
 	hash := secretHash(hb.Secret)
 	now := time.Now()
 	var known *cluster.Worker
@@ -112,6 +114,7 @@ func (m *Master) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		m.reportCache.put(hb.Worker.ID, reportsDigest, hb.Executors)
 		reply.ReportsDigest = reportsDigest
 	}
+	reply.ReportsDelta = true
 	reply.Gossip = m.gossipStateOf(&hb.Worker)
 	reply.QuorumAgeMS = m.quorumAge().Milliseconds()
 	writeCompactJSON(w, reply)
@@ -194,34 +197,105 @@ func changed(e cluster.Executor, r cluster.ExecutorReport) bool {
 }
 
 // reportCache holds each worker's last acknowledged executor reports by
-// digest (cluster.ReportsDigestHeader), on the leader.
+// digest (cluster.ReportsDigestHeader), on the leader: the newest and the
+// one before it, so that a worker whose heartbeat was applied but whose
+// answer it never got (a timeout under load) can still send its next
+// delta against the digest it last saw acknowledged.
 type reportCache struct {
 	mu sync.Mutex
-	m  map[string]cachedReports
+	m  map[string][2]cachedReports // [0] newest
 }
 
 type cachedReports struct {
 	digest  string
-	reports []cluster.ExecutorReport
+	reports []cluster.ExecutorReport // sorted by id; never changed once put
 }
 
 func (c *reportCache) get(worker, digest string) ([]cluster.ExecutorReport, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r, ok := c.m[worker]
-	if !ok || r.digest != digest {
-		return nil, false
+	for _, r := range c.m[worker] {
+		if r.digest != "" && r.digest == digest {
+			return r.reports, true
+		}
 	}
-	return r.reports, true
+	return nil, false
 }
 
 func (c *reportCache) put(worker, digest string, reports []cluster.ExecutorReport) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]cachedReports{}
+		c.m = map[string][2]cachedReports{}
 	}
-	c.m[worker] = cachedReports{digest, reports}
+	held := c.m[worker]
+	switch digest {
+	case held[0].digest:
+		return
+	case held[1].digest:
+		held[0], held[1] = held[1], held[0]
+	default:
+		held[0], held[1] = cachedReports{digest, reports}, held[0]
+	}
+	c.m[worker] = held
+}
+
+// resolve turns the executor reports of heartbeat hb, whose
+// ReportsDigestHeader is header, into the worker's whole list: the
+// cached list for "same:<digest>", the cached list of hb.ReportsBase with
+// the delta applied, or hb's own list. It returns the digest of that list
+// ("" when the worker sent none) and whether it is known: false when the
+// worker left out reports this leader does not hold (hb.Executors is then
+// nil and must not be read as the worker's list).
+func (c *reportCache) resolve(hb *cluster.Heartbeat, header string) (digest string, known bool, err error) {
+	if d, ok := strings.CutPrefix(header, "same:"); ok {
+		cached, ok := c.get(hb.Worker.ID, d)
+		hb.Executors = cached
+		return d, ok, nil
+	}
+	if hb.ReportsBase == "" {
+		return header, true, nil
+	}
+	if header == "" {
+		return "", false, fmt.Errorf("%w: heartbeat of worker %s lists its executor reports as changes since %q but names no digest for the result (header %s): send the digest of the whole list",
+			ErrBadRequest, hb.Worker.ID, hb.ReportsBase, cluster.ReportsDigestHeader)
+	}
+	base, ok := c.get(hb.Worker.ID, hb.ReportsBase)
+	if !ok {
+		hb.Executors = nil
+		return header, false, nil
+	}
+	hb.Executors = applyReportsDelta(base, hb.Executors, hb.Removed)
+	return header, true, nil
+}
+
+// applyReportsDelta is base (sorted by id, not changed) with the reports
+// of removed taken out and changed put in, sorted by id.
+func applyReportsDelta(base, changed []cluster.ExecutorReport, removed []string) []cluster.ExecutorReport {
+	drop := make(map[string]bool, len(changed)+len(removed))
+	for _, id := range removed {
+		drop[id] = true
+	}
+	for _, r := range changed {
+		drop[r.ID] = true
+	}
+	out := make([]cluster.ExecutorReport, 0, len(base)+len(changed))
+	for _, r := range base {
+		if !drop[r.ID] {
+			out = append(out, r)
+		}
+	}
+	seen := make(map[string]int, len(changed))
+	for _, r := range changed {
+		if i, dup := seen[r.ID]; dup {
+			out[i] = r // the last report of an id counts
+			continue
+		}
+		seen[r.ID] = len(out)
+		out = append(out, r)
+	}
+	slices.SortStableFunc(out, func(a, b cluster.ExecutorReport) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // inFlight is a set of worker ids with a status entry being replicated.

@@ -1,8 +1,14 @@
 package master
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -200,5 +206,95 @@ func TestStatusInFlightOncePerWorker(t *testing.T) {
 	f.end("w1")
 	if !f.begin("w1") {
 		t.Fatal("w1 cannot replicate again after its entry ended")
+	}
+}
+
+func reportIDs(rs []cluster.ExecutorReport) []string {
+	var ids []string
+	for _, r := range rs {
+		ids = append(ids, r.ID+"="+strconv.Itoa(r.PID))
+	}
+	return ids
+}
+
+// A worker sends its whole list, then only the reports that changed since
+// the list the leader acknowledged: the leader rebuilds the whole list
+// from the one it holds. A leader that does not hold the base (a new
+// one) reads no reports from such a heartbeat: never the partial list as
+// the whole.
+func TestReportsDelta(t *testing.T) {
+	var c reportCache
+	rep := func(id string, pid int) cluster.ExecutorReport {
+		return cluster.ExecutorReport{ID: id, PID: pid, State: cluster.Running}
+	}
+	hb := func(base string, removed []string, reps ...cluster.ExecutorReport) *cluster.Heartbeat {
+		return &cluster.Heartbeat{Worker: cluster.Worker{ID: "w1"}, Executors: reps, ReportsBase: base, Removed: removed}
+	}
+	resolve := func(h *cluster.Heartbeat, header string, wantHeld bool, want ...string) {
+		t.Helper()
+		d, held, err := c.resolve(h, header)
+		if err != nil || held != wantHeld || !slices.Equal(reportIDs(h.Executors), want) {
+			t.Fatalf("resolve(%s, base %q): %v %v %v, want held %v with %v", header, h.ReportsBase, reportIDs(h.Executors), held, err, wantHeld, want)
+		}
+		if held && d != "" {
+			c.put("w1", strings.TrimPrefix(d, "same:"), h.Executors)
+		}
+	}
+	resolve(hb("", nil, rep("a", 1), rep("b", 2), rep("c", 3)), "d1", true, "a=1", "b=2", "c=3")
+	resolve(hb("", nil), "same:d1", true, "a=1", "b=2", "c=3")
+	// b got a new pid, c is gone, d is new.
+	resolve(hb("d1", []string{"c"}, rep("d", 4), rep("b", 5)), "d2", true, "a=1", "b=5", "d=4")
+	resolve(hb("", nil), "same:d2", true, "a=1", "b=5", "d=4")
+	// The answer to d2 was lost: the worker still sends against d1, which
+	// the leader keeps beside the newest.
+	resolve(hb("d1", []string{"c"}, rep("d", 4), rep("b", 6)), "d3", true, "a=1", "b=6", "d=4")
+	resolve(hb("d3", nil, rep("a", 7)), "d4", true, "a=7", "b=6", "d=4")
+	// Two lists on, d1 is gone: the leader says it does not hold it.
+	resolve(hb("d1", nil, rep("a", 8)), "d5", false)
+	// A new leader holds nothing.
+	c = reportCache{}
+	resolve(hb("d4", nil, rep("a", 9)), "d6", false)
+	resolve(hb("", nil), "same:d4", false)
+	// A delta must name the digest of the list it makes.
+	if _, _, err := c.resolve(hb("d4", nil, rep("a", 9)), ""); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("a delta without its digest: %v, want ErrBadRequest", err)
+	}
+	// The cached lists are not changed by a delta applied onto them.
+	c.put("w1", "e1", []cluster.ExecutorReport{rep("a", 1), rep("b", 2)})
+	resolve(hb("e1", []string{"a"}, rep("b", 3)), "e2", true, "b=3")
+	if got, _ := c.get("w1", "e1"); !slices.Equal(reportIDs(got), []string{"a=1", "b=2"}) {
+		t.Fatalf("the base list changed under a delta: %v", reportIDs(got))
+	}
+}
+
+// A master older than report deltas decodes heartbeats strictly: it
+// refuses a delta (400) instead of reading its partial list as every
+// executor the worker runs, and the worker then sends the whole list.
+func TestOlderMasterRefusesReportsDelta(t *testing.T) {
+	type olderHeartbeat struct { // cluster.Heartbeat before report deltas
+		Worker    cluster.Worker           `json:"worker"`
+		Secret    string                   `json:"secret"`
+		Executors []cluster.ExecutorReport `json:"executors"`
+	}
+	for _, hb := range []cluster.Heartbeat{
+		{Worker: cluster.Worker{ID: "w1"}, Secret: "s", ReportsBase: "d1"},
+		{Worker: cluster.Worker{ID: "w1"}, Secret: "s", ReportsBase: "d1", Removed: []string{"1.web.0"},
+			Executors: []cluster.ExecutorReport{{ID: "1.web.1", State: cluster.Running}}},
+	} {
+		b, err := json.Marshal(hb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var old olderHeartbeat
+		err = decodeBody(httptest.NewRequest("POST", "/api/v1/workers/heartbeat", bytes.NewReader(b)), &old)
+		if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "reports_base") {
+			t.Fatalf("an older master decoding %s: %v, want a 400 naming reports_base", b, err)
+		}
+	}
+	// A whole list still decodes there.
+	b, _ := json.Marshal(cluster.Heartbeat{Worker: cluster.Worker{ID: "w1"}, Secret: "s", Executors: []cluster.ExecutorReport{{ID: "1.web.0"}}})
+	var old olderHeartbeat
+	if err := decodeBody(httptest.NewRequest("POST", "/api/v1/workers/heartbeat", bytes.NewReader(b)), &old); err != nil {
+		t.Fatalf("a whole list at an older master: %v", err)
 	}
 }

@@ -6,10 +6,8 @@ package worker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,7 +29,8 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 	retryCap := max(2*w.opts.HeartbeatInterval, 500*time.Millisecond)
 	interval := w.opts.HeartbeatInterval
 	delay := time.Duration(0)
-	failures := 0
+	failures, slow := 0, 0
+	var lastSent time.Time
 	w.mu.Lock()
 	w.lastContact = time.Now()
 	w.mu.Unlock()
@@ -41,35 +40,49 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 			return
 		case <-time.After(delay):
 		case <-w.kick:
+			// Every executor start or exit kicks a heartbeat; kicks that
+			// come close together share one (see kickGap).
+			if wait := w.kickGap() - time.Since(lastSent); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
-		// An attempt never runs past the fencing deadline, so that the
-		// fence comes on time even while masters answer slowly or not at
-		// all.
-		hctx, cancel := context.WithTimeout(ctx, min(w.heartbeatTimeout(), max(w.untilFence(), 20*time.Millisecond)))
+		// This heartbeat reports everything up to now, also what kicked
+		// meanwhile.
+		select {
+		case <-w.kick:
+		default:
+		}
+		hctx, cancel := context.WithTimeout(ctx, w.attemptTimeout())
 		sent := time.Now()
+		lastSent = sent
 		digest := w.assignDigest
 		if digest == "" {
 			digest = "-" // none yet: ask for the digest with the assignments
 		}
 		// Reports the leader acknowledged are left out while they stay
-		// the same (cluster.ReportsDigestHeader).
+		// the same, and only the changed ones are sent while others stay
+		// (reports.go).
 		hb := w.heartbeat()
-		reports := reportsDigest(hb.Executors)
-		reportsHeader := reports
-		if reports == w.reportsAcked {
-			hb.Executors, reportsHeader = nil, "same:"+reports
-		}
-		reply, err := w.client.Heartbeat(hctx, hb, digest, reportsHeader)
-		if err == nil {
-			if reply.ReportsDigest == reports {
-				w.reportsAcked = reports
-			} else if w.reportsAcked != "" {
-				// Not held by this leader (a new one): list them at once.
-				w.reportsAcked = ""
-				w.kickHeartbeat()
-			}
-		}
+		out := w.reports.prepare(hb.Executors)
+		hb.Executors, hb.ReportsBase, hb.Removed = out.executors, out.base, out.removed
+		reply, err := w.sendHeartbeat(hctx, hb, digest, out.header)
 		cancel()
+		if err == nil && w.reports.answered(out, reply) {
+			// Not held by this leader (a new one): list them at once.
+			w.kickHeartbeat()
+		}
+		if deltaRefused(out, err) {
+			// A master older than report deltas refuses the fields
+			// (cluster.Heartbeat.ReportsBase): list them all, at once.
+			w.log.Info("a master refused a heartbeat with only the changed executor reports; sending all of them", "err", err)
+			w.reports.forget()
+			delay = 0
+			continue
+		}
 		w.metrics.heartbeat(sent, err)
 		if ctx.Err() != nil {
 			return
@@ -97,7 +110,14 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		// quorum of masters follows it (see master/quorum.go): a leader
 		// cut off from the others answers until its lease ends, while a
 		// new one may already be counting towards rescheduling.
-		contact, ok := leaderContact(time.Now(), reply.QuorumAgeMS, w.opts.StopAfterDisconnect)
+		now := time.Now()
+		if took := now.Sub(sent); took > w.heartbeatTimeout() {
+			slow++
+			if slow == 1 || slow%20 == 0 {
+				w.log.Info("a heartbeat took longer than the heartbeat timeout; waited for it", "took", took.Round(time.Millisecond), "timeout", w.heartbeatTimeout(), "slow_heartbeats", slow)
+			}
+		}
+		contact, ok := leaderContact(sent, now, reply.QuorumAgeMS, w.opts.StopAfterDisconnect, w.heartbeatTimeout())
 		if !ok {
 			failures++
 			w.health.connected.Store(false)
@@ -185,30 +205,160 @@ func (w *Worker) checkPooled(state string) {
 	}()
 }
 
-// leaderContact is when a heartbeat answered at now by a leader that last
-// confirmed its quorum quorumAgeMS before counts as contact, and whether
-// it counts at all: not when that confirmation is older than the fencing
-// deadline stopAfter (the leader may already be deposed).
-func leaderContact(now time.Time, quorumAgeMS int64, stopAfter time.Duration) (time.Time, bool) {
+// leaderContact is when a heartbeat sent at sent and answered at now by a
+// leader that last confirmed its quorum quorumAgeMS before counts as
+// contact, and whether it counts at all: not when that confirmation is
+// older than the fencing deadline stopAfter (the leader may already be
+// deposed). It is never later than sent + bound: the leader times this
+// worker from when the heartbeat reached it, which may be any time after
+// sent, and a slow answer (a heartbeat may take until the fencing
+// deadline) must not move the fence further past that moment than an
+// answer within bound (the heartbeat timeout, which once bounded every
+// heartbeat) could.
+func leaderContact(sent, now time.Time, quorumAgeMS int64, stopAfter, bound time.Duration) (time.Time, bool) {
 	contact := now.Add(-time.Duration(max(quorumAgeMS, 0)) * time.Millisecond)
+	if limit := sent.Add(bound); contact.After(limit) {
+		contact = limit
+	}
 	return contact, stopAfter <= 0 || now.Sub(contact) < stopAfter
 }
 
-// heartbeatTimeout bounds one heartbeat: short enough that a frozen or
-// partitioned master is given up on well within the fencing deadline.
+// attemptTimeout bounds one heartbeat (over every master, see
+// sendHeartbeat): until the fencing deadline, so that the fence comes on
+// time even while masters answer slowly or not at all, and at most a
+// failover timeout (a fenced worker, or one that never fences, still
+// gives up on a connection that went dead and dials again).
+func (w *Worker) attemptTimeout() time.Duration {
+	d := w.untilFence()
+	if w.opts.FailoverTimeout > 0 {
+		d = min(d, w.opts.FailoverTimeout)
+	}
+	return max(d, 20*time.Millisecond)
+}
+
+// kickGap is the least time between a heartbeat and the next one that an
+// executor's start, exit or health change asks for: while hundreds start
+// at once, their kicks share heartbeats instead of sending one each. A
+// kick after a quiet spell is sent at once.
+func (w *Worker) kickGap() time.Duration {
+	return min(100*time.Millisecond, w.opts.HeartbeatInterval)
+}
+
+// sendHeartbeat sends hb to the master the client prefers (the leader as
+// last seen), and waits for it as long as ctx allows (up to the fencing
+// deadline): a leader that answers slowly, e.g. while the machine starts
+// thousands of processes, still answers in time. When it has not
+// answered within heartbeatTimeout, or failed, the other masters are
+// tried meanwhile, each for heartbeatTimeout and again while the first
+// is pending: a frozen or cut-off leader is left for a new one that they
+// lead or forward to. The first answer counts.
+func (w *Worker) sendHeartbeat(ctx context.Context, hb cluster.Heartbeat, digest, reports string) (*cluster.HeartbeatReply, error) {
+	primary := w.client.Preferred()
+	var others []string
+	for _, m := range w.client.Masters() {
+		if m != primary {
+			others = append(others, m)
+		}
+	}
+	if primary == "" {
+		return w.client.Heartbeat(ctx, hb, digest, reports)
+	}
+	type result struct {
+		reply   *cluster.HeartbeatReply
+		err     error
+		addr    string
+		primary bool
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the attempt that lost
+	results := make(chan result, 2)
+	go func() {
+		r, err := w.client.HeartbeatAt(ctx, primary, hb, digest, reports)
+		results <- result{r, err, primary, true}
+	}()
+	hedge := func() {
+		go func() {
+			var errs []error
+			for _, addr := range others {
+				actx, acancel := context.WithTimeout(ctx, w.heartbeatTimeout())
+				r, err := w.client.HeartbeatAt(actx, addr, hb, digest, reports)
+				acancel()
+				if err == nil || answered(err) {
+					results <- result{r, err, addr, false}
+					return
+				}
+				errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+				if ctx.Err() != nil {
+					break
+				}
+			}
+			results <- result{err: errors.Join(errs...)}
+		}()
+	}
+	timer := time.NewTimer(w.heartbeatTimeout())
+	defer timer.Stop()
+	primaryErr, hedging, hedged := error(nil), false, false
+	pending := true // the primary's answer
+	for {
+		select {
+		case <-ctx.Done():
+			if primaryErr != nil {
+				return nil, primaryErr
+			}
+			return nil, fmt.Errorf("%s: %w", primary, ctx.Err())
+		case <-timer.C:
+			if !hedging && len(others) > 0 {
+				hedging = true
+				hedge()
+			}
+		case r := <-results:
+			if r.err == nil {
+				w.client.Prefer(r.addr)
+				return r.reply, nil
+			}
+			if answered(r.err) {
+				return nil, r.err
+			}
+			if r.primary {
+				pending, primaryErr = false, fmt.Errorf("%s: %w", primary, r.err)
+			} else {
+				hedging, hedged = false, true
+				if pending {
+					// Try them again after a pause while the first waits.
+					timer.Reset(max(w.opts.HeartbeatInterval, 100*time.Millisecond))
+				}
+			}
+			if !pending && !hedging {
+				if hedged || len(others) == 0 {
+					if hedged && r.err != nil && !r.primary {
+						return nil, errors.Join(primaryErr, r.err)
+					}
+					return nil, primaryErr
+				}
+				hedging = true
+				hedge()
+			}
+		}
+	}
+}
+
+// answered reports whether err is a master's own answer that another
+// master would give too (a refused identity, a bad request), not a sign
+// that it cannot serve (502, 503) or cannot be reached.
+func answered(err error) bool {
+	var apiErr *cluster.APIError
+	return errors.As(err, &apiErr) && apiErr.Status != http.StatusServiceUnavailable && apiErr.Status != http.StatusBadGateway
+}
+
+// heartbeatTimeout is how long a heartbeat waits for one master before it
+// also tries the others: short enough that a frozen or partitioned leader
+// is left for a new one well within the fencing deadline.
 func (w *Worker) heartbeatTimeout() time.Duration {
 	d := 2 * time.Second
 	if w.opts.StopAfterDisconnect > 0 {
 		d = min(d, w.opts.StopAfterDisconnect/4)
 	}
 	return max(d, 2*w.opts.HeartbeatInterval)
-}
-
-// reportsDigest identifies a heartbeat's executor reports.
-func reportsDigest(reports []cluster.ExecutorReport) string {
-	h := sha256.New()
-	_ = json.NewEncoder(h).Encode(reports)
-	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // heartbeat describes this worker and its executors.

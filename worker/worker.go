@@ -128,9 +128,9 @@ type Worker struct {
 	// are unchanged does not list them again.
 	assigned     []cluster.Assignment
 	assignDigest string
-	// reportsAcked is the digest of the executor reports the leader
-	// acknowledged (heartbeat goroutine only): left out while unchanged.
-	reportsAcked  string
+	// reports: which executor reports the leader holds (heartbeat
+	// goroutine only): heartbeats send only what changed since.
+	reports       reportSync
 	life          lifecycle.Life // Run, Close and the REPL's stop: close runs once
 	unpooledSince time.Time      // heartbeat goroutine only: the leader has not seen us in the pool since
 	lastRejoin    time.Time      // heartbeat goroutine only

@@ -148,19 +148,26 @@ func TestLeaderContact(t *testing.T) {
 	now := time.Unix(1000, 0)
 	for _, tt := range []struct {
 		name      string
+		sent      time.Time
 		ageMS     int64
 		stopAfter time.Duration
 		want      time.Time
 		ok        bool
 	}{
-		{"fresh confirmation", 0, 4500 * time.Millisecond, now, true},
-		{"confirmed 300ms ago", 300, 4500 * time.Millisecond, now.Add(-300 * time.Millisecond), true},
-		{"a cut-off leader, unconfirmed past the deadline", 4500, 4500 * time.Millisecond, now.Add(-4500 * time.Millisecond), false},
-		{"fencing off: any answer counts", 60_000, -1, now.Add(-time.Minute), true},
-		{"an old master without the field", 0, 4500 * time.Millisecond, now, true},
-		{"a negative age is treated as none", -5, 4500 * time.Millisecond, now, true},
+		{"fresh confirmation", now, 0, 4500 * time.Millisecond, now, true},
+		{"confirmed 300ms ago", now, 300, 4500 * time.Millisecond, now.Add(-300 * time.Millisecond), true},
+		{"a cut-off leader, unconfirmed past the deadline", now, 4500, 4500 * time.Millisecond, now.Add(-4500 * time.Millisecond), false},
+		{"fencing off: any answer counts", now, 60_000, -1, now.Add(-time.Minute), true},
+		{"an old master without the field", now, 0, 4500 * time.Millisecond, now, true},
+		{"a negative age is treated as none", now, -5, 4500 * time.Millisecond, now, true},
+		// The leader saw the heartbeat no earlier than it was sent: a
+		// slow answer counts from the send, not from its arrival.
+		{"answered 3s after it was sent", now.Add(-3 * time.Second), 100, 4500 * time.Millisecond, now.Add(-3 * time.Second).Add(time.Second), true},
+		{"answered within the bound", now.Add(-500 * time.Millisecond), 100, 4500 * time.Millisecond, now.Add(-100 * time.Millisecond), true},
+		{"answered after the deadline from its send", now.Add(-6 * time.Second), 0, 4500 * time.Millisecond, now.Add(-5 * time.Second), false},
+		{"confirmed before the send", now.Add(-time.Second), 2000, 4500 * time.Millisecond, now.Add(-2 * time.Second), true},
 	} {
-		got, ok := leaderContact(now, tt.ageMS, tt.stopAfter)
+		got, ok := leaderContact(tt.sent, now, tt.ageMS, tt.stopAfter, time.Second)
 		if !got.Equal(tt.want) || ok != tt.ok {
 			t.Errorf("%s: (%v, %v), want (%v, %v)", tt.name, got.Sub(now), ok, tt.want.Sub(now), tt.ok)
 		}

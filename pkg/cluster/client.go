@@ -136,6 +136,17 @@ func (c *Client) Prefer(addr string) {
 	}
 }
 
+// Preferred is the master the client tries first: the one that last
+// answered, or the one given to Prefer ("" when it knows none).
+func (c *Client) Preferred() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.preferred < len(c.masters) {
+		return c.masters[c.preferred]
+	}
+	return ""
+}
+
 // Request describes one API call.
 type Request struct {
 	Method string
@@ -162,6 +173,34 @@ func (c *Client) Do(ctx context.Context, req Request, out any) error {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("decode answer of %s %s: %w", req.Method, req.Path, err)
+	}
+	return nil
+}
+
+// DoAt performs req against master addr only, once, and decodes a JSON
+// answer into out (unless out is nil). Callers that pick the master
+// themselves (a worker that gives the leader longer than the others) use
+// it; it returns *APIError for answers with an error status.
+func (c *Client) DoAt(ctx context.Context, addr string, req Request, out any) error {
+	var body []byte
+	if req.JSON != nil {
+		b, err := json.Marshal(req.JSON)
+		if err != nil {
+			return err
+		}
+		body = b
+	}
+	resp, err := c.try(ctx, addr, req, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode answer of %s %s from %s: %w", req.Method, req.Path, addr, err)
 	}
 	return nil
 }
@@ -528,6 +567,12 @@ func (c *Client) RestoreSnapshot(ctx context.Context, size int64, open func() (i
 // AssignmentsDigestHeader; "" sends no digest: always the assignments).
 // reports, if not "", is the ReportsDigestHeader.
 func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat, digest, reports string) (*HeartbeatReply, error) {
+	return c.HeartbeatAt(ctx, "", hb, digest, reports)
+}
+
+// HeartbeatAt is Heartbeat sent to master addr only ("" = any, as
+// Heartbeat).
+func (c *Client) HeartbeatAt(ctx context.Context, addr string, hb Heartbeat, digest, reports string) (*HeartbeatReply, error) {
 	var out HeartbeatReply
 	h := http.Header{}
 	if digest != "" {
@@ -536,7 +581,14 @@ func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat, digest, reports st
 	if reports != "" {
 		h.Set(ReportsDigestHeader, reports)
 	}
-	if err := c.Do(ctx, Request{Method: "POST", Path: "/api/v1/workers/heartbeat", JSON: hb, Header: h}, &out); err != nil {
+	req := Request{Method: "POST", Path: "/api/v1/workers/heartbeat", JSON: hb, Header: h}
+	var err error
+	if addr == "" {
+		err = c.Do(ctx, req, &out)
+	} else {
+		err = c.DoAt(ctx, addr, req, &out)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -311,6 +311,21 @@ type Heartbeat struct {
 	// the masters replicate only its hash.
 	Secret    string           `json:"secret"`
 	Executors []ExecutorReport `json:"executors"`
+	// ReportsBase, when set, makes Executors a delta: only the reports
+	// that changed since the reports the leader acknowledged under this
+	// digest (HeartbeatReply.ReportsDigest), with Removed naming the
+	// executors no longer reported; the ReportsDigestHeader names the
+	// digest of the whole list they make. The leader applies them onto
+	// the reports it holds for ReportsBase; when it holds none (a new
+	// leader, a restart) it reads no reports from the heartbeat and
+	// acknowledges none, and the worker lists them all in its next.
+	// Workers send deltas only to a leader that said it takes them
+	// (HeartbeatReply.ReportsDelta). Should one reach an older master
+	// anyway (a failover to it), that master refuses the body (400: it
+	// decodes strictly and does not know these fields) instead of taking
+	// the partial list for the whole, and the worker sends the list.
+	ReportsBase string   `json:"reports_base,omitempty"`
+	Removed     []string `json:"removed_executors,omitempty"`
 }
 
 // ExecutorReport is a worker's view of one executor it runs.
@@ -337,10 +352,12 @@ type ExecutorReport struct {
 const AssignmentsDigestHeader = "Gear-Assignments-Digest"
 
 // ReportsDigestHeader carries, on a heartbeat, the digest of the worker's
-// executor reports: "<digest>" when the heartbeat lists them, and
-// "same:<digest>" when it leaves them out because the leader acknowledged
-// that digest (HeartbeatReply.ReportsDigest). Masters that do not know it
-// ignore it, and acknowledge nothing, so the worker always lists them.
+// executor reports: "<digest>" when the heartbeat lists them (all of
+// them, or with Heartbeat.ReportsBase set only those changed since that
+// acknowledged digest), and "same:<digest>" when it leaves them out
+// because the leader acknowledged that digest (HeartbeatReply.ReportsDigest).
+// Masters that do not know it ignore it, and acknowledge nothing, so the
+// worker always lists them.
 const ReportsDigestHeader = "Gear-Reports-Digest"
 
 // Doorbell answers a worker's waiting GET /api/v1/workers/{id}/assignments/wait:
@@ -380,6 +397,9 @@ type HeartbeatReply struct {
 	// the leader holds the reports of that digest, and the worker may
 	// leave them out while they stay the same ("" when it does not).
 	ReportsDigest string `json:"reports_digest,omitempty"`
+	// ReportsDelta says the leader takes heartbeats that list only the
+	// reports changed since an acknowledged digest (Heartbeat.ReportsBase).
+	ReportsDelta bool `json:"reports_delta,omitempty"`
 }
 
 // DrainRequest is the body of POST /api/v1/workers/{id}/drain.

@@ -65,6 +65,8 @@ func main() {
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file (for scripts/bench/plot)")
 	pprofDir := flag.String("pprof", "", "build gear with -tags gearpprof and save CPU profiles of the leader and the first worker over the first submit to this directory")
 	pprofWindow := flag.Duration("pprof-window", 8*time.Second, "length of the -pprof CPU profiles")
+	flag.DurationVar(&runningWait, "wait", 10*time.Minute, "how long to wait for every executor to be RUNNING before giving up")
+	flag.StringVar(&keepLogs, "logs", "", "copy the daemons' logs into this directory at the end (also when a run fails)")
 	flag.Parse()
 	var ns []int
 	for _, s := range strings.Split(*counts, ",") {
@@ -98,6 +100,15 @@ func main() {
 	}
 }
 
+// runningWait and keepLogs: -wait and -logs.
+var (
+	runningWait time.Duration
+	keepLogs    string
+)
+
+// fenceLine is what a worker logs when it fences (worker/fencing.go).
+const fenceLine = "no contact with a leader: stopping every executor"
+
 // report is the -json output.
 type report struct {
 	Workers int      `json:"workers"`
@@ -117,6 +128,9 @@ type result struct {
 	PlacedS    float64 `json:"placed_s"`
 	FirstForkS float64 `json:"first_fork_s"`
 	LastForkS  float64 `json:"last_fork_s"`
+	// Fences: how often each worker fenced (stopped every executor for
+	// lack of a leader's answer) during this count, by worker log.
+	Fences []int `json:"fences_per_worker"`
 	// Steady: the leader while all run.
 	LeaderCPU   float64 `json:"leader_cpu"` // fraction of one core
 	LeaderRSS   int64   `json:"leader_rss_bytes"`
@@ -157,6 +171,7 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 	}
 	b := &bench{work: work}
 	defer os.RemoveAll(work)
+	defer b.copyLogs()
 	defer b.stopAll()
 	if b.gear = gearBin; b.gear == "" {
 		b.gear = filepath.Join(work, "gear")
@@ -253,9 +268,16 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 			return nil, err
 		}
 		wcpu0 := b.workersCPU()
+		fences0 := b.fences(workers)
 		r, id, err := b.submit(ctx, client, bundle, n)
+		fences := b.fences(workers)
+		for i := range fences {
+			fences[i] -= fences0[i]
+		}
+		r.Fences = fences
+		fmt.Fprintf(os.Stderr, "scale bench: %d executors: fences per worker while starting: %v\n", n, fences)
 		if err != nil {
-			return nil, fmt.Errorf("gear %d: %w (logs in %s)", n, err, work)
+			return nil, fmt.Errorf("gear %d: %w (fences per worker %v)", n, err, fences)
 		}
 		r.WorkerCPUPerStartMS = float64((b.workersCPU() - wcpu0).Microseconds()) / 1000 / float64(n)
 		r.BareCPUPerStartMS = float64(bareCPU.Microseconds()) / 1000 / float64(n)
@@ -467,12 +489,17 @@ func (b *bench) submit(ctx context.Context, client *cluster.Client, bundle strin
 	// the app: reading 10 000 executors as JSON every few milliseconds
 	// loaded the leader the benchmark measures more than anything else.
 	var end time.Time
-	err = poll(ctx, 10*time.Minute, 20*time.Millisecond, fmt.Sprintf("%d executors RUNNING", n), func() bool {
+	progress := start
+	err = poll(ctx, runningWait, 20*time.Millisecond, fmt.Sprintf("%d executors RUNNING", n), func() bool {
 		g, err := b.executorGauges(ctx)
 		if err != nil {
 			return false
 		}
 		now := time.Now()
+		if now.Sub(progress) >= 10*time.Second {
+			progress = now
+			fmt.Fprintf(os.Stderr, "scale bench: %d executors, %v after the submit: %v, load %s\n", n, now.Sub(start).Round(time.Second), g, procstat.LoadAvg())
+		}
 		if g["PENDING"] == 0 && r.PlacedS == 0 {
 			r.PlacedS = now.Sub(start).Seconds()
 		}
@@ -619,6 +646,37 @@ func (b *bench) stopAll() {
 		<-done
 	}
 	b.sweepExecutors()
+}
+
+// fences counts the fences in each worker's log so far.
+func (b *bench) fences(workers int) []int {
+	n := make([]int, workers)
+	for i := range n {
+		data, _ := os.ReadFile(filepath.Join(b.work, fmt.Sprintf("worker%d.log", i)))
+		n[i] = strings.Count(string(data), fenceLine)
+	}
+	return n
+}
+
+// copyLogs copies the daemons' logs into -logs, if given.
+func (b *bench) copyLogs() {
+	if keepLogs == "" {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(b.work, "*.log"))
+	if err := os.MkdirAll(keepLogs, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "scale bench: -logs:", err)
+		return
+	}
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(keepLogs, filepath.Base(l)), data, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale bench: -logs:", err)
+		}
+	}
 }
 
 // sweepExecutors kills the executors left running after the daemons
