@@ -85,31 +85,7 @@ func TestWorkerEvictsUnpackedBundle(t *testing.T) {
 // writeBombTarGz streams a .tar.gz with a manifest and size zero bytes in
 // "run" to w (never in memory).
 func writeBombTarGz(w io.Writer, size int64) error {
-	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(zw)
-	conf := []byte("name = bomb\nprocesses { p { command = [\"./run\"] } }\n")
-	if err := tw.WriteHeader(&tar.Header{Name: "gear-app.conf", Mode: 0o644, Size: int64(len(conf)), Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(conf); err != nil {
-		return err
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: "run", Mode: 0o755, Size: size, Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	zeros := make([]byte, 1<<20)
-	for left := size; left > 0; left -= int64(len(zeros)) {
-		if _, err := tw.Write(zeros[:min(left, int64(len(zeros)))]); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
+	return writeRunTarGz(w, "bomb", gzip.BestCompression, zeros{}, size, nil)
 }
 
 // writeEscapingTarGz writes a bundle of size random bytes (stored, not
@@ -120,12 +96,22 @@ func writeEscapingTarGz(path string, size int64) error {
 		return err
 	}
 	defer f.Close()
-	zw, err := gzip.NewWriterLevel(f, gzip.NoCompression)
+	link := &tar.Header{Name: "lib/etc", Linkname: "../../../etc", Mode: 0o777, Typeflag: tar.TypeSymlink}
+	if err := writeRunTarGz(f, "escape", gzip.NoCompression, rand.Reader, size, link); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// writeRunTarGz streams a .tar.gz app named name to w: its manifest, an
+// executable "run" of size bytes read from fill, and then last, if not nil.
+func writeRunTarGz(w io.Writer, name string, level int, fill io.Reader, size int64, last *tar.Header) error {
+	zw, err := gzip.NewWriterLevel(w, level)
 	if err != nil {
 		return err
 	}
 	tw := tar.NewWriter(zw)
-	conf := []byte("name = escape\nprocesses { p { command = [\"./run\"] } }\n")
+	conf := []byte("name = " + name + "\nprocesses { p { command = [\"./run\"] } }\n")
 	if err := tw.WriteHeader(&tar.Header{Name: "gear-app.conf", Mode: 0o644, Size: int64(len(conf)), Typeflag: tar.TypeReg}); err != nil {
 		return err
 	}
@@ -135,19 +121,26 @@ func writeEscapingTarGz(path string, size int64) error {
 	if err := tw.WriteHeader(&tar.Header{Name: "run", Mode: 0o755, Size: size, Typeflag: tar.TypeReg}); err != nil {
 		return err
 	}
-	if _, err := io.CopyN(tw, rand.Reader, size); err != nil {
+	if _, err := io.CopyN(tw, fill, size); err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: "lib/etc", Linkname: "../../../etc", Mode: 0o777, Typeflag: tar.TypeSymlink}); err != nil {
-		return err
+	if last != nil {
+		if err := tw.WriteHeader(last); err != nil {
+			return err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	return f.Close()
+	return zw.Close()
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 func postJSON(t *testing.T, url string, body any) (int, string) {

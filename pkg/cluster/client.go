@@ -166,12 +166,21 @@ func (c *Client) Do(ctx context.Context, req Request, out any) error {
 	if err != nil {
 		return err
 	}
+	return decodeAnswer(resp, req, "", out)
+}
+
+// decodeAnswer decodes resp's JSON body into out (or drains it when out
+// is nil) and closes it; from names the master in the error, if not "".
+func decodeAnswer(resp *http.Response, req Request, from string, out any) error {
 	defer resp.Body.Close()
 	if out == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		if from != "" {
+			return fmt.Errorf("decode answer of %s %s from %s: %w", req.Method, req.Path, from, err)
+		}
 		return fmt.Errorf("decode answer of %s %s: %w", req.Method, req.Path, err)
 	}
 	return nil
@@ -194,15 +203,7 @@ func (c *Client) DoAt(ctx context.Context, addr string, req Request, out any) er
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if out == nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decode answer of %s %s from %s: %w", req.Method, req.Path, addr, err)
-	}
-	return nil
+	return decodeAnswer(resp, req, addr, out)
 }
 
 // Stream performs req and returns the successful response for the caller to
