@@ -73,32 +73,51 @@ func (i interrupted) Error() string { return "interrupted by " + unix.SignalName
 // SIGINT or SIGTERM before Main exits without it.
 const interruptGrace = 2 * time.Second
 
+// duplicateWindow is how long after a first SIGINT or SIGTERM further ones
+// count as the same request to stop. One stop often arrives twice at
+// once: a terminal's Ctrl-C reaches the whole foreground process group,
+// and the script that started gear (make run, an init script) sends its
+// own SIGTERM on top. Taking that second one for an operator who insists
+// ended `gear local` at once, leaving its executors running without it.
+const duplicateWindow = time.Second
+
 // signalContext returns a context cancelled, with an interrupted cause, by
-// the first SIGINT or SIGTERM. After that first signal both signals have
-// their default action again: the next one ends the process at once. With
-// grace > 0 the process also exits 128+signal when the returned stop
-// function has not been called within grace of the signal.
+// the first SIGINT or SIGTERM. Signals within duplicateWindow of it are
+// the same request; after that, both signals have their default action
+// again: the next one ends the process at once. With grace > 0 the
+// process also exits 128+signal when the returned stop function has not
+// been called within grace of the signal.
 func signalContext(parent context.Context, stderr io.Writer, grace time.Duration) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() {
+		var s os.Signal
 		select {
-		case s := <-sigs:
-			signal.Stop(sigs)
-			sig := interrupted{s.(syscall.Signal)}
-			cancel(sig)
-			if grace <= 0 {
-				return
-			}
+		case s = <-sigs:
+		case <-done:
+			return
+		}
+		sig := interrupted{s.(syscall.Signal)}
+		cancel(sig)
+		var exit <-chan time.Time
+		if grace > 0 {
+			exit = time.After(grace)
+		}
+		dup := time.NewTimer(duplicateWindow)
+		defer dup.Stop()
+		for {
 			select {
-			case <-time.After(grace):
+			case <-sigs: // the same request, delivered again
+			case <-dup.C:
+				signal.Stop(sigs)
+			case <-exit:
 				fmt.Fprintf(stderr, "gear: %s; the command did not stop within %s, exiting\n", sig, grace)
 				os.Exit(128 + int(sig.sig))
 			case <-done:
+				return
 			}
-		case <-done:
 		}
 	}()
 	return ctx, func() {
