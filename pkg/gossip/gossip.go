@@ -549,7 +549,23 @@ func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	_, err = t.udp.WriteTo(b, ua)
+	if err != nil && t.isShutdown() {
+		// memberlist's probe and gossip goroutines still send while it
+		// shuts down, and logged each failed packet at ERROR on every
+		// clean stop of a master or worker. A packet sent after the
+		// shutdown is dropped, quietly: UDP would not promise it anyway.
+		err = nil
+	}
 	return time.Now(), err
+}
+
+func (t *transport) isShutdown() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }

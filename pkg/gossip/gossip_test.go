@@ -297,6 +297,34 @@ func TestTuneDetectsDeadAt200WithinFourSeconds(t *testing.T) {
 // The transport reads every datagram into one buffer: each packet it hands
 // to memberlist must be its own copy, at its own size, not overwritten by
 // the next one read.
+// After Shutdown, memberlist's last probes and gossip are dropped without
+// an error (each error was an ERROR line on every clean stop).
+func TestTransportDropsPacketsAfterShutdown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr *transport
+	for try := 0; tr == nil; try++ { // the port must also be free for UDP
+		if tr, err = newTransport("127.0.0.1", ln.Addr().(*net.TCPAddr).Port, ln); err != nil {
+			ln.Close()
+			if try == 20 {
+				t.Fatal(err)
+			}
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := tr.WriteTo([]byte("ping"), ln.Addr().String()); err != nil {
+		t.Fatalf("before the shutdown: %v", err)
+	}
+	_ = tr.Shutdown()
+	if _, err := tr.WriteTo([]byte("ping"), ln.Addr().String()); err != nil {
+		t.Fatalf("after the shutdown: %v, want the packet dropped quietly", err)
+	}
+}
+
 func TestTransportPacketsAreCopies(t *testing.T) {
 	var ln net.Listener
 	var tr *transport
