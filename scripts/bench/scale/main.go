@@ -33,6 +33,7 @@
 package main
 
 import (
+	"github.com/gear-run/gear/scripts/bench/internal/ports"
 	"github.com/gear-run/gear/scripts/bench/internal/procstat"
 
 	"archive/tar"
@@ -42,9 +43,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -187,7 +186,7 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 	if err := writeBundle(bundle); err != nil {
 		return nil, err
 	}
-	port, err := freePort("127.0.0.1")
+	port, err := ports.Free()
 	if err != nil {
 		return nil, err
 	}
@@ -334,128 +333,7 @@ func run(ctx context.Context, ns []int, workers int, gearBin string, steady time
 	return results, nil
 }
 
-func bytesPerS(v float64) string {
-	switch {
-	case v >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", v/(1<<20))
-	case v >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", v/(1<<10))
-	}
-	return fmt.Sprintf("%.0f B", v)
-}
-
-// executorGauges reads the leader's gear_executors{state} gauges.
-func (b *bench) executorGauges(ctx context.Context) (map[string]int, error) {
-	body, err := b.metrics(ctx)
-	if err != nil {
-		return nil, err
-	}
-	g := map[string]int{}
-	for _, line := range strings.Split(body, "\n") {
-		rest, ok := strings.CutPrefix(line, `gear_executors{state="`)
-		if !ok {
-			continue
-		}
-		state, val, ok := strings.Cut(rest, `"} `)
-		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); ok && err == nil {
-			g[state] = int(v)
-		}
-	}
-	if len(g) == 0 {
-		return nil, errors.New("leader /metrics lacks gear_executors")
-	}
-	return g, nil
-}
-
-func (b *bench) metrics(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+b.master+"/metrics", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("leader /metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("leader /metrics: %s %v", resp.Status, err)
-	}
-	return string(body), nil
-}
-
 type beatCounters struct{ beats, in, out float64 }
-
-// beatMetrics reads the leader's heartbeat counters from its /metrics.
-func (b *bench) beatMetrics(ctx context.Context) (beatCounters, error) {
-	body, err := b.metrics(ctx)
-	if err != nil {
-		return beatCounters{}, err
-	}
-	var c beatCounters
-	found := 0
-	for _, line := range strings.Split(body, "\n") {
-		name, val, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case `gear_heartbeats_total{result="ok"}`:
-			c.beats, found = v, found+1
-		case `gear_heartbeat_bytes_total{direction="received"}`:
-			c.in, found = v, found+1
-		case `gear_heartbeat_bytes_total{direction="sent"}`:
-			c.out, found = v, found+1
-		}
-	}
-	if found != 3 {
-		return c, fmt.Errorf("leader /metrics lacks gear_heartbeats_total{result=\"ok\"} or gear_heartbeat_bytes_total (a gear older than this benchmark?)")
-	}
-	return c, nil
-}
-
-// profile waits for the pprof addresses of the master and the first
-// worker, then takes a CPU profile of both over window and a goroutine
-// dump of each at its end.
-func (b *bench) profile(ctx context.Context, dir string, window time.Duration) error {
-	names := []string{"master-127.0.0.1", "worker-127.0.0.1"}
-	errs := make(chan error, len(names))
-	for _, name := range names {
-		go func() {
-			addr, err := os.ReadFile(filepath.Join(dir, name+".addr"))
-			if err != nil {
-				errs <- fmt.Errorf("%s: no pprof address (%w): is pprof_debug.go built in?", name, err)
-				return
-			}
-			get := func(path, out string) error {
-				req, err := http.NewRequestWithContext(ctx, "GET", "http://"+string(addr)+path, nil)
-				if err != nil {
-					return err
-				}
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return err
-				}
-				defer resp.Body.Close()
-				data, err := io.ReadAll(resp.Body)
-				if err != nil {
-					return err
-				}
-				return os.WriteFile(filepath.Join(dir, out), data, 0o644)
-			}
-			err = get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(window.Seconds())), name+".cpu.pprof")
-			if err == nil {
-				err = get("/debug/pprof/goroutine?debug=1", name+".goroutines.txt")
-			}
-			errs <- err
-		}()
-	}
-	return errors.Join(<-errs, <-errs)
-}
 
 func writeJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
@@ -540,170 +418,6 @@ func running(a *cluster.App) int {
 	return k
 }
 
-// createProbe creates n empty files in a new directory dir (on the file
-// system of the daemons' data dirs) and returns the mean time per file.
-// They stay until the work dir is removed: deleting them now would make
-// the creations that follow slower on ext4 without a journal.
-func createProbe(dir string, n int) (time.Duration, error) {
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	for i := range n {
-		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			return 0, err
-		}
-		f.Close()
-	}
-	return time.Since(start) / time.Duration(n), nil
-}
-
-// workersCPU is the user+system CPU of every worker daemon so far.
-func (b *bench) workersCPU() time.Duration {
-	var sum time.Duration
-	for _, pid := range b.workers {
-		sum += procstat.CPU(pid)
-	}
-	return sum
-}
-
-// selfCPU is this process's user+system CPU so far.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// bareStart fork/execs n `sleep 1000` and returns how long starting them
-// all took; it then kills and reaps them.
-func bareStart(ctx context.Context, n int) (time.Duration, error) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		return 0, err
-	}
-	cmds := make([]*exec.Cmd, 0, n)
-	defer func() {
-		for _, c := range cmds {
-			_ = c.Process.Kill()
-		}
-		for _, c := range cmds {
-			_ = c.Wait()
-		}
-	}()
-	start := time.Now()
-	for range n {
-		c := exec.CommandContext(ctx, sleep, "1000")
-		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := c.Start(); err != nil {
-			return 0, err
-		}
-		cmds = append(cmds, c)
-	}
-	return time.Since(start), nil
-}
-
-func (b *bench) daemon(ctx context.Context, name string, args ...string) (*exec.Cmd, string, error) {
-	logPath := filepath.Join(b.work, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, "", err
-	}
-	cmd := exec.Command(b.gear, args...)
-	cmd.Env = b.env
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, "", err
-	}
-	f.Close()
-	b.procs = append(b.procs, cmd)
-	return cmd, logPath, nil
-}
-
-// stopAll stops the daemons (SIGTERM: a worker stops its executors), then
-// kills whatever is left of their process groups.
-func (b *bench) stopAll() {
-	for _, p := range b.procs {
-		_ = p.Process.Signal(syscall.SIGTERM)
-	}
-	done := make(chan struct{})
-	go func() {
-		for _, p := range b.procs {
-			_ = p.Wait()
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		for _, p := range b.procs {
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-		}
-		<-done
-	}
-	b.sweepExecutors()
-}
-
-// fences counts the fences in each worker's log so far.
-func (b *bench) fences(workers int) []int {
-	n := make([]int, workers)
-	for i := range n {
-		data, _ := os.ReadFile(filepath.Join(b.work, fmt.Sprintf("worker%d.log", i)))
-		n[i] = strings.Count(string(data), fenceLine)
-	}
-	return n
-}
-
-// copyLogs copies the daemons' logs into -logs, if given.
-func (b *bench) copyLogs() {
-	if keepLogs == "" {
-		return
-	}
-	logs, _ := filepath.Glob(filepath.Join(b.work, "*.log"))
-	if err := os.MkdirAll(keepLogs, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "scale bench: -logs:", err)
-		return
-	}
-	for _, l := range logs {
-		data, err := os.ReadFile(l)
-		if err == nil {
-			err = os.WriteFile(filepath.Join(keepLogs, filepath.Base(l)), data, 0o644)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "scale bench: -logs:", err)
-		}
-	}
-}
-
-// sweepExecutors kills the executors left running after the daemons
-// stopped (a worker that died leaves its executors, which run in process
-// groups of their own): the processes whose working directory is in the
-// benchmark's work dir. Thousands of leftover sleeps would starve the
-// machine of pids.
-func (b *bench) sweepExecutors() {
-	entries, _ := os.ReadDir("/proc")
-	n := 0
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-		if err == nil && strings.HasPrefix(cwd, b.work+string(filepath.Separator)) {
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				n++
-			}
-		}
-	}
-	if n > 0 {
-		fmt.Fprintf(os.Stderr, "scale bench: killed %d executors left running after the daemons stopped\n", n)
-	}
-}
-
 func writeBundle(path string) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -741,21 +455,4 @@ func poll(ctx context.Context, timeout, every time.Duration, what string, cond f
 		}
 	}
 	return nil
-}
-
-func freePort(ip string) (int, error) {
-	for range 50 {
-		ln, err := net.Listen("tcp", ip+":0")
-		if err != nil {
-			return 0, err
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
-		ln.Close()
-		if err == nil {
-			u.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("no free port")
 }
