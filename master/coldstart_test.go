@@ -22,15 +22,7 @@ func TestColdStartCampaignsAtOnce(t *testing.T) {
 	}
 	const timeout = 40 * time.Second
 	hb, _, _ := raftTiming(timeout)
-	var addrs []string
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
-	}
+	addrs := freeAddrs(t, 3)
 	dir := t.TempDir()
 	ms := make([]*Master, len(addrs))
 	errs := make([]error, len(addrs))
@@ -123,4 +115,20 @@ func TestColdStartLeavesAGroupWithHistoryToRaft(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// freeAddrs returns n loopback addresses whose TCP ports were free a moment
+// ago, for masters started in this process.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		ln.Close()
+	}
+	return addrs
 }

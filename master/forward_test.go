@@ -360,15 +360,7 @@ func TestFollowerForwardsOnOneConnectionUntilTheLeaderMoves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts raft and gossip")
 	}
-	var addrs []string
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
-	}
+	addrs := freeAddrs(t, 3)
 	dir := t.TempDir()
 	ms := make([]*Master, len(addrs))
 	errs := make([]error, len(addrs))
