@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,30 +20,11 @@ func TestColdStartCampaignsAtOnce(t *testing.T) {
 	}
 	const timeout = 40 * time.Second
 	hb, _, _ := raftTiming(timeout)
-	addrs := freeAddrs(t, 3)
-	dir := t.TempDir()
-	ms := make([]*Master, len(addrs))
-	errs := make([]error, len(addrs))
 	start := time.Now()
-	var wg sync.WaitGroup
-	for i, a := range addrs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, port, _ := net.SplitHostPort(a)
-			var p int
-			fmt.Sscan(port, &p)
-			ms[i], errs[i] = New(context.Background(), Options{IP: "127.0.0.1", Port: p, Masters: addrs,
-				DataDir: filepath.Join(dir, fmt.Sprint(i)), FailoverTimeout: timeout, Logger: quietLogger()})
-		}()
-	}
-	wg.Wait()
-	for i, m := range ms {
-		if errs[i] != nil {
-			t.Fatalf("master %d: %v", i, errs[i])
-		}
-		t.Cleanup(func() { _ = m.Close() })
-		go func() { _ = m.Run(context.Background()) }()
+	ms := startMasters(t, 3, timeout, nil)
+	var addrs []string
+	for _, m := range ms {
+		addrs = append(addrs, m.Addr())
 	}
 	deadline := start.Add(hb * 8 / 10)
 	for {
@@ -115,20 +94,4 @@ func TestColdStartLeavesAGroupWithHistoryToRaft(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// freeAddrs returns n loopback addresses whose TCP ports were free a moment
-// ago, for masters started in this process.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	var addrs []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
-	}
-	return addrs
 }

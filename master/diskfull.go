@@ -100,6 +100,9 @@ type logStore struct {
 	tries   atomic.Int32
 	nextTry time.Time
 	now     func() time.Time // time.Now; tests replace it
+	// appendFault, when set, is asked before each append and fails it
+	// as the disk would (tests of what a broken log does to elections).
+	appendFault func() error
 }
 
 const (
@@ -360,7 +363,14 @@ func (s *logStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{
 
 // StoreLogs implements raft.LogStore.
 func (s *logStore) StoreLogs(logs []*raft.Log) error {
-	return s.write(func(w *raftwal.WAL) error { return w.StoreLogs(logs) })
+	return s.write(func(w *raftwal.WAL) error {
+		if s.appendFault != nil {
+			if err := s.appendFault(); err != nil {
+				return err
+			}
+		}
+		return w.StoreLogs(logs)
+	})
 }
 
 // DeleteRange implements raft.LogStore.

@@ -3,13 +3,10 @@ package master
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,37 +357,9 @@ func TestFollowerForwardsOnOneConnectionUntilTheLeaderMoves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts raft and gossip")
 	}
-	addrs := freeAddrs(t, 3)
-	dir := t.TempDir()
-	ms := make([]*Master, len(addrs))
-	errs := make([]error, len(addrs))
-	var wg sync.WaitGroup
-	for i, a := range addrs {
-		wg.Go(func() {
-			_, port, _ := net.SplitHostPort(a)
-			p, _ := strconv.Atoi(port)
-			ms[i], errs[i] = New(context.Background(), Options{IP: "127.0.0.1", Port: p, Masters: addrs,
-				DataDir: filepath.Join(dir, fmt.Sprint(i)), Logger: quietLogger()})
-		})
-	}
-	wg.Wait()
-	for i, m := range ms {
-		if errs[i] != nil {
-			t.Fatalf("master %d: %v", i, errs[i])
-		}
-		t.Cleanup(func() { _ = m.Close() })
-	}
 	// The follower's dials are logged (set before Run: nothing forwards yet).
 	cl := &connLog{dialed: map[string]int{}, closed: map[string]int{}}
-	leaderOf := func() *Master {
-		for _, m := range ms {
-			if m.isLeader() {
-				return m
-			}
-		}
-		return nil
-	}
-	for _, m := range ms {
+	ms := startMasters(t, 3, 0, func(_ int, m *Master) {
 		dial := m.fwd.pooled.DialContext
 		m.fwd.pooled.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := dial(ctx, network, addr)
@@ -402,7 +371,14 @@ func TestFollowerForwardsOnOneConnectionUntilTheLeaderMoves(t *testing.T) {
 			cl.mu.Unlock()
 			return &loggedConn{Conn: c, log: cl}, nil
 		}
-		go func() { _ = m.Run(context.Background()) }()
+	})
+	leaderOf := func() *Master {
+		for _, m := range ms {
+			if m.isLeader() {
+				return m
+			}
+		}
+		return nil
 	}
 	var lead *Master
 	fwdWait(t, "a leader that every master knows", func() bool {

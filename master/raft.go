@@ -108,7 +108,7 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, segSize
 		n.close()
 		return nil, err
 	}
-	r, err := newRaft(filepath.Join(dir, "wal"), cfg, f, wal, wal, snaps, n.trans)
+	r, err := newRaft(filepath.Join(dir, "wal"), cfg, f, wal, wal, snaps, campaignGuard{n.trans, wal.problem})
 	if err != nil {
 		n.close()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -304,6 +304,10 @@ func (n *raftNode) logPosition() (term, index uint64) {
 // timeoutNow makes this master campaign at once, skipping pre-vote and
 // the peers' "we still have a leader" check, as a leadership transfer does.
 func (n *raftNode) timeoutNow(self string, log *slog.Logger) {
+	if err := n.wal.problem(); err != nil {
+		log.Warn("not starting an election: this master's raft log cannot be written; another master will", "err", err)
+		return
+	}
 	var resp raft.TimeoutNowResponse
 	req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: []byte(self)}}
 	if err := n.trans.TimeoutNow(raft.ServerID(self), raft.ServerAddress(self), req, &resp); err != nil {

@@ -1,0 +1,108 @@
+package master
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// A master whose raft log cannot be written (here: every append fails as
+// on a full disk) does not lead again, not even when told to campaign at
+// once, which is the election raft's peers grant most readily; one of the
+// healthy masters leads and takes writes, and the broken one rejoins once
+// its log works again. Before campaignGuard the broken master won that
+// election (its log is as up to date as anyone's), failed its first append
+// and stepped down, again and again.
+func TestBrokenLogDoesNotCampaign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts raft and gossip")
+	}
+	const n = 3
+	var full [n]atomic.Bool
+	ms := startMasters(t, n, 2*time.Second, func(i int, m *Master) {
+		m.raft.wal.free = func(string) (uint64, error) {
+			if full[i].Load() {
+				return 0, nil
+			}
+			return 1 << 40, nil
+		}
+		m.raft.wal.appendFault = func() error {
+			if full[i].Load() {
+				return fmt.Errorf("write %s: %w", m.raft.wal.dir, syscall.ENOSPC)
+			}
+			return nil
+		}
+	})
+	leaderOf := func() int {
+		for i, m := range ms {
+			if m.raft.raft.State() == raft.Leader {
+				return i
+			}
+		}
+		return -1
+	}
+	var b int
+	waitUntil(t, 10*time.Second, "a leader", func() bool { b = leaderOf(); return b >= 0 })
+	broken := ms[b]
+	full[b].Store(true)
+	if err := broken.raft.raft.Barrier(5 * time.Second).Error(); err == nil {
+		t.Fatal("a write on the leader with a failing log succeeded")
+	}
+	if p := broken.raft.wal.problem(); !errors.Is(p, ErrDiskFull) {
+		t.Fatalf("the broken log's problem: %v, want disk full", p)
+	}
+	waitUntil(t, 5*time.Second, "the broken master to step down", func() bool { return broken.raft.raft.State() != raft.Leader })
+
+	// From here on, count the broken master's leaderships.
+	var led atomic.Int32
+	obs := make(chan raft.Observation, 16)
+	o := raft.NewObserver(obs, false, func(o *raft.Observation) bool { s, ok := o.Data.(raft.RaftState); return ok && s == raft.Leader })
+	broken.raft.raft.RegisterObserver(o)
+	defer broken.raft.raft.DeregisterObserver(o)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-obs:
+				led.Add(1)
+			case <-done:
+				return
+			}
+		}
+	}()
+	// Told to campaign at once, as a leadership transfer or gear's
+	// detector would (raw TimeoutNow, past timeoutNow's own check).
+	req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(broken.self), Addr: []byte(broken.self)}}
+	var resp raft.TimeoutNowResponse
+	if err := broken.raft.trans.TimeoutNow(raft.ServerID(broken.self), raft.ServerAddress(broken.self), req, &resp); err != nil {
+		t.Fatalf("TimeoutNow to the broken master: %v", err)
+	}
+	// A healthy master leads and commits, and keeps doing so for a few
+	// election timeouts while the broken one's timers run.
+	until := time.Now().Add(3 * time.Second)
+	for time.Now().Before(until) {
+		var h int
+		waitUntil(t, 10*time.Second, "a healthy leader", func() bool { h = leaderOf(); return h >= 0 && h != b })
+		if err := ms[h].raft.raft.Barrier(5 * time.Second).Error(); err != nil && !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
+			t.Fatalf("write on the healthy leader %s: %v", ms[h].self, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if k := led.Load(); k != 0 {
+		t.Fatalf("the master with the broken log became leader %d times", k)
+	}
+
+	// Space is back: the log reopens and the master catches up as a follower.
+	full[b].Store(false)
+	waitUntil(t, 10*time.Second, "the broken master to reopen its log and catch up", func() bool {
+		h := leaderOf()
+		return broken.raft.wal.problem() == nil && h >= 0 && h != b &&
+			broken.raft.raft.AppliedIndex() >= ms[h].raft.raft.AppliedIndex()
+	})
+}
