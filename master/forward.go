@@ -13,14 +13,15 @@ package master
 //     the leader is cut at once: nothing new goes out on, and nothing waits
 //     on, a connection to a deposed or lost leader;
 //   - the sockets carry TCP_USER_TIMEOUT (data the leader's machine does not
-//     acknowledge fails the connection within the failover timeout rather
-//     than after minutes of retransmissions) and keepalive probes every
-//     second (an idle or waiting connection to a silent machine dies the
-//     same way), for a leader this follower cannot reach while its raft
-//     still hears it (a one-way cut: there a waiting request fails after
-//     the failover timeout, where a fresh dial failed after 500 ms; the
-//     idle connections die with it, unanswered probes, and the requests
-//     after that dial fresh);
+//     acknowledge for forwardAckTimeout, or the failover timeout for a large
+//     body, see poolFor, fails the connection, rather than
+//     minutes of retransmissions) and keepalive probes every second (an
+//     idle or waiting connection to a silent machine dies the same way),
+//     for a leader this follower cannot reach while its raft still hears it
+//     (a one-way cut: no leader change cuts anything there). A live
+//     machine's kernel acknowledges within milliseconds whatever its gear
+//     process is doing, paused, busy or slow to read, so this judges the
+//     machine and the path, as the dial's 500 ms does, not the process;
 //   - a dial still gives up after 500 ms.
 //
 // Retries. net/http itself resends a request on another connection when a
@@ -64,6 +65,14 @@ const (
 	// forwardKeepAlive is the keepalive probes' idle time and interval
 	// (whole seconds: the kernel's unit).
 	forwardKeepAlive = time.Second
+	// forwardAckTimeout is the forwarding sockets' TCP_USER_TIMEOUT: how
+	// long data sent to the leader may stay unacknowledged by its machine.
+	// It leaves room for two retransmissions (the kernel's first comes
+	// after 200 ms, the next 400 ms later).
+	forwardAckTimeout = time.Second
+	// forwardSmallBody is the largest body sent on connections with
+	// forwardAckTimeout: well within any receive window (poolFor).
+	forwardSmallBody = 32 << 10
 )
 
 // errLeaderChanged cuts a request forwarded to a master that stopped
@@ -78,6 +87,7 @@ var errNoForwardTarget = errors.New("no leader to forward to")
 // to the leader of the moment (leader()), whatever host the request names.
 type forwarder struct {
 	pooled *http.Transport // kept-alive connections, at most forwardIdleConns idle
+	bulk   *http.Transport // the same for requests with large bodies (poolFor)
 	fresh  *http.Transport // one connection per request: the retry
 	// leader is where to forward now: the leader's address, "" when none
 	// is known or this master leads.
@@ -95,29 +105,92 @@ type forwarding struct {
 	cut    bool // by a leader change (under forwarder.mu)
 }
 
-// newForwarder builds the transports: TLS with tc (nil without gear.tls),
-// unacknowledged data failing a connection after userTimeout.
-func newForwarder(userTimeout time.Duration, tc *tls.Config, leader func() string) *forwarder {
-	d := forwardDialer(userTimeout)
-	pooled := &http.Transport{
+// newForwarder builds the transports: TLS with tc (nil without gear.tls);
+// slow is the failover timeout, which bounds a TLS handshake (the leader's
+// process answers it) and a large body's unacknowledged data (poolFor).
+func newForwarder(slow time.Duration, tc *tls.Config, leader func() string) *forwarder {
+	f := &forwarder{leader: leader, inflight: map[*forwarding]struct{}{}}
+	f.pooled = &http.Transport{
 		Proxy:               nil, // never through an HTTP_PROXY of the environment
-		DialContext:         d.DialContext,
+		DialContext:         closeIdleOnTimeout(forwardDialer(forwardAckTimeout).DialContext, f.closeIdle),
 		TLSClientConfig:     tc,
-		TLSHandshakeTimeout: userTimeout,
+		TLSHandshakeTimeout: slow,
 		MaxIdleConns:        forwardIdleConns,
 		MaxIdleConnsPerHost: forwardIdleConns,
 		IdleConnTimeout:     forwardIdleTimeout,
 	}
-	fresh := pooled.Clone()
-	fresh.DisableKeepAlives = true
-	return &forwarder{pooled: pooled, fresh: fresh, leader: leader, inflight: map[*forwarding]struct{}{}}
+	f.bulk = f.pooled.Clone()
+	f.bulk.DialContext = closeIdleOnTimeout(forwardDialer(slow).DialContext, f.closeIdle)
+	f.fresh = f.pooled.Clone()
+	f.fresh.DisableKeepAlives = true
+	return f
+}
+
+// closeIdleOnTimeout wraps dial's connections: when one fails because the
+// leader's machine stopped acknowledging (ETIMEDOUT: TCP_USER_TIMEOUT or
+// unanswered keepalive probes), closeIdle runs before the failure reaches
+// the request. The other pooled connections go to the same machine over
+// the same path; without this, net/http would resend a read on the next
+// idle one and wait out its timeout too.
+func closeIdleOnTimeout(dial func(ctx context.Context, network, addr string) (net.Conn, error), closeIdle func()) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &timeoutWatch{Conn: c, onTimeout: closeIdle}, nil
+	}
+}
+
+// timeoutWatch is a connection that reports a kernel timeout.
+type timeoutWatch struct {
+	net.Conn
+	onTimeout func()
+}
+
+func (c *timeoutWatch) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.check(err)
+	return n, err
+}
+
+func (c *timeoutWatch) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.check(err)
+	return n, err
+}
+
+func (c *timeoutWatch) check(err error) {
+	if err != nil && errors.Is(err, syscall.ETIMEDOUT) {
+		c.onTimeout()
+	}
+}
+
+// poolFor is the pool a request goes out on. A body that may not fit in
+// the leader's receive window (an upload) can stall on a full window while
+// the leader's store is slow; Linux then ends a connection after its
+// TCP_USER_TIMEOUT even though the leader's kernel answers every window
+// probe. So such requests go on connections that allow the failover
+// timeout; everything else (bodiless reads, the API's small JSON bodies)
+// on ones that give up after forwardAckTimeout.
+func (f *forwarder) poolFor(req *http.Request) *http.Transport {
+	if req.Body == nil || req.Body == http.NoBody || (req.ContentLength >= 0 && req.ContentLength <= forwardSmallBody) {
+		return f.pooled
+	}
+	return f.bulk
+}
+
+// closeIdle closes both pools' idle connections.
+func (f *forwarder) closeIdle() {
+	f.pooled.CloseIdleConnections()
+	f.bulk.CloseIdleConnections()
 }
 
 // forwardDialer dials with forwardDialTimeout, keepalive probes every
-// forwardKeepAlive, and TCP_USER_TIMEOUT set to userTimeout (which, with
+// forwardKeepAlive, and TCP_USER_TIMEOUT set to ackTimeout (which, with
 // keepalive on, also bounds how long probes may go unanswered).
-func forwardDialer(userTimeout time.Duration) *net.Dialer {
-	ms := int(userTimeout.Milliseconds())
+func forwardDialer(ackTimeout time.Duration) *net.Dialer {
+	ms := int(ackTimeout.Milliseconds())
 	return &net.Dialer{
 		Timeout:         forwardDialTimeout,
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: forwardKeepAlive, Interval: forwardKeepAlive, Count: 3},
@@ -155,7 +228,7 @@ func (f *forwarder) follow(to string) {
 		}
 	}
 	f.mu.Unlock()
-	f.pooled.CloseIdleConnections()
+	f.closeIdle()
 }
 
 // RoundTrip sends req to the leader of the moment, on a pooled connection,
@@ -166,13 +239,15 @@ func (f *forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if to == "" {
 		return nil, errNoForwardTarget
 	}
-	resp, err, again := f.send(req, to, f.pooled)
+	resp, err, again := f.send(req, to, f.poolFor(req))
 	if !again {
 		return resp, err
 	}
 	next := f.leader()
 	f.follow(next)
-	if next == "" {
+	if next == "" || (next == to && isDialError(err)) {
+		// No leader; or net/http already resent it on a fresh connection
+		// to this same leader and could not even connect.
 		return nil, err
 	}
 	resp, err2, _ := f.send(req, next, f.fresh)
@@ -227,6 +302,13 @@ func (f *forwarder) send(req *http.Request, to string, tr *http.Transport) (resp
 	return resp, nil, false
 }
 
+// isDialError says whether err is a failed connect (not a failure on a
+// connection that was up).
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 // replayable: a GET or HEAD without a body, which the leader answers
 // without changing anything.
 func replayable(req *http.Request) bool {
@@ -255,13 +337,12 @@ func (m *Master) forwardTarget() string {
 	return ""
 }
 
-// forwardUserTimeout is the forwarding sockets' TCP_USER_TIMEOUT: the
-// failover timeout, the time gear gives a silent machine before it acts.
-// A leader change cuts forwarded requests much sooner (follow); this bounds
-// the cases raft here does not notice (this master cannot send to a leader
-// that it still hears), and it is long enough that a leader slow to read a
-// large upload (a full receive window while its store is slow) is not cut.
-func (m *Master) forwardUserTimeout() time.Duration {
+// forwardSlowTimeout bounds what forwarding waits for from the leader's
+// process, not only its kernel: a TLS handshake, and a large body the
+// leader is slow to read (poolFor). It is the failover timeout, the time
+// gear gives a silent master before it acts, so that a paused leader is
+// not given up on sooner.
+func (m *Master) forwardSlowTimeout() time.Duration {
 	if t := m.opts.FailoverTimeout; t > 0 {
 		return max(t, time.Second)
 	}

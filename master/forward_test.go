@@ -3,13 +3,16 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -295,7 +298,7 @@ func TestForwardSocketOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := forwardDialer(3*time.Second).Dial("tcp", ln.Addr().String())
+	c, err := forwardDialer(forwardAckTimeout).Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,8 +321,53 @@ func TestForwardSocketOptions(t *testing.T) {
 	if gerr != nil {
 		t.Fatal(gerr)
 	}
-	if ut != 3000 || ka != 1 || idle != 1 {
-		t.Fatalf("TCP_USER_TIMEOUT %d ms, SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want 3000, 1, 1", ut, ka, idle)
+	if ut != int(forwardAckTimeout.Milliseconds()) || ka != 1 || idle != 1 {
+		t.Fatalf("TCP_USER_TIMEOUT %d ms, SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want %d, 1, 1", ut, ka, idle, forwardAckTimeout.Milliseconds())
+	}
+}
+
+// A leader that stops reading an upload for several times
+// forwardAckTimeout (its receive window full, its store slow) still gets
+// it whole: Linux ends a connection whose window stays shut past its
+// TCP_USER_TIMEOUT even while the window probes are answered, so large
+// bodies go on connections that allow the failover timeout. A read goes on
+// the quick ones.
+func TestForwardLargeBodyToASlowReader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 3 s")
+	}
+	const size = 64 << 20
+	pause := 3 * forwardAckTimeout
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			time.Sleep(pause)
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	f := newForwarder(10*time.Second, nil, func() string { return addr })
+	var quick, bulk atomic.Int32
+	count := func(tr *http.Transport, n *atomic.Int32) {
+		dial := tr.DialContext
+		tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+			n.Add(1)
+			return dial(ctx, network, a)
+		}
+	}
+	count(f.pooled, &quick)
+	count(f.bulk, &bulk)
+	if got, err := forwardDo(f, "GET", "/x", ""); err != nil || got != "0" {
+		t.Fatalf("GET: %q %v", got, err)
+	}
+	start := time.Now()
+	got, err := forwardDo(f, "POST", "/upload", strings.Repeat("x", size))
+	if err != nil || got != fmt.Sprint(size) {
+		t.Fatalf("a %d MiB body to a leader that read nothing for %v: %q %v after %v", size>>20, pause, got, err, time.Since(start).Round(time.Millisecond))
+	}
+	if quick.Load() != 1 || bulk.Load() != 1 {
+		t.Fatalf("dials: %d quick, %d bulk; want the read on a quick connection and the upload on a bulk one", quick.Load(), bulk.Load())
 	}
 }
 
@@ -430,3 +478,42 @@ func TestFollowerForwardsOnOneConnectionUntilTheLeaderMoves(t *testing.T) {
 	fwdWait(t, "the follower to know the new leader", func() bool { return follower.leader() == other.Addr() })
 	read(30, other.Addr())
 }
+
+// A pooled connection that the kernel ends with ETIMEDOUT (the leader's
+// machine stopped acknowledging) closes the pool's idle connections before
+// its error reaches net/http, so a read resent on "another connection" does
+// not wait out the same timeout on the next idle one to the same machine.
+func TestForwardTimeoutClosesIdleConnections(t *testing.T) {
+	timedOut := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}
+	for _, tc := range []struct {
+		err   error
+		close bool
+	}{{timedOut, true}, {io.EOF, false}, {&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, false}} {
+		var closed atomic.Int32
+		dial := closeIdleOnTimeout(func(context.Context, string, string) (net.Conn, error) {
+			return failingConn{err: tc.err}, nil
+		}, func() { closed.Add(1) })
+		c, err := dial(context.Background(), "tcp", "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(make([]byte, 1)); err != tc.err {
+			t.Fatalf("read error %v, want %v passed on", err, tc.err)
+		}
+		if _, err := c.Write([]byte{1}); err != tc.err {
+			t.Fatalf("write error %v, want %v passed on", err, tc.err)
+		}
+		if got := closed.Load() > 0; got != tc.close {
+			t.Errorf("after %v: idle connections closed %v, want %v", tc.err, got, tc.close)
+		}
+	}
+}
+
+// failingConn fails every read and write with err.
+type failingConn struct {
+	net.Conn
+	err error
+}
+
+func (c failingConn) Read([]byte) (int, error)  { return 0, c.err }
+func (c failingConn) Write([]byte) (int, error) { return 0, c.err }

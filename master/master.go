@@ -356,7 +356,7 @@ func (m *Master) shutdown() {
 		cancel()
 	}
 	if m.fwd != nil {
-		m.fwd.pooled.CloseIdleConnections() // the leader's side sees them go now, not at its exit
+		m.fwd.closeIdle() // the leader's side sees them go now, not at its exit
 	}
 	if m.pool != nil {
 		_ = m.pool.Close()

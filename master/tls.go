@@ -44,7 +44,7 @@ func (m *Master) peerTransport() http.RoundTripper {
 func (m *Master) forwarder() *forwarder {
 	m.fwdOnce.Do(func() {
 		if m.fwd == nil {
-			m.fwd = newForwarder(m.forwardUserTimeout(), m.clientTLS(), m.forwardTarget)
+			m.fwd = newForwarder(m.forwardSlowTimeout(), m.clientTLS(), m.forwardTarget)
 		}
 	})
 	return m.fwd
@@ -53,7 +53,7 @@ func (m *Master) forwarder() *forwarder {
 // setupTransports builds the transports once opts are final.
 func (m *Master) setupTransports() {
 	tc := m.clientTLS()
-	m.fwd = newForwarder(m.forwardUserTimeout(), tc, m.forwardTarget)
+	m.fwd = newForwarder(m.forwardSlowTimeout(), tc, m.forwardTarget)
 	m.peerTr = &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,

@@ -149,6 +149,33 @@ func (l *netLab) blackhole(from, to int) func() {
 	return func() { ipCmd(l.t, "-n", l.nodes[from], "route", "del", "blackhole", l.ips[to]+"/32") }
 }
 
+// drop makes the network lose node from's IP packets to node to: a filter
+// on the bridge's port to node to, so from's kernel sends and retransmits
+// into a lossy network as it would on a real one (a blackhole route
+// instead fails the sends locally, and the kernel's retransmission timers,
+// TCP_USER_TIMEOUT among them, then do not run as they would). ARP passes.
+// The returned func removes it.
+func (l *netLab) drop(from, to int) func() {
+	// This kernel has neither tc's drop action nor netem: packets from
+	// node from go to an htb class whose queue holds nothing.
+	port := fmt.Sprintf("v%d", to)
+	tc := func(args ...string) { tcCmd(l.t, append([]string{"-n", l.bridge}, args...)...) }
+	tc("qdisc", "add", "dev", port, "root", "handle", "1:", "htb", "default", "1", "r2q", "100000")
+	tc("class", "add", "dev", port, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit")
+	tc("class", "add", "dev", port, "parent", "1:", "classid", "1:2", "htb", "rate", "10gbit")
+	tc("qdisc", "add", "dev", port, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0")
+	tc("filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "src", l.ips[from]+"/32", "flowid", "1:2")
+	return func() { tc("qdisc", "del", "dev", port, "root") }
+}
+
+func tcCmd(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command("tc", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tc %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
 // block makes the bridge drop node i's traffic without taking its link
 // down (a switch port that stops forwarding; the node's NIC keeps its
 // carrier); unblock forwards again.
