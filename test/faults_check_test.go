@@ -651,7 +651,7 @@ const faultsOpen = `- **An executor outlived its worker** (seed 6, once in about
 // faultReport is the summary `make faults` writes to docs/FAULTS.md.
 func faultReport(runs []*faultRun) string {
 	var b strings.Builder
-	b.WriteString("# Fault suite results\n\nWritten by `make faults N=...` (test/faults_test.go). Each schedule ran on a fresh cluster of 3 masters and 3 workers, each in its own network namespace; replay one with `make faults SEED=<seed>`.\n\n")
+	b.WriteString("# Fault suite results\n\nWritten by `make faults N=...` (test/faults_test.go). Each schedule ran on a fresh cluster of 3 masters and 3 workers, each in its own network namespace; replay one with `make faults SEED=<seed>`. Network cuts (one-way, partition, bridge) are blackhole routes in the senders' namespaces, or, for half of them, packets lost in the bridge (\"lost on the wire\"): a blackhole route fails the sends locally, a lost packet is retransmitted until TCP's timers give up.\n\n")
 	b.WriteString("| seed | faults | operations (acknowledged) | linearizable | converged after | anomalies |\n|---|---|---|---|---|---|\n")
 	kinds := map[faultKind]int{}
 	total := 0
@@ -667,7 +667,11 @@ func faultReport(runs []*faultRun) string {
 			conv = r.converged.Round(100 * time.Millisecond).String()
 		}
 		for _, f := range r.schedule {
-			kinds[f.Kind]++
+			k := f.Kind
+			if f.Wire {
+				k += " (lost on the wire)"
+			}
+			kinds[k]++
 		}
 		total += len(r.anoms)
 		fmt.Fprintf(&b, "| %d | %d | %d (%d) | %s | %s | %d |\n", r.seed, len(r.schedule), len(r.ops), ok, r.lin, conv, len(r.anoms))

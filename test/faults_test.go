@@ -78,7 +78,12 @@ type fault struct {
 	To    int   // one-way: the other node
 	Sides []int // partition/bridge: side A (the rest is side B)
 	Via   int   // bridge: the node that sees both sides
-	Dur   time.Duration
+	// Wire (one-way, partition, bridge): the packets are lost in the
+	// bridge, as on a real network, instead of refused by blackhole routes
+	// in the senders' namespaces, which fail their sends locally (and
+	// leave the kernel's retransmission timers out of play).
+	Wire bool
+	Dur  time.Duration
 }
 
 func (f fault) String() string {
@@ -94,7 +99,11 @@ func (f fault) String() string {
 	default:
 		s += " " + nodeName(f.Node)
 	}
-	return s + fmt.Sprintf(" for %.1fs", f.Dur.Seconds())
+	s += fmt.Sprintf(" for %.1fs", f.Dur.Seconds())
+	if f.Wire {
+		s += " (lost on the wire)"
+	}
+	return s
 }
 
 func nodeName(n int) string {
@@ -160,6 +169,12 @@ func faultSchedule(seed int64) []fault {
 	// left the earlier draws of every seed as they were).
 	if rng.Intn(3) == 0 {
 		out = append(out, fault{At: dur(0, faultWindow-3*time.Second), Kind: fDiskFull, Node: 0, To: -1, Via: -1, Dur: dur(time.Second, 6*time.Second)})
+	}
+	// Half the cuts lose packets on the wire (drawn last, as above).
+	for i := range out {
+		if k := out[i].Kind; k == fOneWay || k == fPartition || k == fBridge {
+			out[i].Wire = rng.Intn(2) == 0
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At < out[j].At })
 	return out
@@ -259,6 +274,28 @@ func (r *faultRun) sh(t *testing.T, name string, args ...string) {
 		r.errs = append(r.errs, fmt.Sprintf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out)))
 		r.mu.Unlock()
 	}
+}
+
+// cutCmds are the commands (program first) that cut the packets from the
+// nodes in from to node to, and those that heal the cut: lost in the
+// bridge when wire is set, else blackhole routes in the senders'
+// namespaces.
+func cutCmds(lab *netLab, wire bool, to int, from []int) (add, del [][]string) {
+	if wire {
+		a, d := lab.dropCmds(to, from)
+		for _, c := range a {
+			add = append(add, append([]string{"tc"}, c...))
+		}
+		for _, c := range d {
+			del = append(del, append([]string{"tc"}, c...))
+		}
+		return add, del
+	}
+	for _, f := range from {
+		add = append(add, []string{"ip", "-n", lab.nodes[f], "route", "add", "blackhole", lab.ips[to] + "/32"})
+		del = append(del, []string{"ip", "-n", lab.nodes[f], "route", "del", "blackhole", lab.ips[to] + "/32"})
+	}
+	return add, del
 }
 
 // faultBundle's executors append a heartbeat every 200 ms: "hb <app>
@@ -475,27 +512,39 @@ func (r *faultRun) inject(t *testing.T, f fault) {
 		for _, n := range f.Sides {
 			inA[n] = true
 		}
-		var routes [][2]int
+		// Each side's packets to the other are lost (f.Wire) or refused.
+		from := map[int][]int{} // destination -> sources cut from it
 		for a := range inA {
 			for b := 0; b < faultMasters+faultWorkers; b++ {
 				if inA[b] || a == f.Via || b == f.Via {
 					continue
 				}
-				routes = append(routes, [2]int{a, b}, [2]int{b, a})
+				from[b] = append(from[b], a)
+				from[a] = append(from[a], b)
 			}
 		}
-		for _, rt := range routes {
-			r.sh(t, "ip", "-n", lab.nodes[rt[0]], "route", "add", "blackhole", lab.ips[rt[1]]+"/32")
+		var undo [][]string
+		for to, srcs := range from {
+			add, del := cutCmds(lab, f.Wire, to, srcs)
+			for _, c := range add {
+				r.sh(t, c[0], c[1:]...)
+			}
+			undo = append(undo, del...)
 		}
 		time.Sleep(f.Dur)
-		for _, rt := range routes {
-			r.sh(t, "ip", "-n", lab.nodes[rt[0]], "route", "del", "blackhole", lab.ips[rt[1]]+"/32")
+		for _, c := range undo {
+			r.sh(t, c[0], c[1:]...)
 		}
 	case fOneWay:
 		defer r.lock(f.Node, f.To)()
-		r.sh(t, "ip", "-n", lab.nodes[f.Node], "route", "add", "blackhole", lab.ips[f.To]+"/32")
+		add, del := cutCmds(lab, f.Wire, f.To, []int{f.Node})
+		for _, c := range add {
+			r.sh(t, c[0], c[1:]...)
+		}
 		time.Sleep(f.Dur)
-		r.sh(t, "ip", "-n", lab.nodes[f.Node], "route", "del", "blackhole", lab.ips[f.To]+"/32")
+		for _, c := range del {
+			r.sh(t, c[0], c[1:]...)
+		}
 	case fFlap:
 		defer r.lock(f.Node)()
 		port := fmt.Sprintf("v%d", f.Node)

@@ -156,16 +156,35 @@ func (l *netLab) blackhole(from, to int) func() {
 // TCP_USER_TIMEOUT among them, then do not run as they would). ARP passes.
 // The returned func removes it.
 func (l *netLab) drop(from, to int) func() {
-	// This kernel has neither tc's drop action nor netem: packets from
-	// node from go to an htb class whose queue holds nothing.
+	add, del := l.dropCmds(to, []int{from})
+	for _, c := range add {
+		tcCmd(l.t, c...)
+	}
+	return func() {
+		for _, c := range del {
+			tcCmd(l.t, c...)
+		}
+	}
+}
+
+// dropCmds are the tc commands (arguments of tc) that make the bridge lose
+// the IP packets from the nodes in from to node to, and those that undo it.
+// This kernel has neither tc's drop action nor netem: the packets go to an
+// htb class whose queue holds nothing. Only one such set per node at a time
+// (it owns the root qdisc of the node's bridge port).
+func (l *netLab) dropCmds(to int, from []int) (add, del [][]string) {
 	port := fmt.Sprintf("v%d", to)
-	tc := func(args ...string) { tcCmd(l.t, append([]string{"-n", l.bridge}, args...)...) }
-	tc("qdisc", "add", "dev", port, "root", "handle", "1:", "htb", "default", "1", "r2q", "100000")
-	tc("class", "add", "dev", port, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit")
-	tc("class", "add", "dev", port, "parent", "1:", "classid", "1:2", "htb", "rate", "10gbit")
-	tc("qdisc", "add", "dev", port, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0")
-	tc("filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "src", l.ips[from]+"/32", "flowid", "1:2")
-	return func() { tc("qdisc", "del", "dev", port, "root") }
+	tc := func(args ...string) []string { return append([]string{"-n", l.bridge}, args...) }
+	add = [][]string{
+		tc("qdisc", "add", "dev", port, "root", "handle", "1:", "htb", "default", "1", "r2q", "100000"),
+		tc("class", "add", "dev", port, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit"),
+		tc("class", "add", "dev", port, "parent", "1:", "classid", "1:2", "htb", "rate", "10gbit"),
+		tc("qdisc", "add", "dev", port, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0"),
+	}
+	for _, f := range from {
+		add = append(add, tc("filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "src", l.ips[f]+"/32", "flowid", "1:2"))
+	}
+	return add, [][]string{tc("qdisc", "del", "dev", port, "root")}
 }
 
 func tcCmd(t *testing.T, args ...string) {
