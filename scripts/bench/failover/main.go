@@ -60,6 +60,7 @@ type config struct {
 	verbose     bool
 	netRounds   int
 	muteObserve time.Duration
+	wire        bool // -cut wire: one-way faults lose packets in the bridge
 	flapRounds  int
 	coldOnly    bool
 }
@@ -82,10 +83,18 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.netRounds, "net-rounds", 8, "network fault rounds per system and fault (host loss, leader mute, one follower mute), members in namespaces; needs root; 0 skips")
 	fs.IntVar(&c.flapRounds, "flap-rounds", 3, "flapping-worker rounds (gear only, with the network faults)")
 	fs.DurationVar(&c.muteObserve, "mute-observe", 5*time.Second, "how long one follower stays unable to reach the leader")
+	cut := fs.String("cut", "route", "how one-way faults cut: route (blackhole routes in the sender's namespace: its sends fail locally) or wire (the packets are lost in the bridge, as on a network)")
 	fs.BoolVar(&c.coldOnly, "cold-only", false, "only the cold starts (-startups of them per system), no kill or pause rounds")
 	quick := fs.Bool("quick", false, "smoke run: 3 kill rounds, 1 pause round per length, 1 cold start")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	switch *cut {
+	case "route":
+	case "wire":
+		c.wire = true
+	default:
+		return c, fmt.Errorf("-cut %q: want route or wire", *cut)
 	}
 	if *quick {
 		c.rounds, c.pauseRounds, c.startups, c.netRounds, c.flapRounds = 3, 1, 1, 2, 1

@@ -8,8 +8,8 @@ package main
 //   - host-loss: the leader's link goes down (nothing answers, nothing
 //     refuses: a lost machine); time until a survivor accepts a write.
 //   - one-way (leader mute): the leader can receive but not send to the
-//     followers (blackhole routes in its namespace); time until a survivor
-//     accepts a write.
+//     followers (blackhole routes in its namespace, or with -cut wire its
+//     packets lost in the bridge); time until a survivor accepts a write.
 //   - one-way (one follower): one follower cannot send to the leader; the
 //     group has a healthy majority, so any election is one without cause.
 //
@@ -40,6 +40,7 @@ type netLab struct {
 	bridge string
 	nodes  []string // namespace per node
 	ips    []string
+	wire   bool // mute loses packets in the bridge instead of a blackhole route
 }
 
 func run1(args ...string) error {
@@ -109,13 +110,36 @@ func (l *netLab) heal(i int) error {
 	return run1("ip", "-n", l.bridge, "link", "set", fmt.Sprintf("v%d", i), "up")
 }
 
-// blackhole drops node from's packets to node to; the returned func
-// removes the route again.
-func (l *netLab) blackhole(from, to int) (func() error, error) {
-	if err := run1("ip", "-n", l.nodes[from], "route", "add", "blackhole", l.ips[to]+"/32"); err != nil {
-		return nil, err
+// mute drops node from's packets to node to; the returned func ends it.
+// A blackhole route in from's namespace fails its sends locally; with
+// wire, the packets are lost in the bridge instead (an htb class on the
+// bridge's port to node to whose queue holds nothing: this kernel has no
+// tc drop action or netem), so from's kernel retransmits as into a lossy
+// network. One mute per destination at a time with wire.
+func (l *netLab) mute(from, to int) (func() error, error) {
+	if !l.wire {
+		if err := run1("ip", "-n", l.nodes[from], "route", "add", "blackhole", l.ips[to]+"/32"); err != nil {
+			return nil, err
+		}
+		return func() error { return run1("ip", "-n", l.nodes[from], "route", "del", "blackhole", l.ips[to]+"/32") }, nil
 	}
-	return func() error { return run1("ip", "-n", l.nodes[from], "route", "del", "blackhole", l.ips[to]+"/32") }, nil
+	port := fmt.Sprintf("v%d", to)
+	undo := func() error { return run1("tc", "-n", l.bridge, "qdisc", "del", "dev", port, "root") }
+	for i, c := range [][]string{
+		{"qdisc", "add", "dev", port, "root", "handle", "1:", "htb", "default", "1", "r2q", "100000"},
+		{"class", "add", "dev", port, "parent", "1:", "classid", "1:1", "htb", "rate", "10gbit"},
+		{"class", "add", "dev", port, "parent", "1:", "classid", "1:2", "htb", "rate", "10gbit"},
+		{"qdisc", "add", "dev", port, "parent", "1:2", "handle", "20:", "pfifo", "limit", "0"},
+		{"filter", "add", "dev", port, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "src", l.ips[from] + "/32", "flowid", "1:2"},
+	} {
+		if err := run1(append([]string{"tc", "-n", l.bridge}, c...)...); err != nil {
+			if i > 0 {
+				_ = undo()
+			}
+			return nil, err
+		}
+	}
+	return undo, nil
 }
 
 // wrap runs cmd inside node i's namespace (ip netns exec execs it, so the
@@ -232,7 +256,7 @@ func (g *netGroup) hostLoss(leader int) (func() error, error) {
 	return func() error { return g.lab.heal(n) }, nil
 }
 
-// leaderMute blackholes everything the leader sends to the followers.
+// leaderMute drops everything the leader sends to the followers.
 func (g *netGroup) leaderMute(leader int) (func() error, error) {
 	var undos []func() error
 	undo := func() error {
@@ -246,7 +270,7 @@ func (g *netGroup) leaderMute(leader int) (func() error, error) {
 		if i == leader {
 			continue
 		}
-		u, err := g.lab.blackhole(g.nodes[leader], g.nodes[i])
+		u, err := g.lab.mute(g.nodes[leader], g.nodes[i])
 		if err != nil {
 			_ = undo()
 			return nil, err
@@ -256,7 +280,7 @@ func (g *netGroup) leaderMute(leader int) (func() error, error) {
 	return undo, nil
 }
 
-// followerMuteRound blackholes one follower's packets to the leader for
+// followerMuteRound drops one follower's packets to the leader for
 // observe and counts the elections meanwhile (none has a cause: the leader
 // and the other follower are a healthy majority).
 func followerMuteRound(ctx context.Context, g *netGroup, observe time.Duration) (pauseResult, error) {
@@ -266,7 +290,7 @@ func followerMuteRound(ctx context.Context, g *netGroup, observe time.Duration) 
 	}
 	follower := (leader + 1) % size
 	w := watchTerms(ctx, g.group, st)
-	undo, err := g.lab.blackhole(g.nodes[follower], g.nodes[leader])
+	undo, err := g.lab.mute(g.nodes[follower], g.nodes[leader])
 	if err != nil {
 		w.stop()
 		return pauseResult{}, err
@@ -302,6 +326,9 @@ var netFaults = []string{faultHostLoss, faultLeaderMute}
 func measureNet(ctx context.Context, cfg config, tmp, gearBin, etcdBin string, res *results, log *slog.Logger) error {
 	// nodes: gear 0-2, etcd 3-5, the probes 6, gear's worker 7
 	lab, err := newNetLab(2*size + 2)
+	if err == nil {
+		lab.wire = cfg.wire
+	}
 	if err != nil {
 		res.netSkipped = err.Error()
 		log.Warn("skipping the network fault rounds", "err", err)
@@ -403,7 +430,11 @@ func (r *results) writeNet(w io.Writer, cfg config) {
 		fmt.Fprintf(w, "Skipped (-net-rounds 0).\n")
 		return
 	}
-	fmt.Fprintf(w, "%d rounds per system and fault, interleaved; from the fault to the first write accepted by a survivor (writes launched every %v, each with a %v timeout).\n\n", cfg.netRounds, writeEvery, writeTimeout)
+	cut := "blackhole routes in the sender's namespace (-cut route)"
+	if cfg.wire {
+		cut = "the sender's packets lost in the bridge (-cut wire)"
+	}
+	fmt.Fprintf(w, "%d rounds per system and fault, interleaved; from the fault to the first write accepted by a survivor (writes launched every %v, each with a %v timeout). One-way cuts: %s.\n\n", cfg.netRounds, writeEvery, writeTimeout, cut)
 	var rows [][]string
 	for _, f := range netFaults {
 		sums := map[string]summary{}
@@ -416,7 +447,7 @@ func (r *results) writeNet(w io.Writer, cfg config) {
 		rows = append(rows, []string{f, "gear/etcd", "", ratio(g.Min, e.Min), ratio(g.Median, e.Median), ratio(g.P90, e.P90), ratio(g.Max, e.Max), ""})
 	}
 	table(w, []string{"fault", "system", "rounds", "min", "median", "p90", "max", "no failover"}, rows)
-	fmt.Fprintf(w, "\nOne follower cannot send to the leader for %v (a blackhole route in its namespace); the leader and the other follower are a healthy majority, so every election is one without cause:\n\n", cfg.muteObserve)
+	fmt.Fprintf(w, "\nOne follower cannot send to the leader for %v; the leader and the other follower are a healthy majority, so every election is one without cause:\n\n", cfg.muteObserve)
 	rows = nil
 	for _, s := range r.systems {
 		var disrupted, moved int
