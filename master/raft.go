@@ -101,14 +101,14 @@ func startRaft(dir, self string, voters []string, timeout time.Duration, segSize
 	cfg.TrailingLogs = 4096
 	cfg.Logger = hlog
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: ln, MaxPool: 3, Timeout: 2 * time.Second, Logger: hlog,
+		Stream: ln, MaxPool: staleTries - 1, Timeout: 2 * time.Second, Logger: hlog,
 	})
 	existing, err := raft.HasExistingState(wal, wal, snaps)
 	if err != nil {
 		n.close()
 		return nil, err
 	}
-	r, err := newRaft(filepath.Join(dir, "wal"), cfg, f, wal, wal, snaps, campaignGuard{n.trans, wal.problem})
+	r, err := newRaft(filepath.Join(dir, "wal"), cfg, f, wal, wal, snaps, voteTransport{n.trans, wal.problem})
 	if err != nil {
 		n.close()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -200,6 +200,20 @@ func (n *raftNode) watchLeader(ctx context.Context, self string, vs *verdicts, l
 	var deadLeader string
 	var judged string // the leader we hold a silent verdict on
 	var judgedTerm uint64
+	// known is the last leader raft named. Raft forgets its leader when a
+	// vote request with a newer term arrives, also from a survivor that
+	// cannot win (its log is behind: a master restarted moments before the
+	// leader died campaigns first in address order and is refused). Nobody
+	// leads then, but the dead leader is still the one to judge: without
+	// it this loop would stop probing, and the other survivors would wait
+	// for raft's election timer (seen: 1.9-3.8 s instead of 0.25 s).
+	var known string
+	leaderNow := func() string {
+		if l, _ := n.raft.LeaderWithID(); l != "" {
+			known = string(l)
+		}
+		return known
+	}
 	withdraw := func() {
 		if judged != "" {
 			vs.withdraw(judged, judgedTerm, n.voters())
@@ -212,8 +226,7 @@ func (n *raftNode) watchLeader(ctx context.Context, self string, vs *verdicts, l
 			return
 		case p := <-probes:
 			probing = false
-			leaderAddr, _ := n.raft.LeaderWithID()
-			if string(leaderAddr) != p.leader || n.raft.CurrentTerm() != p.term || n.raft.State() != raft.Follower {
+			if leaderNow() != p.leader || n.raft.CurrentTerm() != p.term || n.raft.State() != raft.Follower {
 				continue // the world moved on while we probed
 			}
 			switch p.answer {
@@ -241,8 +254,7 @@ func (n *raftNode) watchLeader(ctx context.Context, self string, vs *verdicts, l
 			withdraw()
 			continue
 		}
-		leaderAddr, _ := n.raft.LeaderWithID()
-		leader := string(leaderAddr)
+		leader := leaderNow()
 		term := n.raft.CurrentTerm()
 		if leader == "" || leader == self || time.Since(n.raft.LastContact()) < quiet {
 			if leader != deadLeader {

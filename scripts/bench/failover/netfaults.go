@@ -493,11 +493,14 @@ func (r *results) writeNet(w io.Writer, cfg config) {
 		}
 		return "MISS"
 	}
-	fmt.Fprintf(w, "\ngear targets for network faults:\n\n")
-	table(w, []string{"target", "measured", "result"}, [][]string{
+	rows = [][]string{
 		{"host loss: median <= 1.000 s", secs(hl.Median), pass(hl.N > 0 && hl.Median <= time.Second && r.netMisses[faultHostLoss]["gear"] == 0)},
 		{"host loss: p90 <= 1.500 s", secs(hl.P90), pass(hl.N > 0 && hl.P90 <= 1500*time.Millisecond && r.netMisses[faultHostLoss]["gear"] == 0)},
 		{"one follower cut off: no election", fmt.Sprintf("%d of %d rounds disrupted", causeless, len(r.mute["gear"])), pass(causeless == 0 && len(r.mute["gear"]) > 0)},
-		{"flapping worker: not downed, no restart, no election", fmt.Sprintf("%d of %d rounds disturbed", flapBad, len(r.flap)), pass(flapBad == 0 && len(r.flap) > 0)},
-	})
+	}
+	if cfg.flapRounds > 0 {
+		rows = append(rows, []string{"flapping worker: not downed, no restart, no election", fmt.Sprintf("%d of %d rounds disturbed", flapBad, len(r.flap)), pass(flapBad == 0 && len(r.flap) > 0)})
+	}
+	fmt.Fprintf(w, "\ngear targets for network faults:\n\n")
+	table(w, []string{"target", "measured", "result"}, rows)
 }

@@ -1,8 +1,11 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -15,7 +18,7 @@ import (
 // on a full disk) does not lead again, not even when told to campaign at
 // once, which is the election raft's peers grant most readily; one of the
 // healthy masters leads and takes writes, and the broken one rejoins once
-// its log works again. Before campaignGuard the broken master won that
+// its log works again. Before voteTransport the broken master won that
 // election (its log is as up to date as anyone's), failed its first append
 // and stepped down, again and again.
 func TestBrokenLogDoesNotCampaign(t *testing.T) {
@@ -105,4 +108,75 @@ func TestBrokenLogDoesNotCampaign(t *testing.T) {
 		return broken.raft.wal.problem() == nil && h >= 0 && h != b &&
 			broken.raft.raft.AppliedIndex() >= ms[h].raft.raft.AppliedIndex()
 	})
+}
+
+// A survivor's vote request is not lost to a pooled connection that the
+// other survivor closed when it restarted. X (lowest address, so the first
+// to campaign when the leader's process dies) holds pooled connections to
+// Y from an election it ran; Y restarts and catches up; the leader dies.
+// Before voteTransport sent the request again, X's went out on the dead
+// connection (EOF), Y then campaigned in the same term, and the split vote
+// waited for raft's election timer (T/4 = 10 s at T = 40 s).
+func TestVoteNotLostToAStaleConnection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts raft and gossip")
+	}
+	const timeout = 40 * time.Second
+	hb, _, _ := raftTiming(timeout)
+	ms := startMasters(t, 3, timeout, nil)
+	leader := func() *Master {
+		for _, m := range ms {
+			if m.raft.raft.State() == raft.Leader {
+				return m
+			}
+		}
+		return nil
+	}
+	var l *Master
+	waitUntil(t, 10*time.Second, "a leader", func() bool { l = leader(); return l != nil })
+	var rest []*Master
+	for _, m := range ms {
+		if m != l {
+			rest = append(rest, m)
+		}
+	}
+	slices.SortFunc(rest, func(a, b *Master) int { return strings.Compare(a.Addr(), b.Addr()) })
+	x, y := rest[0], rest[1]
+	transfer := func(from, to *Master) {
+		t.Helper()
+		if err := from.raft.raft.LeadershipTransferToServer(raft.ServerID(to.Addr()), raft.ServerAddress(to.Addr())).Error(); err != nil {
+			t.Fatalf("leadership transfer %s -> %s: %v", from.Addr(), to.Addr(), err)
+		}
+		waitUntil(t, 10*time.Second, to.Addr()+" leading", func() bool { return leader() == to })
+	}
+	transfer(l, x) // x asks y for its vote: a pooled connection x -> y
+	transfer(x, l)
+
+	// y restarts on its data dir and port, and catches up.
+	if err := y.Close(); err != nil {
+		t.Fatal(err)
+	}
+	y2, err := New(context.Background(), y.opts)
+	if err != nil {
+		t.Fatalf("restart %s: %v", y.Addr(), err)
+	}
+	t.Cleanup(func() { _ = y2.Close() })
+	go func() { _ = y2.Run(context.Background()) }()
+	ms = []*Master{l, x, y2}
+	waitUntil(t, 10*time.Second, "the restarted master to follow and catch up", func() bool {
+		a, _ := y2.raft.raft.LeaderWithID()
+		return string(a) == l.Addr() && y2.raft.raft.AppliedIndex() >= l.raft.raft.AppliedIndex()
+	})
+
+	killed := time.Now()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, hb, "new leader before raft's own election timer", func() bool {
+		return x.raft.raft.State() == raft.Leader || y2.raft.raft.State() == raft.Leader
+	})
+	t.Logf("new leader %v after the kill (raft's own timer: >= %v)", time.Since(killed).Round(time.Millisecond), hb)
+	if d := time.Since(killed); d > 4*time.Second {
+		t.Errorf("new leader only %v after the leader's process died, want < 4s", d.Round(time.Millisecond))
+	}
 }
