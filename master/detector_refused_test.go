@@ -23,16 +23,7 @@ func TestSurvivorsCampaignAfterAStaleVoteRequest(t *testing.T) {
 	const timeout = 40 * time.Second
 	hb, _, _ := raftTiming(timeout)
 	ms := startMasters(t, 3, timeout, nil)
-	var lead *Master
-	waitUntil(t, 10*time.Second, "a leader", func() bool {
-		for _, m := range ms {
-			if m.raft.raft.State() == raft.Leader {
-				lead = m
-				return true
-			}
-		}
-		return false
-	})
+	lead := waitLeader(t, ms)
 	var survivors []*Master
 	for _, m := range ms {
 		if m != lead {

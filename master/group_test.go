@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // startMasters starts a group of n masters in this process on loopback,
@@ -71,4 +73,22 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// raftLeader is the master of ms whose raft is the leader, nil if none.
+func raftLeader(ms []*Master) *Master {
+	for _, m := range ms {
+		if m.raft.raft.State() == raft.Leader {
+			return m
+		}
+	}
+	return nil
+}
+
+// waitLeader waits up to 10 s for a leader among ms.
+func waitLeader(t *testing.T, ms []*Master) *Master {
+	t.Helper()
+	var l *Master
+	waitUntil(t, 10*time.Second, "leader", func() bool { l = raftLeader(ms); return l != nil })
+	return l
 }

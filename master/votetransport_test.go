@@ -41,16 +41,8 @@ func TestBrokenLogDoesNotCampaign(t *testing.T) {
 			return nil
 		}
 	})
-	leaderOf := func() int {
-		for i, m := range ms {
-			if m.raft.raft.State() == raft.Leader {
-				return i
-			}
-		}
-		return -1
-	}
-	var b int
-	waitUntil(t, 10*time.Second, "a leader", func() bool { b = leaderOf(); return b >= 0 })
+	leader := waitLeader(t, ms)
+	b := slices.Index(ms, leader)
 	broken := ms[b]
 	full[b].Store(true)
 	if err := broken.raft.raft.Barrier(5 * time.Second).Error(); err == nil {
@@ -91,7 +83,7 @@ func TestBrokenLogDoesNotCampaign(t *testing.T) {
 	until := time.Now().Add(3 * time.Second)
 	for time.Now().Before(until) {
 		var h int
-		waitUntil(t, 10*time.Second, "a healthy leader", func() bool { h = leaderOf(); return h >= 0 && h != b })
+		waitUntil(t, 10*time.Second, "a healthy leader", func() bool { h = slices.Index(ms, raftLeader(ms)); return h >= 0 && h != b })
 		if err := ms[h].raft.raft.Barrier(5 * time.Second).Error(); err != nil && !errors.Is(err, raft.ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) {
 			t.Fatalf("write on the healthy leader %s: %v", ms[h].self, err)
 		}
@@ -104,7 +96,7 @@ func TestBrokenLogDoesNotCampaign(t *testing.T) {
 	// Space is back: the log reopens and the master catches up as a follower.
 	full[b].Store(false)
 	waitUntil(t, 10*time.Second, "the broken master to reopen its log and catch up", func() bool {
-		h := leaderOf()
+		h := slices.Index(ms, raftLeader(ms))
 		return broken.raft.wal.problem() == nil && h >= 0 && h != b &&
 			broken.raft.raft.AppliedIndex() >= ms[h].raft.raft.AppliedIndex()
 	})
@@ -124,16 +116,7 @@ func TestVoteNotLostToAStaleConnection(t *testing.T) {
 	const timeout = 40 * time.Second
 	hb, _, _ := raftTiming(timeout)
 	ms := startMasters(t, 3, timeout, nil)
-	leader := func() *Master {
-		for _, m := range ms {
-			if m.raft.raft.State() == raft.Leader {
-				return m
-			}
-		}
-		return nil
-	}
-	var l *Master
-	waitUntil(t, 10*time.Second, "a leader", func() bool { l = leader(); return l != nil })
+	l := waitLeader(t, ms)
 	var rest []*Master
 	for _, m := range ms {
 		if m != l {
@@ -147,7 +130,7 @@ func TestVoteNotLostToAStaleConnection(t *testing.T) {
 		if err := from.raft.raft.LeadershipTransferToServer(raft.ServerID(to.Addr()), raft.ServerAddress(to.Addr())).Error(); err != nil {
 			t.Fatalf("leadership transfer %s -> %s: %v", from.Addr(), to.Addr(), err)
 		}
-		waitUntil(t, 10*time.Second, to.Addr()+" leading", func() bool { return leader() == to })
+		waitUntil(t, 10*time.Second, to.Addr()+" leading", func() bool { return raftLeader(ms) == to })
 	}
 	transfer(l, x) // x asks y for its vote: a pooled connection x -> y
 	transfer(x, l)
