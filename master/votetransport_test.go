@@ -104,8 +104,8 @@ func TestBrokenLogDoesNotCampaign(t *testing.T) {
 
 // A survivor's vote request is not lost to a pooled connection that the
 // other survivor closed when it restarted. X (lowest address, so the first
-// to campaign when the leader's process dies) holds pooled connections to
-// Y from an election it ran; Y restarts and catches up; the leader dies.
+// to campaign when the leader's process dies) holds a pooled connection to
+// Y; Y restarts and catches up; the leader dies.
 // Before voteTransport sent the request again, X's went out on the dead
 // connection (EOF), Y then campaigned in the same term, and the split vote
 // waited for raft's election timer (T/4 = 10 s at T = 40 s).
@@ -125,15 +125,13 @@ func TestVoteNotLostToAStaleConnection(t *testing.T) {
 	}
 	slices.SortFunc(rest, func(a, b *Master) int { return strings.Compare(a.Addr(), b.Addr()) })
 	x, y := rest[0], rest[1]
-	transfer := func(from, to *Master) {
-		t.Helper()
-		if err := from.raft.raft.LeadershipTransferToServer(raft.ServerID(to.Addr()), raft.ServerAddress(to.Addr())).Error(); err != nil {
-			t.Fatalf("leadership transfer %s -> %s: %v", from.Addr(), to.Addr(), err)
-		}
-		waitUntil(t, 10*time.Second, to.Addr()+" leading", func() bool { return raftLeader(ms) == to })
+	// x's pool keeps a connection to y: one request on it (an append of an
+	// old term, which y ignores).
+	var ar raft.AppendEntriesResponse
+	stale := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(x.Addr()), Addr: []byte(x.Addr())}, Term: 1}
+	if err := x.raft.trans.AppendEntries(raft.ServerID(y.Addr()), raft.ServerAddress(y.Addr()), stale, &ar); err != nil {
+		t.Fatalf("a request from %s to %s: %v", x.Addr(), y.Addr(), err)
 	}
-	transfer(l, x) // x asks y for its vote: a pooled connection x -> y
-	transfer(x, l)
 
 	// y restarts on its data dir and port, and catches up.
 	if err := y.Close(); err != nil {
