@@ -33,6 +33,9 @@ type eventKey struct {
 // maxSeq stands for "after every event of the index".
 const maxSeq = int(^uint(0) >> 1)
 
+// beforeAll is before every event, the first one ("0.0") included.
+var beforeAll = eventKey{index: 0, seq: -1}
+
 func (k eventKey) less(o eventKey) bool {
 	return k.index < o.index || (k.index == o.index && k.seq < o.seq)
 }
@@ -43,7 +46,7 @@ func (k eventKey) String() string { return fmt.Sprintf("%d.%d", k.index, k.seq) 
 // it follow), a bare "INDEX" stands for after every event of that index.
 func parseSince(s string) (eventKey, error) {
 	if s == "" {
-		return eventKey{}, nil
+		return beforeAll, nil
 	}
 	i, q, hasSeq := strings.Cut(s, ".")
 	idx, err := strconv.ParseUint(i, 10, 64)

@@ -164,3 +164,26 @@ func TestEventLogAfterSnapshot(t *testing.T) {
 		t.Fatal("since 49 (the snapshot's index) reported a gap")
 	}
 }
+
+// The first event a master records is "0.0" (a local one, before anything
+// is applied: its own gossip member, or a worker whose join reached it
+// first). A stream without ?since= starts before it; it used to start at
+// "0.0" and so left that event out, and `gear events` never showed it.
+func TestEventsWithoutSinceIncludeTheFirst(t *testing.T) {
+	l := newEventLog(100)
+	l.local(cluster.Event{Type: "member", Node: "worker@w-1"})
+	l.local(cluster.Event{Type: "member", Node: "master@m"})
+	l.appliedEntry(1, []cluster.Event{{Type: "worker"}})
+	k, err := parseSince("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, gap, _ := l.after(k)
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.ID)
+	}
+	if !slices.Equal(got, []string{"0.0", "0.1", "1.0"}) || gap {
+		t.Fatalf("events without since: %v gap=%v, want 0.0 0.1 1.0", got, gap)
+	}
+}
