@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,4 +93,37 @@ func waitLeader(t *testing.T, ms []*Master) *Master {
 	var l *Master
 	waitUntil(t, 10*time.Second, "leader", func() bool { l = raftLeader(ms); return l != nil })
 	return l
+}
+
+// followers are the masters of ms other than l, by address.
+func followers(ms []*Master, l *Master) []*Master {
+	var out []*Master
+	for _, m := range ms {
+		if m != l {
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Master) int { return strings.Compare(a.Addr(), b.Addr()) })
+	return out
+}
+
+// killLeaderWantQuickElection closes lead (its port refuses from then on,
+// as after kill -9), runs afterKill if set, and wants one of survivors to
+// lead before raft's own election timer could have elected it (T/4 of the
+// group's failover timeout), and within 4 s.
+func killLeaderWantQuickElection(t *testing.T, lead *Master, survivors []*Master, timeout time.Duration, afterKill func()) {
+	t.Helper()
+	hb, _, _ := raftTiming(timeout)
+	killed := time.Now()
+	if err := lead.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if afterKill != nil {
+		afterKill()
+	}
+	waitUntil(t, hb, "new leader before raft's own election timer", func() bool { return raftLeader(survivors) != nil })
+	t.Logf("new leader %v after the kill (raft's own timer: >= %v)", time.Since(killed).Round(time.Millisecond), hb)
+	if d := time.Since(killed); d > 4*time.Second {
+		t.Errorf("new leader only %v after the leader's process died, want < 4s", d.Round(time.Millisecond))
+	}
 }
